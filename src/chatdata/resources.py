@@ -1,0 +1,34 @@
+"""Locate the data shipped beside the library: filter specs, card templates, the bundled sample.
+
+A wheel carries ``filters/`` and ``data_cards/`` as ``chatdata/_specs/...``; a source checkout (editable install or
+plain ``PYTHONPATH=src``) finds them at the repository's top level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+_REPO = _PKG.parent.parent
+
+
+def _locate(name: str) -> Path:
+    for candidate in (_PKG / "_specs" / name, _REPO / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"chatdata cannot find its '{name}/' folder; reinstall the package")
+
+
+def filters_dir() -> Path:
+    """The folder of declarative filter specs and phrase lists."""
+    return _locate("filters")
+
+
+def data_cards_dir() -> Path:
+    """The folder of dataset-card templates."""
+    return _locate("data_cards")
+
+
+def sample_dir() -> Path:
+    """The bundled oasst-shaped sample (what ``chatdata build`` reads when no --source is given)."""
+    return _PKG / "data" / "sample"
