@@ -1,0 +1,144 @@
+"""The filter contract: score in batch (add columns), then decide with thresholds from the spec.
+
+Learned from datatrove's base filter (one small method returns keep/drop with a reason) and Dolma (scores are
+columns; thresholds are applied in a separate declarative step so a threshold change needs no rescoring):
+
+- ``score(frame)`` adds the columns named in ``writes`` (e.g. ``lang_detected``, ``lang_score``,
+  ``matched_phrases``). It runs once per input and setting of ``score_keys``; the result can be cached.
+- ``decide()`` returns two polars expressions over the scored frame: the drop reason (null keeps the row) and the
+  evidence string. It may only read columns and ``settings`` entries, never recompute scores.
+
+The runner (:func:`apply_filters`) batches, counts and writes the rejects, so filters stay small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import orjson
+import polars as pl
+
+Level = Literal["message", "dialogue"]
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """One declared filter instance, as read from ``filters/*.yaml``."""
+
+    name: str
+    filter: str
+    version: int = 1
+    level: Level = "message"
+    scope: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "filter": self.filter,
+            "version": self.version,
+            "level": self.level,
+            "scope": self.scope,
+            "settings": self.settings,
+            "description": self.description,
+        }
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Filter(ABC):
+    """Base class: subclasses set ``kind``, ``level``, ``reads``, ``writes`` and implement ``decide``."""
+
+    kind: ClassVar[str]
+    level: ClassVar[Level] = "message"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    #: settings that change scores (part of the score cache key); every other setting is a decision threshold.
+    score_keys: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, spec: FilterSpec) -> None:
+        self.spec = spec
+        unknown = set(spec.settings) - set(self.defaults)
+        if unknown:
+            from chatdata.errors import SpecError
+
+            raise SpecError(
+                f"{spec.path or spec.name}: unknown setting(s) {sorted(unknown)} for filter '{self.kind}'; "
+                f"known: {sorted(self.defaults)}"
+            )
+        self.settings: dict[str, Any] = {**self.defaults, **spec.settings}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Add this filter's score columns. Default: none (the decision reads existing columns)."""
+        return frame
+
+    @abstractmethod
+    def decide(self) -> tuple[pl.Expr, pl.Expr]:
+        """Return ``(reason, evidence)`` expressions: a null reason keeps the row."""
+
+    def score_fingerprint(self) -> str:
+        key = {k: self.settings.get(k) for k in self.score_keys}
+        raw = orjson.dumps({"kind": self.kind, "version": self.spec.version, "key": key}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(raw).hexdigest()
+
+
+REGISTRY: dict[str, type[Filter]] = {}
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    """Class decorator: make a filter available to specs under ``cls.kind``."""
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+@dataclass
+class FilterOutcome:
+    """The kept rows (score columns included), the dropped rows with ``reject_filter``/``reject_reason``/
+    ``reject_evidence`` columns, and counts of drops by ``filter: reason``."""
+
+    kept: pl.DataFrame
+    dropped: pl.DataFrame
+    counts: dict[str, int]
+
+
+def apply_filters(frame: pl.DataFrame, filters: list[Filter], *, score: bool = True) -> FilterOutcome:
+    """Score (unless already scored) and decide; the first filter that drops a row owns the reject."""
+    scored = frame
+    if score:
+        for f in filters:
+            scored = f.score(scored)
+    reasons = []
+    evidences = []
+    for f in filters:
+        reason, evidence = f.decide()
+        reasons.append(pl.when(reason.is_not_null()).then(pl.struct(
+            pl.lit(f.name).alias("f"), reason.cast(pl.String).alias("r"), evidence.cast(pl.String).alias("e")
+        )))
+    if not reasons:
+        return FilterOutcome(scored, scored.head(0), {})
+    decided = scored.with_columns(pl.coalesce(reasons).alias("_reject"))
+    dropped = decided.filter(pl.col("_reject").is_not_null()).with_columns(
+        pl.col("_reject").struct.field("f").alias("reject_filter"),
+        pl.col("_reject").struct.field("r").alias("reject_reason"),
+        pl.col("_reject").struct.field("e").alias("reject_evidence"),
+    ).drop("_reject")
+    kept = decided.filter(pl.col("_reject").is_null()).drop("_reject")
+    counts: dict[str, int] = {}
+    if dropped.height:
+        for row in (
+            dropped.group_by("reject_filter", "reject_reason").len().sort("reject_filter", "reject_reason").iter_rows()
+        ):
+            counts[f"{row[0]}: {row[1]}"] = row[2]
+    return FilterOutcome(kept, dropped, counts)

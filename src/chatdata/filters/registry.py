@@ -1,0 +1,3 @@
+"""Import every filter module so their kinds register. Add new filter modules here."""
+
+from chatdata.filters import gates  # noqa: F401
