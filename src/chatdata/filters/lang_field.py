@@ -1,0 +1,30 @@
+"""Keep dialogues whose root message carries a wanted oasst ``lang`` field (the language the contributor chose)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chatdata.filters.base import Filter, register
+
+
+def primary_subtag(expr: pl.Expr) -> pl.Expr:
+    """``pt-BR`` -> ``pt``; ``EN`` -> ``en``."""
+    return expr.str.to_lowercase().str.split("-").list.first()
+
+
+@register
+class LangFieldFilter(Filter):
+    """Compare the primary subtag of the root's ``lang`` with the targets (``en-US`` counts as ``en``)."""
+
+    kind = "lang_field"
+    level = "dialogue"
+    reads = ("lang",)
+    defaults = {"targets": ["en"]}
+
+    def decide(self) -> tuple[pl.Expr, pl.Expr]:
+        targets = [str(t).lower() for t in self.settings["targets"]]
+        ok = primary_subtag(pl.col("lang")).is_in(targets)
+        return (
+            pl.when(ok.fill_null(False)).then(pl.lit(None, pl.String)).otherwise(pl.lit("root_lang_not_target")),
+            pl.format("lang={}", pl.col("lang").fill_null("null")),
+        )

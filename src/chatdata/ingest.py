@@ -1,0 +1,401 @@
+"""Read OpenAssistant data in every published format into ONE canonical message table.
+
+Formats: the Hub Parquet message table (``emojis``/``labels`` as parallel lists), ``*.messages.jsonl(.gz)``
+(dict-shaped ``emojis``/``labels``), ``*.trees.jsonl(.gz)`` (nested ``replies``; missing keys mean null), a folder of
+such files, or a Hub dataset id (downloaded through :mod:`chatdata.hub.source`).
+
+Unreadable records never vanish: a malformed line, a record that is not an object, a missing required field or a
+value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chatdata.errors import InputError
+from chatdata.schema import DETOXIFY_FIELDS, MESSAGE_SCHEMA, REJECT_SCHEMA, REQUIRED_FIELDS, conform, empty_rejects
+
+STAGE = "ingest"
+PATTERNS = ("*.parquet", "*.messages.jsonl", "*.messages.jsonl.gz", "*.trees.jsonl", "*.trees.jsonl.gz")
+
+# JSON field -> accepted Python types (bool is not an int here)
+_STR, _INT, _BOOL = (str,), (int,), (bool,)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "message_id": _STR,
+    "parent_id": _STR,
+    "message_tree_id": _STR,
+    "role": _STR,
+    "text": _STR,
+    "lang": _STR,
+    "created_date": _STR,
+    "review_count": _INT,
+    "review_result": _BOOL,
+    "deleted": _BOOL,
+    "rank": _INT,
+    "synthetic": _BOOL,
+    "model_name": _STR,
+    "tree_state": _STR,
+}
+_TYPE_NAMES = {_STR: "string", _INT: "integer", _BOOL: "boolean"}
+
+
+@dataclass
+class SourceFile:
+    """One file that was read, for the build fingerprint."""
+
+    path: str
+    sha256: str
+    format: str
+    records: int
+
+
+@dataclass
+class IngestResult:
+    messages: pl.DataFrame
+    rejects: pl.DataFrame
+    files: list[SourceFile] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_from_name(path: Path) -> str | None:
+    """The source split a file belongs to, from Hub naming (``data/train-0000-of-0001.parquet``)."""
+    stem = path.name.lower()
+    if re.match(r"^(train)[-_.]", stem):
+        return "train"
+    if re.match(r"^(validation|valid|val|test|dev)[-_.]", stem):
+        return "validation"
+    return None
+
+
+def discover(path: Path) -> list[Path]:
+    """Every oasst file below ``path`` (or ``path`` itself), in a stable order."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1")
+    found = sorted({p for pat in PATTERNS for p in path.rglob(pat) if p.is_file() and not _hidden(p, path)})
+    if not found:
+        raise InputError(path, f"no oasst files found (looked for {', '.join(PATTERNS)})")
+    return found
+
+
+def _hidden(p: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in p.relative_to(root).parts)
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".trees.jsonl", ".trees.jsonl.gz")):
+        return "trees"
+    if name.endswith((".messages.jsonl", ".messages.jsonl.gz", ".jsonl", ".jsonl.gz")):
+        return "messages"
+    raise InputError(path, "unknown file type; expected .parquet, .messages.jsonl(.gz) or .trees.jsonl(.gz)")
+
+
+def read_path(path: Path) -> IngestResult:
+    """Read a local file or folder of oasst data."""
+    root = path if path.is_dir() else path.parent
+    frames: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+    files: list[SourceFile] = []
+    for f in discover(path):
+        name = f.relative_to(root).as_posix()
+        fmt = file_format(f)
+        if fmt == "parquet":
+            msgs, rej = read_parquet(f, name)
+        else:
+            msgs, rej = read_jsonl(f, name, trees=(fmt == "trees"))
+        frames.append(msgs)
+        rejects.append(rej)
+        files.append(SourceFile(path=name, sha256=sha256_file(f), format=fmt, records=msgs.height + rej.height))
+    messages = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=MESSAGE_SCHEMA)
+    rejected = pl.concat(rejects, how="vertical") if rejects else empty_rejects()
+    return IngestResult(messages=messages, rejects=rejected, files=files)
+
+
+# ---------------------------------------------------------------------------------------------------------- Parquet
+
+
+def read_parquet(path: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read a Hub-style Parquet message table; cells of the wrong type become ingest rejects."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(name, f"cannot read Parquet ({exc}); is the file complete?") from None
+    missing = [c for c in REQUIRED_FIELDS if c not in table.column_names]
+    if missing:
+        raise InputError(name, f"missing required column(s) {missing}; is this an oasst message table?")
+    table = table.drop_columns([c for c in ("user_id",) if c in table.column_names])
+    raw = pl.from_arrow(table)
+    assert isinstance(raw, pl.DataFrame)
+    raw = raw.with_row_index("source_line", offset=1).with_columns(pl.col("source_line").cast(pl.Int64))
+    casts = []
+    bad_flags = []
+    for col, dtype in MESSAGE_SCHEMA.items():
+        if col not in raw.columns or col in ("source", "source_line", "source_split"):
+            continue
+        if raw.schema[col] == dtype:
+            continue
+        casted = pl.col(col).cast(dtype, strict=False)
+        casts.append(casted.alias(col))
+        bad_flags.append(pl.when(pl.col(col).is_not_null() & casted.is_null()).then(pl.lit(col)))
+    raw = raw.with_columns(
+        pl.lit(name).alias("source"),
+        pl.lit(split_from_name(path), dtype=pl.String).alias("source_split"),
+    )
+    if bad_flags:
+        raw = raw.with_columns(pl.concat_list(bad_flags).list.drop_nulls().alias("_bad"))
+    else:
+        raw = raw.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("_bad"))
+    raw = raw.with_columns(
+        pl.when(pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED_FIELDS]))
+        .then(pl.concat_list([pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in REQUIRED_FIELDS]).list.drop_nulls())
+        .alias("_missing")
+    )
+    bad = raw.filter((pl.col("_bad").list.len() > 0) | pl.col("_missing").is_not_null())
+    good = raw.filter((pl.col("_bad").list.len() == 0) & pl.col("_missing").is_null()).with_columns(casts)
+    rejects = empty_rejects()
+    if bad.height:
+        payload_cols = [c for c in bad.columns if not c.startswith("_") and c not in ("source", "source_line")]
+        rejects = conform(
+            bad.select(
+                pl.lit("message").alias("unit"),
+                pl.lit(STAGE).alias("stage"),
+                pl.when(pl.col("_missing").is_not_null())
+                .then(pl.lit("missing_field"))
+                .otherwise(pl.lit("wrong_type"))
+                .alias("reason"),
+                pl.when(pl.col("_missing").is_not_null())
+                .then(pl.col("_missing").list.join(", "))
+                .otherwise(pl.col("_bad").list.join(", "))
+                .alias("evidence"),
+                pl.col("message_tree_id").cast(pl.String) if "message_tree_id" in bad.columns else pl.lit(None),
+                pl.col("message_id").cast(pl.String),
+                pl.col("source"),
+                pl.col("source_line"),
+                pl.struct([pl.col(c).cast(pl.String) if c not in ("detoxify", "emojis", "labels") else pl.col(c)
+                           for c in payload_cols]).struct.json_encode().alias("payload"),
+            ),
+            REJECT_SCHEMA,
+        )
+    return conform(good, MESSAGE_SCHEMA), rejects
+
+
+# ------------------------------------------------------------------------------------------------------------ JSONL
+
+
+def _open_lines(path: Path, name: str) -> Iterator[tuple[int, bytes]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line
+    except (OSError, EOFError) as exc:
+        raise InputError(name, f"cannot read file ({exc}); is it a complete (gzip) JSONL file?") from None
+
+
+def _emojis(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict) and set(value) >= {"name", "count"} and isinstance(value.get("name"), list):
+        return {"name": value["name"], "count": value["count"]}
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        return {"name": [k for k, _ in items], "count": [int(v) for _, v in items]}
+    raise TypeError("emojis")
+
+
+def _labels(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("name"), list):
+        return {"name": value["name"], "value": value["value"], "count": value["count"]}
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        return {
+            "name": [k for k, _ in items],
+            "value": [float(v["value"]) for _, v in items],
+            "count": [int(v["count"]) for _, v in items],
+        }
+    raise TypeError("labels")
+
+
+def _detoxify(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("detoxify")
+    return {f: (float(value[f]) if value.get(f) is not None else None) for f in DETOXIFY_FIELDS}
+
+
+class _Columns:
+    """Column-wise accumulator for canonical messages built from JSON records."""
+
+    def __init__(self, name: str, split: str | None) -> None:
+        self.name = name
+        self.split = split
+        self.cols: dict[str, list[Any]] = {c: [] for c in MESSAGE_SCHEMA}
+        self.rejects: list[dict[str, Any]] = []
+
+    def reject(self, *, unit: str, reason: str, evidence: str, line: int, payload: Any,
+               message_id: Any = None, tree_id: Any = None) -> None:
+        self.rejects.append(
+            {
+                "unit": unit,
+                "stage": STAGE,
+                "filter": None,
+                "reason": reason,
+                "evidence": evidence,
+                "message_tree_id": tree_id if isinstance(tree_id, str) else None,
+                "message_id": message_id if isinstance(message_id, str) else None,
+                "source": self.name,
+                "source_line": line,
+                "payload": payload if isinstance(payload, str) else orjson.dumps(payload, default=str).decode(),
+            }
+        )
+
+    def add(self, rec: dict[str, Any], line: int, *, tree_id: Any = None, tree_state: Any = None,
+            fallback_id: str | None = None) -> str | None:
+        """Validate one JSON message and append it; return its id (or None when rejected).
+
+        ``fallback_id`` names a tree node without a usable id in its reject row, so that its replies are
+        reported as hanging below a rejected message rather than as orphans."""
+        mid = rec.get("message_id")
+        if not isinstance(mid, str) and fallback_id is not None:
+            mid = fallback_id
+        missing = [f for f in REQUIRED_FIELDS if rec.get(f) is None]
+        if missing:
+            self.reject(unit="message", reason="missing_field", evidence=", ".join(missing), line=line,
+                        payload=_strip(rec), message_id=mid, tree_id=tree_id or rec.get("message_tree_id"))
+            return None
+        values: dict[str, Any] = {}
+        wrong = []
+        for f, types in _FIELD_TYPES.items():
+            v = rec.get(f)
+            if v is not None and (not isinstance(v, types) or (types == _INT and isinstance(v, bool))):
+                wrong.append(f"{f}: expected {_TYPE_NAMES[types]}, got {type(v).__name__} {_short(v)}")
+            values[f] = v
+        for f, conv in (("emojis", _emojis), ("labels", _labels), ("detoxify", _detoxify)):
+            try:
+                values[f] = conv(rec.get(f))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                wrong.append(f"{f}: unexpected shape {_short(rec.get(f))}")
+        if values["rank"] is not None and isinstance(values["rank"], int) and not -(2**31) <= values["rank"] < 2**31:
+            wrong.append(f"rank: out of range {values['rank']}")
+        if wrong:
+            self.reject(unit="message", reason="wrong_type", evidence="; ".join(wrong), line=line,
+                        payload=_strip(rec), message_id=mid, tree_id=tree_id or rec.get("message_tree_id"))
+            return None
+        if tree_id is not None:
+            values["message_tree_id"] = tree_id
+        if tree_state is not None:
+            values["tree_state"] = tree_state
+        for c in MESSAGE_SCHEMA:
+            if c == "source":
+                self.cols[c].append(self.name)
+            elif c == "source_line":
+                self.cols[c].append(line)
+            elif c == "source_split":
+                self.cols[c].append(self.split)
+            else:
+                self.cols[c].append(values.get(c))
+        return mid
+
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        msgs = pl.DataFrame(self.cols, schema=MESSAGE_SCHEMA)
+        rej = pl.DataFrame(self.rejects, schema=REJECT_SCHEMA) if self.rejects else empty_rejects()
+        return msgs, rej
+
+
+def _short(v: Any, n: int = 40) -> str:
+    s = orjson.dumps(v, default=str).decode()
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _strip(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as payload: without nested replies (they are accounted for separately) and without user_id."""
+    return {k: v for k, v in rec.items() if k not in ("replies", "user_id")}
+
+
+def read_jsonl(path: Path, name: str, *, trees: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read a ``.messages.jsonl(.gz)`` or ``.trees.jsonl(.gz)`` export."""
+    acc = _Columns(name, split_from_name(path))
+    ready_export = "_ready." in path.name
+    for lineno, raw in _open_lines(path, name):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            acc.reject(unit="line", reason="malformed_json", evidence=str(exc).split(":")[0][:120], line=lineno,
+                       payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            continue
+        if not isinstance(obj, dict):
+            acc.reject(unit="line", reason="not_an_object", evidence=f"got {type(obj).__name__}", line=lineno,
+                       payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            continue
+        if trees:
+            _read_tree(acc, obj, lineno, ready_export)
+        else:
+            if obj.get("tree_state") is None and ready_export:
+                obj["tree_state"] = "ready_for_export"
+            acc.add(obj, lineno)
+    return acc.frames()
+
+
+def _read_tree(acc: _Columns, obj: dict[str, Any], lineno: int, ready_export: bool) -> None:
+    """Walk one nested tree iteratively (explicit stack, pre-order), emitting its messages."""
+    prompt = obj.get("prompt")
+    tree_id = obj.get("message_tree_id")
+    if not isinstance(prompt, dict):
+        acc.reject(unit="line", reason="missing_field" if prompt is None else "not_an_object",
+                   evidence="prompt", line=lineno, payload=obj, tree_id=tree_id)
+        return
+    tree_state = obj.get("tree_state")
+    if tree_state is None and ready_export:
+        tree_state = "ready_for_export"
+    if not isinstance(tree_state, str):
+        tree_state = None
+    tid = tree_id if isinstance(tree_id, str) else prompt.get("message_id")
+    tid = tid if isinstance(tid, str) else None
+    stack: list[tuple[Any, str | None, str]] = [(prompt, None, "prompt")]
+    while stack:
+        node, parent, where = stack.pop()
+        if not isinstance(node, dict):
+            acc.reject(unit="message", reason="not_an_object", evidence=f"{where}: got {type(node).__name__}",
+                       line=lineno, payload=node, tree_id=tid)
+            continue
+        # the nesting defines the parent: a stale or missing parent_id inside a tree is overridden
+        own_id = node.get("message_id")
+        placeholder = f"<no id: line {lineno} {where}>"
+        rec = dict(node)
+        rec["parent_id"] = parent
+        acc.add(rec, lineno, tree_id=tid, tree_state=tree_state, fallback_id=placeholder)
+        replies = node.get("replies") or []
+        if not isinstance(replies, list):
+            acc.reject(unit="message", reason="wrong_type", evidence=f"{where}.replies: expected list",
+                       line=lineno, payload=replies, tree_id=tid)
+            continue
+        child_parent = own_id if isinstance(own_id, str) else placeholder
+        for i in range(len(replies) - 1, -1, -1):
+            stack.append((replies[i], child_parent, f"{where}.replies[{i}]"))

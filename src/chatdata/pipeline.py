@@ -1,0 +1,325 @@
+"""The build as a sequence of stages over a file workspace, runnable without any orchestrator.
+
+Each stage reads named Parquet artifacts from the workspace, writes new ones and a ledger record
+(``ledger-<stage>.json``). Recipe-independent stages (``ingest``, ``structure``) live in ``work/common``; the rest
+in ``work/<recipe>``. Orchestrators (``flows/``) call :func:`run_stage` with paths only, never frames.
+
+Stage contract (what each reads -> writes):
+
+=========== ================================== ===========================================
+stage       reads                              writes
+=========== ================================== ===========================================
+ingest      the source                         messages, rejects-ingest, sources.json
+structure   messages                           tree, rejects-structure
+gates       tree (common)                      gated, rejects-gates
+flatten     gated                              dialogues, rejects-flatten
+score       dialogues                          scored (score columns added)
+filters     scored                             filtered, rejects-filters
+splits      filtered                           final, rejects-splits
+write       final + every rejects-*            OUT/<recipe>/ (atomic)
+=========== ================================== ===========================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from chatdata import __version__
+from chatdata.errors import ChatdataError
+from chatdata.filters.base import apply_filters
+from chatdata.filters.specs import build_filters, load_specs
+from chatdata.ingest import read_path
+from chatdata.ledger import Ledger, StageRecord
+from chatdata.recipes import Recipe, get_recipe
+from chatdata.resources import sample_dir
+from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
+from chatdata.splits import assign_splits, dialogue_rejects
+from chatdata.structure import validate_structure
+from chatdata.trees import _reason_counts, flatten, gate
+from chatdata.writer import DEFAULT_SHARD_BYTES, write_table, to_arrow
+
+BUNDLED = "bundled-sample"
+COMMON_STAGES = ("ingest", "structure")
+RECIPE_STAGES = ("gates", "flatten", "score", "filters", "splits", "write")
+STAGES = COMMON_STAGES + RECIPE_STAGES
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that changes the output besides the recipe and the source bytes."""
+
+    source: str | None = None
+    revision: str | None = None
+    test_fraction: float | None = None
+    split_seed: str = ""
+    leak_policy: str = "move"
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that shape outputs (the source is fingerprinted by content, not by name)."""
+        d = self.to_dict()
+        d.pop("source")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildSettings:
+        return cls(**d)
+
+
+@dataclass
+class Workspace:
+    """Where stage artifacts live: ``root/common`` and ``root/<recipe>``."""
+
+    root: Path
+    recipe: str
+
+    @property
+    def common(self) -> Path:
+        return self.root / "common"
+
+    @property
+    def own(self) -> Path:
+        return self.root / self.recipe
+
+    def dir_for(self, stage: str) -> Path:
+        return self.common if stage in COMMON_STAGES else self.own
+
+    def artifact(self, stage_dir: Path, name: str) -> Path:
+        return stage_dir / f"{name}.parquet"
+
+
+def save(frame: pl.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    write_table(to_arrow(frame), tmp)
+    tmp.replace(path)
+    return path
+
+
+def load(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+def save_record(record: StageRecord, folder: Path) -> Path:
+    path = folder / f"ledger-{record.stage}.json"
+    path.write_bytes(orjson.dumps(record.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return path
+
+
+def load_record(folder: Path, stage: str) -> StageRecord:
+    return StageRecord.from_dict(json.loads((folder / f"ledger-{stage}.json").read_text()))
+
+
+# ------------------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class ResolvedSource:
+    path: Path
+    spec: str
+    revision: str | None = None
+
+
+def resolve_source(source: str | None, revision: str | None, cache_dir: Path) -> ResolvedSource:
+    """A local path, the bundled sample (``None``), or a Hub dataset id (downloaded, pinned to ``revision``)."""
+    if source is None or source == BUNDLED:
+        return ResolvedSource(sample_dir(), BUNDLED)
+    p = Path(source).expanduser()
+    if p.exists():
+        return ResolvedSource(p, source)
+    if _looks_like_repo_id(source):
+        from chatdata.hub.source import download_source
+
+        local, sha = download_source(source, revision=revision, cache_dir=cache_dir)
+        return ResolvedSource(local, source, sha)
+    raise ChatdataError(f"source '{source}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1")
+
+
+def _looks_like_repo_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))
+
+
+# --------------------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class StageContext:
+    ws: Workspace
+    recipe: Recipe
+    settings: BuildSettings
+    out: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def stage_ingest(ctx: StageContext) -> StageRecord:
+    d = ctx.ws.common
+    src = resolve_source(ctx.settings.source, ctx.settings.revision, ctx.ws.root / "hub-cache")
+    result = read_path(src.path)
+    save(result.messages, d / "messages.parquet")
+    save(result.rejects, d / "rejects-ingest.parquet")
+    info = {
+        "spec": src.spec,
+        "revision": src.revision,
+        "files": [asdict(f) for f in result.files],
+    }
+    (d / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    n_rej = result.rejects.height
+    return StageRecord("ingest", "records", result.messages.height + n_rej, result.messages.height,
+                       _reason_counts(result.rejects))
+
+
+def stage_structure(ctx: StageContext) -> StageRecord:
+    d = ctx.ws.common
+    messages = load(d / "messages.parquet")
+    ingest_rejects = load(d / "rejects-ingest.parquet")
+    rejected_ids = ingest_rejects.get_column("message_id").drop_nulls()
+    result = validate_structure(messages, rejected_ids)
+    save(result.messages, d / "tree.parquet")
+    save(result.rejects, d / "rejects-structure.parquet")
+    return StageRecord("structure", "messages", messages.height, result.messages.height,
+                       _reason_counts(result.rejects))
+
+
+def stage_gates(ctx: StageContext) -> StageRecord:
+    tree = load(ctx.ws.common / "tree.parquet")
+    filters = build_filters(load_specs(list(ctx.recipe.gates)))
+    result = gate(tree, filters)
+    save(result.frame, ctx.ws.own / "gated.parquet")
+    save(result.rejects, ctx.ws.own / "rejects-gates.parquet")
+    return StageRecord("gates", "messages", tree.height, result.frame.height, result.counts)
+
+
+def stage_flatten(ctx: StageContext) -> StageRecord:
+    gated = load(ctx.ws.own / "gated.parquet")
+    result = flatten(gated, ctx.recipe.flatten, keep_user_ended=ctx.recipe.keep_user_ended)
+    save(result.frame, ctx.ws.own / "dialogues.parquet")
+    save(result.rejects, ctx.ws.own / "rejects-flatten.parquet")
+    used = gated.height - result.rejects.height
+    per_tree = result.frame.group_by("message_tree_id").len().get_column("len")
+    notes = {"dialogues_per_tree": _describe(per_tree)} if per_tree.len() else {}
+    return StageRecord("flatten", "messages", gated.height, used, result.counts,
+                       produced=result.frame.height, produced_unit="dialogues", notes=notes)
+
+
+def _dialogue_filters(ctx: StageContext) -> list[Any]:
+    return build_filters(load_specs(list(ctx.recipe.dialogue_filters)))
+
+
+def stage_score(ctx: StageContext) -> StageRecord:
+    dialogues = load(ctx.ws.own / "dialogues.parquet")
+    scored = dialogues
+    for f in _dialogue_filters(ctx):
+        scored = f.score(scored)
+    save(scored, ctx.ws.own / "scored.parquet")
+    return StageRecord("score", "dialogues", dialogues.height, scored.height)
+
+
+def stage_filters(ctx: StageContext) -> StageRecord:
+    scored = load(ctx.ws.own / "scored.parquet")
+    outcome = apply_filters(scored, _dialogue_filters(ctx), score=False)
+    rejects = dialogue_rejects(outcome.dropped, stage="filters", reason=pl.col("reject_reason"),
+                               evidence=pl.col("reject_evidence"), filter_name=pl.col("reject_filter"))
+    save(outcome.kept, ctx.ws.own / "filtered.parquet")
+    save(rejects, ctx.ws.own / "rejects-filters.parquet")
+    return StageRecord("filters", "dialogues", scored.height, outcome.kept.height, outcome.counts)
+
+
+def stage_splits(ctx: StageContext) -> StageRecord:
+    filtered = load(ctx.ws.own / "filtered.parquet")
+    r = ctx.recipe
+    tf = ctx.settings.test_fraction if ctx.settings.test_fraction is not None else r.test_fraction
+    result = assign_splits(filtered, names=r.splits, test_fraction=tf, seed=ctx.settings.split_seed,
+                           leak_policy=ctx.settings.leak_policy)  # type: ignore[arg-type]
+    save(result.frame, ctx.ws.own / "final.parquet")
+    save(result.rejects, ctx.ws.own / "rejects-splits.parquet")
+    moved = {"cross_split_prompt_moved_to_train": result.moved} if result.moved else {}
+    return StageRecord("splits", "dialogues", filtered.height, result.frame.height, result.counts, moved=moved)
+
+
+def stage_write(ctx: StageContext) -> StageRecord:
+    from chatdata.output import write_dataset
+
+    return write_dataset(ctx)
+
+
+STAGE_FUNCS: dict[str, Callable[[StageContext], StageRecord]] = {
+    "ingest": stage_ingest,
+    "structure": stage_structure,
+    "gates": stage_gates,
+    "flatten": stage_flatten,
+    "score": stage_score,
+    "filters": stage_filters,
+    "splits": stage_splits,
+    "write": stage_write,
+}
+
+LEDGER_STAGES = ("ingest", "structure", "gates", "flatten", "score", "filters", "splits")
+
+
+def _describe(s: pl.Series) -> dict[str, float]:
+    return {
+        "mean": round(float(s.mean()), 3),  # type: ignore[arg-type]
+        "p50": float(s.quantile(0.5) or 0),
+        "p95": float(s.quantile(0.95) or 0),
+        "max": float(s.max()),  # type: ignore[arg-type]
+    }
+
+
+def run_stage(stage: str, work: str | Path, recipe: str, settings: dict[str, Any], out: str | Path) -> str:
+    """Run one stage by name with plain arguments (what an orchestrator task calls); return the ledger path."""
+    ctx = StageContext(Workspace(Path(work), recipe), get_recipe(recipe), BuildSettings.from_dict(settings), Path(out))
+    folder = ctx.ws.dir_for(stage)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = STAGE_FUNCS[stage](ctx)
+    return str(save_record(record, folder))
+
+
+def collect_ledger(ws: Workspace) -> Ledger:
+    ledger = Ledger()
+    for stage in LEDGER_STAGES:
+        ledger.add(load_record(ws.dir_for(stage), stage))
+    return ledger
+
+
+def collect_rejects(ws: Workspace) -> pl.DataFrame:
+    frames = [load(ws.dir_for(s) / f"rejects-{s}.parquet") for s in LEDGER_STAGES if s != "score"]
+    return conform(pl.concat(frames, how="vertical"), REJECT_SCHEMA) if frames else empty_rejects()
+
+
+def settings_fingerprint(recipe: Recipe, settings: BuildSettings, specs: list[dict[str, Any]]) -> str:
+    raw = orjson.dumps(
+        {"recipe": recipe.to_dict(), "settings": settings.output_settings(), "filters": specs, "version": __version__},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(raw).hexdigest()
+
+
+def run_local(recipes: list[str], settings: BuildSettings, out: Path, work: Path | None = None,
+              on_stage: Callable[[str, str], None] | None = None) -> dict[str, Path]:
+    """Run every stage in order in this process (no orchestrator); return each recipe's output folder."""
+    work = work or out / ".work"
+    done_common = False
+    outputs = {}
+    for name in recipes:
+        get_recipe(name)
+        for stage in STAGES:
+            if stage in COMMON_STAGES and done_common:
+                continue
+            if on_stage:
+                on_stage(name, stage)
+            run_stage(stage, work, name, settings.to_dict(), out)
+        done_common = True
+        outputs[name] = out / name
+    return outputs

@@ -1,0 +1,148 @@
+"""Leak-free splits: by tree always, then a prompt-leak check across splits and exact-duplicate removal.
+
+1. Every tree goes to one split: the source's own split when it has one (oasst1's train/validation), otherwise a
+   deterministic hash of ``message_tree_id`` (sha256, so it is stable across machines and Python versions).
+2. No normalised (case- and whitespace-folded) first user prompt may be in both train and test: test trees whose
+   prompt also occurs in train are moved to train (``leak_policy="move"``, the default: test stays clean and no data
+   is lost) or dropped (``"drop"``). Moves are counted; drops are rejects.
+3. Exact duplicate dialogues within a split (same roles and contents) are removed, keeping the first in the
+   split's deterministic order, and rejected as ``duplicate_dialogue``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
+
+STAGE = "splits"
+LeakPolicy = Literal["move", "drop"]
+
+
+@dataclass
+class SplitResult:
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
+
+
+def tree_hash_fraction(tree_ids: pl.Series, seed: str = "") -> pl.Series:
+    """A uniform number in [0, 1) per tree id from sha256(seed + id); stable everywhere."""
+    values = [
+        int.from_bytes(hashlib.sha256(f"{seed}{t}".encode()).digest()[:8], "big") / 2**64 for t in tree_ids.to_list()
+    ]
+    return pl.Series("_u", values, dtype=pl.Float64)
+
+
+def normalise_prompt(expr: pl.Expr) -> pl.Expr:
+    return expr.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def dialogue_rejects(frame: pl.DataFrame, *, stage: str, reason: pl.Expr | str, evidence: pl.Expr | str,
+                     filter_name: pl.Expr | str | None = None, unit: str = "dialogue") -> pl.DataFrame:
+    """Reject rows for whole dialogues (or pairs); the payload is the dialogue's row as JSON."""
+    if frame.is_empty():
+        return empty_rejects()
+    reason_e = pl.lit(reason) if isinstance(reason, str) else reason
+    evidence_e = pl.lit(evidence) if isinstance(evidence, str) else evidence
+    payload_cols = [c for c in frame.columns if not c.startswith(("_", "reject_"))]
+    out = frame.select(
+        pl.lit(unit).alias("unit"),
+        pl.lit(stage).alias("stage"),
+        (filter_name if isinstance(filter_name, pl.Expr) else pl.lit(filter_name, dtype=pl.String)).alias("filter"),
+        reason_e.cast(pl.String).alias("reason"),
+        evidence_e.cast(pl.String).alias("evidence"),
+        pl.col("message_tree_id"),
+        pl.col("dialogue_id").alias("message_id") if "dialogue_id" in frame.columns else pl.lit(None, pl.String),
+        pl.lit(None, pl.String).alias("source"),
+        pl.lit(None, pl.Int64).alias("source_line"),
+        pl.struct(payload_cols).struct.json_encode().alias("payload"),
+    )
+    return conform(out, REJECT_SCHEMA)
+
+
+def assign_splits(
+    frame: pl.DataFrame,
+    *,
+    names: tuple[str, str] = ("train_sft", "test_sft"),
+    test_fraction: float = 0.05,
+    seed: str = "",
+    honour_source: bool = True,
+    leak_policy: LeakPolicy = "move",
+    dedupe: bool = True,
+    prompt_column: str = "messages",
+) -> SplitResult:
+    """Assign ``split`` by tree, fix cross-split prompt leaks, drop exact duplicates. See the module docstring."""
+    train, test = names
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError("test_fraction must be in [0, 1)")
+    if frame.is_empty():
+        return SplitResult(frame.with_columns(pl.lit(None, pl.String).alias("split")), empty_rejects())
+    trees = frame.select("message_tree_id", "source_split").unique("message_tree_id", keep="first").sort(
+        "message_tree_id"
+    )
+    trees = trees.with_columns(tree_hash_fraction(trees.get_column("message_tree_id"), seed))
+    by_source = pl.col("source_split").is_not_null() & pl.lit(honour_source)
+    trees = trees.with_columns(
+        pl.when(by_source & (pl.col("source_split") == "train"))
+        .then(pl.lit(train))
+        .when(by_source)
+        .then(pl.lit(test))
+        .when(pl.col("_u") < test_fraction)
+        .then(pl.lit(test))
+        .otherwise(pl.lit(train))
+        .alias("split")
+    )
+    out = frame.join(trees.select("message_tree_id", "split"), on="message_tree_id", how="left")
+
+    # prompt leaks: the first user turn, normalised, per tree
+    first_user = (
+        pl.col(prompt_column).list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
+        .list.first()
+        .struct.field("content")
+    )
+    out = out.with_columns(normalise_prompt(first_user).alias("_prompt"))
+    train_prompts = out.filter(pl.col("split") == train).select("_prompt").unique()
+    leaking_trees = (
+        out.filter(pl.col("split") == test)
+        .join(train_prompts, on="_prompt", how="semi")
+        .select("message_tree_id")
+        .unique()
+    )
+    rejects = [empty_rejects()]
+    counts: dict[str, int] = {}
+    moved = 0
+    if leaking_trees.height:
+        is_leak = pl.col("message_tree_id").is_in(leaking_trees.get_column("message_tree_id").implode())
+        if leak_policy == "move":
+            moved = out.filter(is_leak).height
+            out = out.with_columns(pl.when(is_leak).then(pl.lit(train)).otherwise(pl.col("split")).alias("split"))
+        else:
+            leaked = out.filter(is_leak)
+            rejects.append(dialogue_rejects(leaked, stage=STAGE, reason="cross_split_prompt",
+                                            evidence=pl.format("prompt also in {}", pl.lit(train))))
+            counts["cross_split_prompt"] = leaked.height
+            out = out.filter(~is_leak)
+
+    out = out.sort("split", "message_tree_id", "dialogue_id")
+    if dedupe:
+        key = pl.col(prompt_column).list.eval(
+            pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content")
+        ).list.join("\x1e")
+        out = out.with_columns(key.alias("_key"))
+        first = pl.col("_key").is_first_distinct().over("split")
+        dups = out.filter(~first)
+        if dups.height:
+            firsts = out.filter(first).select("split", "_key", pl.col("dialogue_id").alias("_first"))
+            dups = dups.join(firsts, on=["split", "_key"], how="left")
+            rejects.append(dialogue_rejects(dups, stage=STAGE, reason="duplicate_dialogue",
+                                            evidence=pl.format("same as {} in {}", pl.col("_first"), pl.col("split"))))
+            counts["duplicate_dialogue"] = dups.height
+        out = out.filter(first)
+    out = out.drop([c for c in out.columns if c.startswith("_")])
+    return SplitResult(out, pl.concat(rejects, how="vertical"), counts, moved)
