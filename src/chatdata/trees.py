@@ -44,7 +44,9 @@ class StageResult:
 def _reason_counts(rejects: pl.DataFrame) -> dict[str, int]:
     if rejects.is_empty():
         return {}
-    key = pl.when(pl.col("filter").is_not_null()).then(pl.format("{}: {}", pl.col("filter"), pl.col("reason")))
+    key = pl.when(pl.col("filter").is_not_null() & (pl.col("filter") != pl.col("reason"))).then(
+        pl.format("{}: {}", pl.col("filter"), pl.col("reason"))
+    )
     rows = rejects.group_by(key.otherwise(pl.col("reason")).alias("k")).len().sort("k").iter_rows()
     return {k: n for k, n in rows}
 
@@ -229,16 +231,18 @@ def _top_ranked_ends(nodes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .alias("path")
     ).filter(pl.col("path").list.len() >= 2)
     ends = trimmed.select(pl.col("path").list.last().alias("end_id"), "path")
-    # why the others are left out
-    on_best = best.select("message_id").with_columns(pl.lit(True).alias("_is_best"))
+    # why the others are left out: trimmed from the walked path, an unchosen sibling, or below one
+    on_walk = walked.select(pl.col("path").explode().alias("message_id")).with_columns(pl.lit(True).alias("_walk"))
+    parent_on_walk = on_walk.rename({"message_id": "parent_id", "_walk": "_pwalk"})
     why = (
         _why_unused(nodes)
-        .join(nodes.select("message_id", "role", "rank", "depth"), on="message_id")
-        .join(on_best, on="message_id", how="left")
+        .join(nodes.select("message_id", "parent_id", "role", "rank"), on="message_id")
+        .join(on_walk, on="message_id", how="left")
+        .join(parent_on_walk, on="parent_id", how="left")
         .with_columns(
-            pl.when(pl.col("_why") != "not_in_dialogue")
+            pl.when(pl.col("_walk").fill_null(False))
             .then(pl.col("_why"))
-            .when(pl.col("_is_best").is_null() & (pl.col("depth") > 0))
+            .when(pl.col("_pwalk").fill_null(False))
             .then(pl.lit("not_top_ranked"))
             .otherwise(pl.lit("below_unselected_reply"))
             .alias("_why"),

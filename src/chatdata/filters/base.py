@@ -140,5 +140,5 @@ def apply_filters(frame: pl.DataFrame, filters: list[Filter], *, score: bool = T
         for row in (
             dropped.group_by("reject_filter", "reject_reason").len().sort("reject_filter", "reject_reason").iter_rows()
         ):
-            counts[f"{row[0]}: {row[1]}"] = row[2]
+            counts[row[1] if row[0] == row[1] else f"{row[0]}: {row[1]}"] = row[2]
     return FilterOutcome(kept, dropped, counts)

@@ -1,0 +1,1 @@
+"""Prefect flows and deployments wrapping chatdata's library stages (the library itself never imports Prefect)."""

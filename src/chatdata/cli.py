@@ -1,0 +1,144 @@
+"""The ``chatdata`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from chatdata import __version__
+from chatdata.errors import ChatdataError
+
+app = typer.Typer(
+    help="chatdata: curate OpenAssistant trees into StarChat-style chat fine-tuning datasets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+
+class Engine(str, Enum):
+    prefect = "prefect"
+    local = "local"
+
+
+def _fail(exc: Exception) -> None:
+    """Print one line (never wrapped, no traceback) and exit 2."""
+    console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"chatdata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """chatdata: curate OpenAssistant trees into StarChat-style chat fine-tuning datasets."""
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes with a one-line description each."""
+    from chatdata.recipes import RECIPES
+
+    table = Table("recipe", "what it builds", "rebuilds", box=None)
+    for r in RECIPES.values():
+        table.add_row(r.name, r.summary, r.rebuilds)
+    out_console.print(table)
+
+
+@app.command()
+def build(
+    recipe_names: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE]...", help="Recipes to build (default: oasst_en); see `chatdata recipes`.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="A local file/folder of oasst data or a Hub dataset id (OpenAssistant/oasst1). Default: the bundled sample.")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) to pin the source to.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; each recipe goes to OUT/RECIPE.")] = Path("out"),
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of trees in the test split when the source has no split of its own.", min=0.0, max=0.99)] = None,
+    split_seed: Annotated[str, typer.Option(help="Salt for the tree-hash split.")] = "",
+    leak_policy: Annotated[str, typer.Option(help="What to do with test trees whose prompt is also in train: move | drop.")] = "move",
+    max_shard_size: Annotated[int, typer.Option(help="Largest Parquet shard in MB.", min=1)] = 500,
+    engine: Annotated[Engine, typer.Option(help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); local: run the stages in this process.")] = Engine.prefect,
+) -> None:
+    """Build recipes into Hub-style dataset folders (Parquet, README.md card, build.json)."""
+    names = recipe_names or ["oasst_en"]
+    try:
+        from chatdata.pipeline import BuildSettings, STAGES, run_local
+        from chatdata.recipes import get_recipe
+
+        for n in names:
+            get_recipe(n)
+        settings = BuildSettings(source=source, revision=revision, test_fraction=test_fraction,
+                                 split_seed=split_seed, leak_policy=leak_policy,
+                                 max_shard_bytes=max_shard_size * 1024 * 1024)
+        if leak_policy not in ("move", "drop"):
+            raise ChatdataError("--leak-policy must be 'move' or 'drop'")
+        total = len(STAGES) + (len(names) - 1) * (len(STAGES) - 2)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            bar = progress.add_task("starting", total=total)
+
+            def on_stage(recipe: str, stage: str) -> None:
+                progress.update(bar, description=f"{recipe}: {stage}", advance=0)
+                progress.advance(bar)
+
+            if engine is Engine.local:
+                run_local(names, settings, out, on_stage=on_stage)
+            else:
+                _run_prefect(names, settings, out, on_stage)
+            progress.update(bar, description="done", completed=total)
+    except ChatdataError as exc:
+        _fail(exc)
+    for n in names:
+        _summary(out / n)
+
+
+def _run_prefect(names: list[str], settings: object, out: Path, on_stage: object) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from dataclasses import asdict
+
+    from flows.build import BuildParams, build_flow, set_progress_callback
+
+    params = BuildParams(recipes=names, out=str(out), **{k: v for k, v in asdict(settings).items()})  # type: ignore[call-overload]
+    set_progress_callback(on_stage)  # type: ignore[arg-type]
+    try:
+        build_flow(params)
+    finally:
+        set_progress_callback(None)
+
+
+def _summary(folder: Path) -> None:
+    build = json.loads((folder / "build.json").read_text())
+    table = Table(title=f"{build['recipe']['name']} → {folder}", title_justify="left")
+    for col in ("stage", "unit", "in", "out", "rejected (by reason)"):
+        table.add_column(col, justify="right" if col in ("in", "out") else "left")
+    for r in build["ledger"]:
+        rej = ", ".join(f"{k}: {v}" for k, v in r["rejected"].items()) or "-"
+        if r.get("moved"):
+            rej += " | moved: " + ", ".join(f"{k}: {v}" for k, v in r["moved"].items())
+        out_unit = r["produced_unit"] if r.get("produced_unit") else r["unit"]
+        out_txt = f"{r['rows_out']}" + (f" → {r['produced']} {out_unit}" if r.get("produced") is not None else "")
+        table.add_row(r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej)
+    out_console.print(table)
+    splits = ", ".join(f"{s}: {v['rows']}" for cfg in build["outputs"].values() for s, v in cfg.items())
+    out_console.print(f"[bold]rows[/] {splits}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

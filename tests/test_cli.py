@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from chatdata.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    assert "build" in r.output and "recipes" in r.output
+
+
+def test_recipes_lists_oasst_en() -> None:
+    r = runner.invoke(app, ["recipes"])
+    assert r.exit_code == 0
+    assert "oasst_en" in r.output and "HuggingFaceH4/oasst1_en" in r.output
+
+
+def test_build_local_engine_prints_ledger(real_trees: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["build", "--source", str(real_trees), "--out", str(tmp_path), "--engine", "local"])
+    assert r.exit_code == 0, r.output
+    assert "trailing_user_turn" in r.output and "train_sft" in r.output
+    assert json.loads((tmp_path / "oasst_en" / "build.json").read_text())["recipe"]["name"] == "oasst_en"
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    for args, needle in (
+        (["build", "--source", str(tmp_path / "nope"), "--engine", "local"], "neither an existing path"),
+        (["build", "no_such_recipe", "--engine", "local"], "unknown recipe 'no_such_recipe'"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr + proc.stdout
+        err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
+        assert len(err_lines) == 1 and needle in err_lines[0], proc.stderr
+
+
+def test_library_does_not_import_prefect() -> None:
+    code = (
+        "import sys, pkgutil, importlib, chatdata\n"
+        "for m in pkgutil.walk_packages(chatdata.__path__, 'chatdata.'):\n"
+        "    if m.name != 'chatdata.cli': importlib.import_module(m.name)\n"
+        "print('prefect' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
