@@ -267,6 +267,27 @@ STAGE_FUNCS: dict[str, Callable[[StageContext], StageRecord]] = {
 
 LEDGER_STAGES = ("ingest", "structure", "gates", "flatten", "score", "filters", "splits")
 
+#: What each stage reads and writes, as paths relative to the workspace root (``{r}`` = the recipe's folder).
+#: ``ingest`` reads the source, fingerprinted separately (``sources.json`` records its files' sha256).
+STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ingest": ((), ("common/messages.parquet", "common/rejects-ingest.parquet", "common/sources.json")),
+    "structure": (("common/messages.parquet", "common/rejects-ingest.parquet"),
+                  ("common/tree.parquet", "common/rejects-structure.parquet")),
+    "gates": (("common/tree.parquet",), ("{r}/gated.parquet", "{r}/rejects-gates.parquet")),
+    "flatten": (("{r}/gated.parquet",), ("{r}/dialogues.parquet", "{r}/rejects-flatten.parquet")),
+    "score": (("{r}/dialogues.parquet",), ("{r}/scored.parquet",)),
+    "filters": (("{r}/scored.parquet",), ("{r}/filtered.parquet", "{r}/rejects-filters.parquet")),
+    "splits": (("{r}/filtered.parquet",), ("{r}/final.parquet", "{r}/rejects-splits.parquet")),
+    "write": (("{r}/final.parquet", "common/sources.json"), ()),
+}
+
+
+def stage_paths(stage: str, work: Path, recipe: str) -> tuple[list[Path], list[Path]]:
+    """The concrete input and output paths of ``stage`` (ledger records not included)."""
+    reads, writes = STAGE_IO[stage]
+    fmt = [work / p.format(r=recipe) for p in reads], [work / p.format(r=recipe) for p in writes]
+    return fmt
+
 
 def _describe(s: pl.Series) -> dict[str, float]:
     return {
