@@ -82,4 +82,4 @@ def write_dataset(ctx: Any) -> StageRecord:
     total_out = sum(v["rows"] for v in splits_out["default"].values())
     if total_out != ledger.records[-1].rows_out:
         raise ChatdataError(f"wrote {total_out} rows but the last stage passed {ledger.records[-1].rows_out}")
-    return StageRecord("write", "dialogues", total_out, total_out)
+    return StageRecord("write", ledger.records[-1].unit, total_out, total_out)

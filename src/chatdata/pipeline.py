@@ -12,10 +12,12 @@ stage       reads                              writes
 ingest      the source                         messages, rejects-ingest, sources.json
 structure   messages                           tree, rejects-structure
 gates       tree (common)                      gated, rejects-gates
-flatten     gated                              dialogues, rejects-flatten
+flatten     gated                              dialogues (or pairs), rejects-flatten
 score       dialogues                          scored (score columns added)
 filters     scored                             filtered, rejects-filters
-splits      filtered                           final, rejects-splits
+render      filtered                           rendered, rejects-render (roles, special tokens, text)
+masks       rendered                           masked, rejects-masks (tokenizer label-mask checks)
+splits      masked                             final, rejects-splits
 write       final + every rejects-*            OUT/<recipe>/ (atomic)
 =========== ================================== ===========================================
 """
@@ -38,7 +40,8 @@ from chatdata.filters.base import apply_filters
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ingest import read_path
 from chatdata.ledger import Ledger, StageRecord
-from chatdata.recipes import Recipe, get_recipe
+from chatdata.pairs import build_pairs
+from chatdata.recipes import DECONTAM_SPEC, Recipe, get_recipe
 from chatdata.resources import sample_dir
 from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
 from chatdata.splits import assign_splits, dialogue_rejects
@@ -48,7 +51,7 @@ from chatdata.writer import DEFAULT_SHARD_BYTES, write_table, to_arrow
 
 BUNDLED = "bundled-sample"
 COMMON_STAGES = ("ingest", "structure")
-RECIPE_STAGES = ("gates", "flatten", "score", "filters", "splits", "write")
+RECIPE_STAGES = ("gates", "flatten", "score", "filters", "render", "masks", "splits", "write")
 STAGES = COMMON_STAGES + RECIPE_STAGES
 
 
@@ -62,6 +65,13 @@ class BuildSettings:
     split_seed: str = ""
     leak_policy: str = "move"
     max_shard_bytes: int = DEFAULT_SHARD_BYTES
+    decontaminate: bool | None = None
+    pair_mode: str | None = None
+    on_special: str = "reject"
+    tokenizer: str | None = None
+    dialect: str = "starchat"
+    mask_convention: str = "starchat"
+    max_length: int = 2048
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,18 +213,36 @@ def stage_gates(ctx: StageContext) -> StageRecord:
 
 def stage_flatten(ctx: StageContext) -> StageRecord:
     gated = load(ctx.ws.own / "gated.parquet")
-    result = flatten(gated, ctx.recipe.flatten, keep_user_ended=ctx.recipe.keep_user_ended)
+    r = ctx.recipe
+    if r.flatten == "pairs":
+        result = build_pairs(gated, (ctx.settings.pair_mode or r.pair_mode))  # type: ignore[arg-type]
+    else:
+        result = flatten(gated, r.flatten, keep_user_ended=r.keep_user_ended)
     save(result.frame, ctx.ws.own / "dialogues.parquet")
     save(result.rejects, ctx.ws.own / "rejects-flatten.parquet")
     used = gated.height - result.rejects.height
     per_tree = result.frame.group_by("message_tree_id").len().get_column("len")
-    notes = {"dialogues_per_tree": _describe(per_tree)} if per_tree.len() else {}
+    unit = "pairs" if r.flatten == "pairs" else "dialogues"
+    notes = {f"{unit}_per_tree": _describe(per_tree)} if per_tree.len() else {}
     return StageRecord("flatten", "messages", gated.height, used, result.counts,
-                       produced=result.frame.height, produced_unit="dialogues", notes=notes)
+                       produced=result.frame.height, produced_unit=unit, notes=notes)
+
+
+def _unit(ctx: StageContext) -> str:
+    return "pairs" if ctx.recipe.output == "prefs" else "dialogues"
+
+
+def dialogue_filter_refs(recipe: Recipe, settings: BuildSettings) -> list[str]:
+    """The recipe's dialogue filters plus decontamination unless switched off."""
+    refs = list(recipe.dialogue_filters)
+    decontaminate = recipe.decontaminate if settings.decontaminate is None else settings.decontaminate
+    if decontaminate:
+        refs.append(DECONTAM_SPEC)
+    return refs
 
 
 def _dialogue_filters(ctx: StageContext) -> list[Any]:
-    return build_filters(load_specs(list(ctx.recipe.dialogue_filters)))
+    return build_filters(load_specs(dialogue_filter_refs(ctx.recipe, ctx.settings)))
 
 
 def stage_score(ctx: StageContext) -> StageRecord:
@@ -223,7 +251,7 @@ def stage_score(ctx: StageContext) -> StageRecord:
     for f in _dialogue_filters(ctx):
         scored = f.score(scored)
     save(scored, ctx.ws.own / "scored.parquet")
-    return StageRecord("score", "dialogues", dialogues.height, scored.height)
+    return StageRecord("score", _unit(ctx), dialogues.height, scored.height)
 
 
 def stage_filters(ctx: StageContext) -> StageRecord:
@@ -233,19 +261,62 @@ def stage_filters(ctx: StageContext) -> StageRecord:
                                evidence=pl.col("reject_evidence"), filter_name=pl.col("reject_filter"))
     save(outcome.kept, ctx.ws.own / "filtered.parquet")
     save(rejects, ctx.ws.own / "rejects-filters.parquet")
-    return StageRecord("filters", "dialogues", scored.height, outcome.kept.height, outcome.counts)
+    return StageRecord("filters", _unit(ctx), scored.height, outcome.kept.height, outcome.counts)
+
+
+def stage_render(ctx: StageContext) -> StageRecord:
+    """Reject dialogues that break the role order or hold a special-token string of any checked dialect; add
+    the recipe's rendered ``text`` column (guanaco)."""
+    from chatdata.chat.dialects import check_dialogues, render_batch
+
+    frame = load(ctx.ws.own / "filtered.parquet")
+    r = ctx.recipe
+    on_special = ctx.settings.on_special
+    columns = ("chosen", "rejected") if r.output == "prefs" else ("messages",)
+    found = [
+        pl.lit(check_dialogues(frame.get_column(column), dialect, on_special))  # type: ignore[arg-type]
+        .pipe(lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))))
+        for column in columns
+        for dialect in r.check_dialects
+    ]
+    reason = pl.coalesce(found) if found else pl.lit(None, pl.String)
+    checked = frame.with_columns(reason.alias("_reason"))
+    bad = checked.filter(pl.col("_reason").is_not_null())
+    good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
+    if r.text_format and good.height:
+        good = good.with_columns(render_batch(good.get_column("messages"), r.text_format, on_special).alias("text"))  # type: ignore[arg-type]
+    elif r.text_format:
+        good = good.with_columns(pl.lit(None, pl.String).alias("text"))
+    rejects = dialogue_rejects(bad, stage="render", reason=pl.col("_reason").str.split(":").list.first(),
+                               evidence=pl.col("_reason"))
+    save(good, ctx.ws.own / "rendered.parquet")
+    save(rejects, ctx.ws.own / "rejects-render.parquet")
+    return StageRecord("render", _unit(ctx), frame.height, good.height, _reason_counts(rejects))
+
+
+def stage_masks(ctx: StageContext) -> StageRecord:
+    """With ``--tokenizer``: render, tokenize and validate every label mask; without: pass rows through."""
+    frame = load(ctx.ws.own / "rendered.parquet")
+    if not ctx.settings.tokenizer:
+        save(frame, ctx.ws.own / "masked.parquet")
+        save(empty_rejects(), ctx.ws.own / "rejects-masks.parquet")
+        return StageRecord("masks", _unit(ctx), frame.height, frame.height, notes={"tokenizer": None})
+    from chatdata.mask_stage import run_mask_stage
+
+    return run_mask_stage(ctx, frame)
 
 
 def stage_splits(ctx: StageContext) -> StageRecord:
-    filtered = load(ctx.ws.own / "filtered.parquet")
+    filtered = load(ctx.ws.own / "masked.parquet")
     r = ctx.recipe
     tf = ctx.settings.test_fraction if ctx.settings.test_fraction is not None else r.test_fraction
     result = assign_splits(filtered, names=r.splits, test_fraction=tf, seed=ctx.settings.split_seed,
-                           leak_policy=ctx.settings.leak_policy)  # type: ignore[arg-type]
+                           leak_policy=ctx.settings.leak_policy,  # type: ignore[arg-type]
+                           dedupe_columns=("chosen", "rejected") if r.output == "prefs" else ("messages",))
     save(result.frame, ctx.ws.own / "final.parquet")
     save(result.rejects, ctx.ws.own / "rejects-splits.parquet")
     moved = {"cross_split_prompt_moved_to_train": result.moved} if result.moved else {}
-    return StageRecord("splits", "dialogues", filtered.height, result.frame.height, result.counts, moved=moved)
+    return StageRecord("splits", _unit(ctx), filtered.height, result.frame.height, result.counts, moved=moved)
 
 
 def stage_write(ctx: StageContext) -> StageRecord:
@@ -261,11 +332,13 @@ STAGE_FUNCS: dict[str, Callable[[StageContext], StageRecord]] = {
     "flatten": stage_flatten,
     "score": stage_score,
     "filters": stage_filters,
+    "render": stage_render,
+    "masks": stage_masks,
     "splits": stage_splits,
     "write": stage_write,
 }
 
-LEDGER_STAGES = ("ingest", "structure", "gates", "flatten", "score", "filters", "splits")
+LEDGER_STAGES = ("ingest", "structure", "gates", "flatten", "score", "filters", "render", "masks", "splits")
 
 #: What each stage reads and writes, as paths relative to the workspace root (``{r}`` = the recipe's folder).
 #: ``ingest`` reads the source, fingerprinted separately (``sources.json`` records its files' sha256).
@@ -277,7 +350,9 @@ STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "flatten": (("{r}/gated.parquet",), ("{r}/dialogues.parquet", "{r}/rejects-flatten.parquet")),
     "score": (("{r}/dialogues.parquet",), ("{r}/scored.parquet",)),
     "filters": (("{r}/scored.parquet",), ("{r}/filtered.parquet", "{r}/rejects-filters.parquet")),
-    "splits": (("{r}/filtered.parquet",), ("{r}/final.parquet", "{r}/rejects-splits.parquet")),
+    "render": (("{r}/filtered.parquet",), ("{r}/rendered.parquet", "{r}/rejects-render.parquet")),
+    "masks": (("{r}/rendered.parquet",), ("{r}/masked.parquet", "{r}/rejects-masks.parquet", "{r}/notes.json")),
+    "splits": (("{r}/masked.parquet",), ("{r}/final.parquet", "{r}/rejects-splits.parquet")),
     "write": (("{r}/final.parquet", "common/sources.json"), ()),
 }
 

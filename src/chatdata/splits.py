@@ -76,6 +76,7 @@ def assign_splits(
     leak_policy: LeakPolicy = "move",
     dedupe: bool = True,
     prompt_column: str = "messages",
+    dedupe_columns: tuple[str, ...] = ("messages",),
 ) -> SplitResult:
     """Assign ``split`` by tree, fix cross-split prompt leaks, drop exact duplicates. See the module docstring."""
     train, test = names
@@ -131,9 +132,15 @@ def assign_splits(
 
     out = out.sort("split", "message_tree_id", "dialogue_id")
     if dedupe:
-        key = pl.col(prompt_column).list.eval(
-            pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content")
-        ).list.join("\x1e")
+        key = pl.concat_str(
+            [
+                pl.col(c).list.eval(
+                    pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content")
+                ).list.join("\x1e")
+                for c in dedupe_columns
+            ],
+            separator="\x1d",
+        )
         out = out.with_columns(key.alias("_key"))
         first = pl.col("_key").is_first_distinct().over("split")
         dups = out.filter(~first)

