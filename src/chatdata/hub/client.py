@@ -1,7 +1,7 @@
 """Shared Hub plumbing: repo-id validation, token lookup, error translation to one line, transient-error test.
 
-The token is only ever handed to ``HfApi``; it is never printed, logged, cached or written, and every message built
-here is scrubbed of it.
+The token is only ever handed to ``HfApi``; it is never printed, logged, cached or written, and every message
+built here is scrubbed of it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class HubAuthError(HubError):
 
 
 def validate_repo_id(repo_id: str) -> str:
-    """Return ``repo_id`` if it is a valid ``namespace/name`` dataset id, else raise a one-line ``HubError``."""
+    """Return ``repo_id`` if it is a valid ``namespace/name`` dataset id, else raise a one-line error."""
     if (
         not isinstance(repo_id, str)
         or not _REPO_ID_RE.fullmatch(repo_id)
@@ -52,7 +52,7 @@ def validate_repo_id(repo_id: str) -> str:
 
 
 def resolve_token(token: str | None) -> str | None:
-    """The explicit token, else ``HF_TOKEN``, else the ``hf auth login`` token; ``None`` when there is none."""
+    """The explicit token, else ``HF_TOKEN``, else the ``hf auth login`` token; ``None`` if none."""
     return token or get_token() or None
 
 
@@ -103,29 +103,42 @@ def server_message(exc: BaseException) -> str:
     return headers.get("X-Error-Message") or str(exc).split("\n")[0]
 
 
-def translate(exc: BaseException, *, repo_id: str, action: str, token: str | None, revision: str | None = None):
+def translate(
+    exc: BaseException, *, repo_id: str, action: str, token: str | None, revision: str | None = None
+):
     """Map a ``huggingface_hub``/transport exception to a one-line ``HubError`` (returned, not raised)."""
     status = status_of(exc)
     where = f"{repo_id}@{revision}" if revision else repo_id
     if isinstance(exc, OfflineModeIsEnabled):
-        return HubError(f"cannot {action} {where}: HF_HUB_OFFLINE=1 forbids network access; unset it to use the Hub")
+        return HubError(
+            f"cannot {action} {where}: HF_HUB_OFFLINE=1 forbids network access; unset it to use the Hub"
+        )
     if status == 401 and not isinstance(exc, RepositoryNotFoundError):
-        return HubAuthError(f"the Hub rejected the token (401) while trying to {action} {where}: {LOGIN_HINT}")
+        return HubAuthError(
+            f"the Hub rejected the token (401) while trying to {action} {where}: {LOGIN_HINT}"
+        )
     if status == 403:
         return HubAuthError(
-            f"the token may not {action} {where} (403 Forbidden: {one_line(server_message(exc), token, 120)}); "
+            f"the token may not {action} {where} (403 Forbidden: "
+            f"{one_line(server_message(exc), token, 120)}); "
             f"{LOGIN_HINT}, or use --create-pr to open a pull request instead"
         )
     if isinstance(exc, RevisionNotFoundError):
         return HubError(f"revision {revision!r} does not exist in dataset repo {repo_id}; check --revision")
     if isinstance(exc, RepositoryNotFoundError):
         return HubError(
-            f"dataset repo {repo_id} not found (or private and the token cannot read it) while trying to {action} it"
+            f"dataset repo {repo_id} not found (or private and the token cannot read it) while trying to "
+            f"{action} it"
         )
     if isinstance(exc, (EntryNotFoundError, LocalEntryNotFoundError)):
         return HubError(f"cannot {action} {where}: {one_line(exc, token, 200)}")
     if isinstance(exc, HfHubHTTPError):
-        return HubError(f"the Hub answered {status} while trying to {action} {where}: {one_line(server_message(exc), token)}")
+        return HubError(
+            f"the Hub answered {status} while trying to {action} {where}: "
+            f"{one_line(server_message(exc), token)}"
+        )
     if isinstance(exc, TRANSPORT_ERRORS):
-        return HubError(f"cannot reach the Hub to {action} {where}: {type(exc).__name__}: {one_line(exc, token, 160)}")
+        return HubError(
+            f"cannot reach the Hub to {action} {where}: {type(exc).__name__}: {one_line(exc, token, 160)}"
+        )
     return HubError(f"failed to {action} {where}: {type(exc).__name__}: {one_line(exc, token)}")

@@ -1,0 +1,442 @@
+"""Publish a built dataset folder to the Hugging Face Hub in one atomic commit.
+
+One ``HfApi.create_commit`` adds every new or changed local file and deletes the remote data shards and plots
+that no longer exist locally, so readers see the old dataset or the new one, never a mix. The commit is pinned
+to the remote head that was diffed (``parent_commit``): if anything moved in between, the plan is recomputed.
+Transient failures (5xx, 429, dropped connections) are retried with exponential backoff, re-planning each
+time, so a commit whose answer was lost is recognised instead of being made twice. After the commit the remote
+file list is checked against the expected set.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import RepoFile
+
+from chatdata.errors import ChatdataError, InputError
+from chatdata.hub.client import (
+    LOGIN_HINT,
+    HubAuthError,
+    HubError,
+    is_transient,
+    make_api,
+    one_line,
+    resolve_token,
+    status_of,
+    translate,
+    validate_repo_id,
+)
+
+log = logging.getLogger("chatdata.hub")
+
+#: Remote files of these kinds that are not in the local folder are stale outputs and get deleted.
+DATA_SUFFIXES = (".parquet",)
+PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".pdf")
+#: Never deleted, whatever the folder holds.
+PROTECTED = frozenset({".gitattributes"})
+_CHUNK = 8 * 1024 * 1024
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file of the plan. ``action`` is ``add``, ``update``, ``unchanged`` or ``delete``."""
+
+    path: str
+    size: int
+    action: str
+
+
+@dataclass
+class PublishResult:
+    """What was (or, for a dry run, would be) uploaded and deleted, and the commit that did it."""
+
+    repo_id: str
+    revision: str
+    dry_run: bool
+    uploads: list[FileChange]
+    unchanged: list[FileChange]
+    deletions: list[FileChange]
+    kept: list[str] = field(default_factory=list)
+    remote_listed: bool = True
+    note: str = ""
+    commit_sha: str | None = None
+    commit_url: str | None = None
+    pr_url: str | None = None
+    attempts: int = 0
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(f.size for f in self.uploads)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.uploads or self.deletions)
+
+    def summary(self) -> str:
+        """One line: what happened (or would happen)."""
+        what = (
+            f"{len(self.uploads)} file(s) to upload ({_human(self.upload_bytes)}), "
+            f"{len(self.deletions)} to delete"
+        )
+        where = f"{self.repo_id}@{self.revision}"
+        if self.dry_run:
+            tail = f" ({'' if self.remote_listed else 'remote not read: '}{self.note})" if self.note else ""
+            return f"dry run for {where}: {what}, {len(self.unchanged)} unchanged{tail}"
+        if not self.changed:
+            return f"{where} already up to date at {self.commit_sha}"
+        target = self.pr_url or self.commit_url or self.commit_sha
+        return f"published {where}: {what.replace(' to ', ' ')}; commit {self.commit_sha} ({target})"
+
+    def lines(self) -> list[str]:
+        """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
+        marks = {"add": "+", "update": "~", "delete": "-"}
+        return [f"{marks[f.action]} {f.path} ({_human(f.size)})" for f in [*self.uploads, *self.deletions]]
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    path: str
+    abspath: Path
+    size: int
+    sha256: str
+    git_sha1: str
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _hash_file(path: Path, size: int) -> tuple[str, str]:
+    """(sha256, git blob sha1) in one pass: what the Hub reports for LFS and regular files."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def scan_folder(folder: Path) -> dict[str, _LocalFile]:
+    """Validate a built dataset folder and hash its files (hidden files and folders are skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "no such dataset folder; build it first with `chatdata build`")
+    files: dict[str, _LocalFile] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        size = path.stat().st_size
+        sha256, sha1 = _hash_file(path, size)
+        files[rel.as_posix()] = _LocalFile(rel.as_posix(), path, size, sha256, sha1)
+    if "README.md" not in files:
+        raise InputError(folder, "has no README.md dataset card; rebuild the folder with `chatdata build`")
+    if not any(p.endswith(".parquet") for p in files):
+        raise InputError(
+            folder, "has no .parquet data files, nothing to publish; rebuild it with `chatdata build`"
+        )
+    _check_card(folder / "README.md", list(files))
+    return files
+
+
+def _card_metadata(readme: Path) -> dict[str, Any]:
+    text = readme.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    parts = text.split("---", 2)
+    if len(parts) < 3:
+        raise InputError(readme, "YAML front matter is not closed by '---'; rebuild the card")
+    try:
+        meta = yaml.safe_load(parts[1]) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(
+            readme, f"invalid YAML front matter ({one_line(exc, limit=120)}); rebuild the card"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise InputError(readme, "YAML front matter must be a mapping; rebuild the card")
+    return meta
+
+
+def _check_card(readme: Path, paths: list[str]) -> None:
+    """Every ``configs[].data_files`` pattern of the card must match at least one file of the folder."""
+    for config in _card_metadata(readme).get("configs") or []:
+        if not isinstance(config, dict):
+            raise InputError(readme, "`configs` entries must be mappings with config_name and data_files")
+        name = config.get("config_name", "default")
+        data_files = config.get("data_files") or []
+        if isinstance(data_files, (str, dict)):
+            data_files = [data_files]
+        for entry in data_files:
+            split, patterns = (
+                (entry.get("split", "train"), entry.get("path"))
+                if isinstance(entry, dict)
+                else ("train", entry)
+            )
+            for pattern in [patterns] if isinstance(patterns, str) else list(patterns or []):
+                if not any(fnmatch.fnmatchcase(p, pattern) for p in paths):
+                    raise InputError(
+                        readme,
+                        f"config {name!r} split {split!r} points at {pattern!r}, which matches no file in "
+                        "the folder; rebuild the folder with `chatdata build`",
+                    )
+
+
+def _is_stale_kind(path: str) -> bool:
+    return path not in PROTECTED and path.lower().endswith(DATA_SUFFIXES + PLOT_SUFFIXES)
+
+
+def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, RepoFile]:
+    tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=sha, recursive=True)
+    return {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
+
+
+def _same(local: _LocalFile, remote: RepoFile) -> bool:
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == local.sha256
+    return remote.blob_id == local.git_sha1
+
+
+def _diff(
+    local: dict[str, _LocalFile], remote: dict[str, RepoFile]
+) -> tuple[list[FileChange], list[FileChange], list[FileChange], list[str]]:
+    uploads, unchanged = [], []
+    for path, item in local.items():
+        if path not in remote:
+            uploads.append(FileChange(path, item.size, "add"))
+        elif _same(item, remote[path]):
+            unchanged.append(FileChange(path, item.size, "unchanged"))
+        else:
+            uploads.append(FileChange(path, item.size, "update"))
+    stale = [p for p in remote if p not in local and _is_stale_kind(p)]
+    deletions = [FileChange(p, remote[p].size, "delete") for p in sorted(stale)]
+    kept = sorted(p for p in remote if p not in local and p not in stale)
+    return uploads, unchanged, deletions, kept
+
+
+def _say(console: Any, message: str) -> None:
+    log.info(message)
+    if console is not None:
+        console.print(message, markup=False, highlight=False)
+
+
+def _with_retries(
+    step: Callable[[int], T], *, max_retries: int, retry_wait: float, console: Any, describe: str
+) -> tuple[T, int]:
+    """Run ``step(attempt)``; on a transient error (or 412: head moved) wait, back off, and re-run it."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return step(attempt), attempt
+        except ChatdataError:
+            raise
+        except Exception as exc:
+            retryable = is_transient(exc) or status_of(exc) == 412
+            if not retryable or attempt > max_retries:
+                raise _Failed(exc, attempt, retryable) from exc
+            wait = retry_wait * (2 ** (attempt - 1))
+            _say(
+                console,
+                f"{describe}: transient error ({type(exc).__name__}), retry {attempt}/{max_retries} in "
+                f"{wait:.1f}s",
+            )
+            time.sleep(wait)
+
+
+class _Failed(Exception):
+    def __init__(self, exc: BaseException, attempts: int, transient: bool) -> None:
+        super().__init__(str(exc))
+        self.exc, self.attempts, self.transient = exc, attempts, transient
+
+
+def publish_folder(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    create_pr: bool = False,
+    dry_run: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+    max_retries: int = 4,
+    retry_wait: float = 2.0,
+    commit_message: str | None = None,
+    console: Any = None,
+) -> PublishResult:
+    """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete remote shards/plots gone locally.
+
+    ``revision`` is the target branch (created from ``main`` if missing, unless ``create_pr``), ``create_pr``
+    opens a pull request against it instead of committing. ``dry_run`` writes nothing: it returns the exact
+    plan (reading the remote listing only if a token is available). ``endpoint`` overrides the Hub URL (tests
+    use a loopback server). The token comes from ``token``, ``HF_TOKEN`` or ``hf auth login`` and is never
+    printed or stored. Raises a one-line ``ChatdataError`` on bad input, missing/rejected token or a failed
+    push.
+    """
+    folder = Path(folder)
+    validate_repo_id(repo_id)
+    branch = revision or "main"
+    if revision is not None and (not revision.strip() or revision.startswith("/") or ".." in revision):
+        raise HubError(f"invalid --revision {revision!r}: give a branch name such as 'dev'")
+    local = scan_folder(folder)
+    resolved = resolve_token(token)
+    if dry_run:
+        return _dry_run(local, repo_id, branch, resolved, endpoint, console)
+    if resolved is None:
+        raise HubAuthError(f"no Hugging Face token found to publish {repo_id}: {LOGIN_HINT}")
+    api = make_api(endpoint, resolved)
+    message = commit_message or f"Publish {folder.name} with chatdata"
+
+    def step(attempt: int) -> PublishResult:
+        base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
+        remote = _remote_files(api, repo_id, base_sha)
+        uploads, unchanged, deletions, kept = _diff(local, remote)
+        result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
+        if not result.changed:
+            result.commit_sha = base_sha
+            return result
+        if attempt == 1:
+            for line in result.lines():
+                _say(console, line)
+        operations: list[CommitOperationAdd | CommitOperationDelete] = [
+            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path].abspath))
+            for f in uploads
+        ]
+        operations += [CommitOperationDelete(path_in_repo=f.path, is_folder=False) for f in deletions]
+        description = f"{len(uploads)} file(s) added or updated, {len(deletions)} stale file(s) deleted"
+        if deletions:
+            description += ": " + ", ".join(f.path for f in deletions[:50])
+            description += ", …" if len(deletions) > 50 else ""
+        info = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=message,
+            commit_description=description,
+            repo_type="dataset",
+            revision=branch,
+            create_pr=create_pr,
+            parent_commit=base_sha,
+        )
+        result.commit_sha, result.commit_url, result.pr_url = info.oid, str(info.commit_url), info.pr_url
+        _verify(api, repo_id, info.oid, local, set(kept))
+        return result
+
+    _say(console, f"publishing {folder} to {repo_id}@{branch}" + (" as a pull request" if create_pr else ""))
+    try:
+        result, attempts = _with_retries(
+            step,
+            max_retries=max_retries,
+            retry_wait=retry_wait,
+            console=console,
+            describe=f"push to {repo_id}",
+        )
+    except _Failed as failed:
+        error = translate(failed.exc, repo_id=repo_id, action="publish to", token=resolved, revision=branch)
+        if failed.transient:
+            raise HubError(
+                f"push to {repo_id}@{branch} failed after {failed.attempts} attempt(s): {error}; "
+                "Hub commits are atomic, so the remote still holds its previous version: "
+                "re-run the same command to retry"
+            ) from failed.exc
+        raise error from failed.exc
+    result.attempts = attempts
+    _say(console, result.summary())
+    return result
+
+
+def _ensure_target(api: HfApi, repo_id: str, branch: str, *, private: bool, may_create_branch: bool) -> str:
+    """Head sha of ``branch``; creates the repo (and a missing branch, from main) first when needed.
+
+    Reading first means an existing repo is never sent a create request: a token that may only open pull
+    requests works, and ``private`` only applies to a new repo.
+    """
+    try:
+        info = api.dataset_info(repo_id)
+    except RepositoryNotFoundError:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = None
+    if private and info is not None and info.private is False:
+        raise HubError(
+            f"{repo_id} already exists and is public, and --private only applies to a new repo: make it "
+            "private in its settings on the Hub or drop --private"
+        )
+    if branch == "main" and info is not None:
+        return _head(api, repo_id, branch, info.sha)
+    try:
+        return _head(api, repo_id, branch)
+    except RevisionNotFoundError:
+        if not may_create_branch:
+            raise
+    api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+    return _head(api, repo_id, branch)
+
+
+def _head(api: HfApi, repo_id: str, branch: str, sha: str | None = None) -> str:
+    sha = sha or api.dataset_info(repo_id, revision=branch).sha
+    if not sha:
+        raise HubError(f"the Hub did not report a commit sha for {repo_id}@{branch}")
+    return sha
+
+
+def _verify(api: HfApi, repo_id: str, sha: str, local: dict[str, _LocalFile], kept: set[str]) -> None:
+    remote = _remote_files(api, repo_id, sha)
+    expected = set(local) | kept
+    missing = sorted(expected - set(remote))
+    unexpected = sorted(set(remote) - expected)
+    differ = sorted(p for p in local if p in remote and not _same(local[p], remote[p]))
+    if missing or unexpected or differ:
+        raise HubError(
+            f"after commit {sha} the files of {repo_id} do not match the folder (missing: {missing[:5]}, "
+            f"unexpected: {unexpected[:5]}, different content: {differ[:5]}); re-run the publish command"
+        )
+
+
+def _dry_run(
+    local: dict[str, _LocalFile],
+    repo_id: str,
+    branch: str,
+    token: str | None,
+    endpoint: str | None,
+    console: Any,
+) -> PublishResult:
+    remote: dict[str, RepoFile] = {}
+    listed, note = False, "no token available" if token is None else ""
+    if token is not None:
+        api = make_api(endpoint, token)
+        try:
+            try:
+                sha = api.dataset_info(repo_id, revision=branch).sha
+            except RevisionNotFoundError:
+                sha, note = (
+                    api.dataset_info(repo_id).sha,
+                    f"branch {branch!r} does not exist yet (diffed against main)",
+                )
+            remote = _remote_files(api, repo_id, sha or branch)
+            listed = True
+        except RepositoryNotFoundError:
+            listed, note = True, "the repo does not exist yet and would be created"
+        except Exception as exc:
+            note = str(translate(exc, repo_id=repo_id, action="read", token=token, revision=branch))
+    uploads, unchanged, deletions, kept = _diff(local, remote)
+    result = PublishResult(repo_id, branch, True, uploads, unchanged, deletions, kept, listed, note)
+    for line in result.lines():
+        _say(console, line)
+    _say(console, result.summary())
+    return result

@@ -1,0 +1,93 @@
+"""Download a source dataset snapshot (Parquet / JSONL files) from the Hub, pinned to one commit."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from chatdata.hub.client import HubError, translate, validate_repo_id
+
+SOURCE_PATTERNS = ("*.parquet", "*.jsonl", "*.jsonl.gz")
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _offline() -> bool:
+    env = os.environ.get("HF_HUB_OFFLINE", "")
+    return constants.is_offline_mode() or env.upper() in constants.ENV_VARS_TRUE_VALUES
+
+
+def download_source(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> tuple[Path, str]:
+    """Fetch the ``*.parquet``/``*.jsonl``/``*.jsonl.gz`` files of dataset ``repo_id`` at ``revision``.
+
+    Returns ``(snapshot folder, resolved commit sha)``; the sha goes into the build fingerprint. The revision
+    is resolved to one commit (``snapshot_download`` asks the Hub once) and every file comes from that commit.
+    With ``HF_HUB_OFFLINE=1`` only the local cache is used. Raises a one-line ``HubError`` when offline and
+    not cached, or when the repo/revision does not exist.
+    """
+    validate_repo_id(repo_id)
+    wanted = revision or "main"
+    cache = str(cache_dir) if cache_dir is not None else None
+    if _offline():
+        try:
+            path = Path(
+                snapshot_download(
+                    repo_id,
+                    repo_type="dataset",
+                    revision=wanted,
+                    cache_dir=cache,
+                    allow_patterns=list(SOURCE_PATTERNS),
+                    local_files_only=True,
+                )
+            )
+        except (LocalEntryNotFoundError, FileNotFoundError) as exc:
+            raise HubError(
+                f"HF_HUB_OFFLINE=1 is set and {repo_id}@{wanted} is not in the cache "
+                f"({cache or constants.HF_HUB_CACHE}); unset HF_HUB_OFFLINE once to download it, or pass a "
+                "local file instead"
+            ) from exc
+        return _with_data(path, repo_id, wanted), _checked_sha(path, repo_id)
+    try:
+        path = Path(
+            snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                revision=wanted,
+                cache_dir=cache,
+                allow_patterns=list(SOURCE_PATTERNS),
+                endpoint=endpoint,
+                token=token,
+            )
+        )
+    except Exception as exc:
+        cause = (
+            exc.__cause__ if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None else exc
+        )
+        raise translate(cause, repo_id=repo_id, action="download", token=token, revision=wanted) from exc
+    sha = _checked_sha(path, repo_id)
+    return _with_data(path, repo_id, wanted), sha
+
+
+def _with_data(path: Path, repo_id: str, revision: str) -> Path:
+    if not any(any(path.rglob(pattern)) for pattern in SOURCE_PATTERNS):
+        raise HubError(f"dataset repo {repo_id}@{revision} has no {', '.join(SOURCE_PATTERNS)} files to read")
+    return path
+
+
+def _checked_sha(path: Path, repo_id: str) -> str:
+    """A cache snapshot lives in ``.../snapshots/<sha>``: that folder name is the commit sha."""
+    if not _SHA_RE.match(path.name):
+        raise HubError(
+            f"cannot tell which commit the cached copy of {repo_id} at {path} is; re-download it online"
+        )
+    return path.name
