@@ -1,0 +1,403 @@
+"""publish_folder against the loopback Hub: one atomic commit, stale shards deleted, retries, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hubserver import READ_TOKEN, HubServer, hub_server, load_dataset_rows
+from rich.console import Console
+
+from chatdata.errors import ChatdataError
+from chatdata.hub import PublishResult, publish_folder
+
+__all__ = ["hub_server"]  # the fixture, imported for pytest
+
+REPO = "org/oasst-chat"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+SFT_SCHEMA = pa.schema([("dialogue_id", pa.string()), ("messages", MESSAGES), ("lang", pa.string())])
+REJECT_SCHEMA = pa.schema([("unit", pa.string()), ("reason", pa.string())])
+
+CARD = """---
+license: apache-2.0
+configs:
+- config_name: sft
+  data_files:
+  - split: train_sft
+    path: data/train_sft-*
+  - split: test_sft
+    path: data/test_sft-*
+  default: true
+- config_name: rejects
+  data_files:
+  - split: rejects
+    path: rejects/rejects-*
+---
+# oasst chat (test build)
+"""
+
+
+def sft_rows(tag: str, n: int) -> list[dict]:
+    return [
+        {
+            "dialogue_id": f"{tag}-{i}",
+            "messages": [
+                {"role": "user", "content": f"q {tag} {i}"},
+                {"role": "assistant", "content": f"a {i}"},
+            ],
+            "lang": "en",
+        }
+        for i in range(n)
+    ]
+
+
+def write_shards(folder: Path, prefix: str, rows: list[dict], schema: pa.Schema, shards: int) -> None:
+    per = -(-len(rows) // shards)
+    for i in range(shards):
+        path = folder / f"{prefix}-{i:05d}-of-{shards:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows[i * per : (i + 1) * per], schema=schema), path)
+
+
+def build_folder(
+    root: Path, tag: str, *, train_shards: int = 1, plots: tuple[str, ...] = ("lengths.png",)
+) -> dict:
+    """A built dataset folder like the lead's writer makes; returns the rows per config/split."""
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.rglob("*.parquet"):
+        old.unlink()
+    for old in root.glob("*.png"):
+        old.unlink()
+    rows = {
+        "sft/train_sft": sft_rows(f"{tag}-train", 6),
+        "sft/test_sft": sft_rows(f"{tag}-test", 2),
+        "rejects/rejects": [{"unit": "message", "reason": f"{tag} too short"}],
+    }
+    write_shards(root, "data/train_sft", rows["sft/train_sft"], SFT_SCHEMA, train_shards)
+    write_shards(root, "data/test_sft", rows["sft/test_sft"], SFT_SCHEMA, 1)
+    write_shards(root, "rejects/rejects", rows["rejects/rejects"], REJECT_SCHEMA, 1)
+    (root / "README.md").write_text(CARD, encoding="utf-8")
+    (root / "build.json").write_text(json.dumps({"recipe": "oasst_en", "tag": tag}), encoding="utf-8")
+    for name in plots:
+        (root / name).write_bytes(PNG + tag.encode())
+    return rows
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def push(folder: Path, hub: HubServer, **kwargs) -> PublishResult:
+    kwargs.setdefault("token", hub.token)
+    kwargs.setdefault("retry_wait", 0.01)
+    return publish_folder(folder, kwargs.pop("repo", REPO), endpoint=hub.url, **kwargs)
+
+
+def test_push_then_load_dataset_returns_exactly_the_rows(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "OUT" / "oasst_en"
+    rows = build_folder(folder, "v1", train_shards=2)
+    result = push(folder, hub_server, private=True)
+
+    assert hub_server.commit_count(REPO) == 1
+    assert hub_server.repo(REPO).private
+    assert result.commit_sha == hub_server.head(REPO)
+    assert {f.path for f in result.uploads} == set(local_files(folder))
+    assert hub_server.files(REPO) == {
+        **local_files(folder),
+        ".gitattributes": hub_server.files(REPO)[".gitattributes"],
+    }
+    loaded = load_dataset_rows(hub_server, REPO, [tuple(k.split("/")) for k in rows], tmp_path)
+    assert loaded == rows
+
+
+def test_second_push_deletes_stale_shards_in_the_same_single_commit(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "langs.png"))
+    push(folder, hub_server)
+    first = hub_server.head(REPO)
+    rows = build_folder(folder, "v2", train_shards=1, plots=("lengths.png",))
+    (tmp_path / "oasst_en" / "notes.txt").write_text("kept locally and uploaded")
+
+    result = push(folder, hub_server)
+
+    assert hub_server.commit_count(REPO) == 2  # exactly one commit per push
+    commit = hub_server.repo(REPO).commits[hub_server.head(REPO)]
+    assert commit.parent == first
+    stale = {"data/train_sft-00000-of-00002.parquet", "data/train_sft-00001-of-00002.parquet", "langs.png"}
+    assert set(commit.deleted) == stale == {f.path for f in result.deletions}
+    assert "data/train_sft-00000-of-00001.parquet" in commit.added
+    remote = hub_server.files(REPO)
+    assert set(remote) == set(local_files(folder)) | {".gitattributes"}
+    assert all(remote[p] == data for p, data in local_files(folder).items())
+    loaded = load_dataset_rows(hub_server, REPO, [("sft", "train_sft"), ("sft", "test_sft")], tmp_path)
+    assert loaded == {k: v for k, v in rows.items() if k.startswith("sft/")}
+
+
+def test_unchanged_push_makes_no_commit_and_keeps_foreign_files(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    push(folder, hub_server)
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    HfApi(endpoint=hub_server.url, token=hub_server.token).create_commit(
+        REPO, [CommitOperationAdd("LICENSE", b"Apache-2.0")], commit_message="manual", repo_type="dataset"
+    )
+    head = hub_server.head(REPO)
+    result = push(folder, hub_server)
+    assert not result.changed and result.commit_sha == head
+    assert hub_server.commit_count(REPO) == 2
+    assert result.kept == [".gitattributes", "LICENSE"]
+    assert "already up to date" in result.summary()
+
+
+@pytest.mark.parametrize("kind", ["status", "drop"])
+def test_interrupted_push_leaves_remote_unchanged_with_one_line_error(
+    hub_server: HubServer, tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train_shards=2)
+    push(folder, hub_server)
+    before, files_before = hub_server.head(REPO), hub_server.files(REPO)
+    build_folder(folder, "v2", train_shards=1)
+    hub_server.inject("commit", kind=kind, status=503, times=10)
+
+    with pytest.raises(ChatdataError) as err:
+        push(folder, hub_server, max_retries=2)
+
+    message = str(err.value)
+    assert "\n" not in message and "failed after 3 attempt(s)" in message and "re-run" in message
+    assert hub_server.token not in message
+    assert hub_server.head(REPO) == before and hub_server.files(REPO) == files_before
+    assert hub_server.commit_count(REPO) == 1
+    assert [r.endpoint for r in hub_server.requests].count("commit") == 1 + 3
+
+
+def test_transient_failure_is_retried_into_exactly_one_commit(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    hub_server.inject("commit", kind="status", status=500, times=1)
+    result = push(folder, hub_server)
+    assert result.attempts == 2 and hub_server.commit_count(REPO) == 1
+    assert result.commit_sha == hub_server.head(REPO)
+
+
+def test_lost_commit_answer_is_recognised_not_committed_twice(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train_shards=2)
+    push(folder, hub_server)
+    build_folder(folder, "v2", train_shards=1)
+    hub_server.inject("commit", kind="drop_after_apply", times=1)
+    result = push(folder, hub_server)
+    assert hub_server.commit_count(REPO) == 2  # the dropped answer's commit, and no duplicate
+    assert result.attempts == 2 and result.commit_sha == hub_server.head(REPO)
+    assert set(hub_server.files(REPO)) == set(local_files(folder)) | {".gitattributes"}
+
+
+def test_concurrent_change_is_replanned_against_the_new_head(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    push(folder, hub_server)
+    build_folder(folder, "v2", train_shards=2)
+    hub_server.inject("commit", kind="status", status=412, times=1)
+    result = push(folder, hub_server)
+    assert result.attempts == 2 and hub_server.commit_count(REPO) == 2
+    assert set(hub_server.files(REPO)) == set(local_files(folder)) | {".gitattributes"}
+
+
+def test_dry_run_writes_nothing_and_lists_exactly_the_ops(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "langs.png"))
+    push(folder, hub_server)
+    before = (hub_server.head(REPO), hub_server.commit_count(REPO), len(hub_server.writes()))
+    seen = len(hub_server.requests)
+    build_folder(folder, "v2", train_shards=1, plots=("lengths.png",))
+    local = local_files(folder)
+
+    result = push(folder, hub_server, dry_run=True)
+
+    assert (hub_server.head(REPO), hub_server.commit_count(REPO), len(hub_server.writes())) == before
+    new_requests = hub_server.requests[seen:]
+    assert new_requests and all(r.method == "GET" for r in new_requests)
+    assert result.dry_run and result.remote_listed and result.commit_sha is None
+    assert [(f.path, f.action) for f in result.unchanged] == [("README.md", "unchanged")]  # same card bytes
+    assert {(f.path, f.size) for f in result.uploads} == {
+        (p, len(b)) for p, b in local.items() if p != "README.md"
+    }
+    assert {f.path: f.action for f in result.uploads}["data/train_sft-00000-of-00001.parquet"] == "add"
+    assert {f.path: f.action for f in result.uploads}["build.json"] == "update"
+    assert {f.path for f in result.deletions} == {
+        "data/train_sft-00000-of-00002.parquet",
+        "data/train_sft-00001-of-00002.parquet",
+        "langs.png",
+    }
+    assert all(f.size > 0 for f in result.deletions)
+    assert len(result.lines()) == len(result.uploads) + len(result.deletions)
+
+
+def test_dry_run_without_token_makes_no_request(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    result = publish_folder(folder, "org/new-repo", dry_run=True, endpoint=hub_server.url)
+    assert hub_server.requests == []
+    assert not result.remote_listed and "no token" in result.summary()
+    assert {(f.path, f.size, f.action) for f in result.uploads} == {
+        (p, len(b), "add") for p, b in local_files(folder).items()
+    }
+
+
+def test_revision_branch_and_pull_request(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    push(folder, hub_server)
+    main_files = hub_server.files(REPO)
+    build_folder(folder, "v2", train_shards=2)
+
+    on_branch = push(folder, hub_server, revision="dev")
+    assert on_branch.revision == "dev" and hub_server.head(REPO, "dev") == on_branch.commit_sha
+    assert hub_server.files(REPO) == main_files
+    assert set(hub_server.files(REPO, "dev")) == set(local_files(folder)) | {".gitattributes"}
+
+    pr = push(folder, hub_server, create_pr=True)
+    assert pr.pr_url is not None and pr.pr_url.endswith("/discussions/1")
+    assert hub_server.head(REPO, "refs/pr/1") == pr.commit_sha
+    assert hub_server.files(REPO) == main_files
+    assert {f.path for f in pr.deletions} == {"data/train_sft-00000-of-00001.parquet"}
+
+
+def test_read_only_token_gets_a_one_line_permission_error(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    push(folder, hub_server)
+    build_folder(folder, "v2")
+    with pytest.raises(ChatdataError) as err:
+        push(folder, hub_server, token=READ_TOKEN)
+    assert "\n" not in str(err.value) and "403" in str(err.value) and "--create-pr" in str(err.value)
+    assert READ_TOKEN not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("bad_token", "rejected the token (401)"),
+        ("missing_token", "no Hugging Face token found"),
+        ("invalid_repo", "invalid Hub repo id"),
+        ("empty_folder", "no README.md"),
+        ("no_folder", "no such dataset folder"),
+        ("no_parquet", "no .parquet data files"),
+        ("card_points_nowhere", "matches no file"),
+        ("bad_revision", "invalid --revision"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(
+    hub_server: HubServer, tmp_path: Path, case: str, expected: str
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    kwargs: dict = {}
+    if case == "bad_token":
+        kwargs["token"] = "hf_thisTokenIsWrong000000000000000"
+    elif case == "missing_token":
+        kwargs["token"] = None
+    elif case == "invalid_repo":
+        kwargs["repo"] = "not a repo//x"
+    elif case == "empty_folder":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    elif case == "no_folder":
+        folder = tmp_path / "missing"
+    elif case == "no_parquet":
+        for p in folder.rglob("*.parquet"):
+            p.unlink()
+    elif case == "card_points_nowhere":
+        (folder / "data" / "test_sft-00000-of-00001.parquet").unlink()
+    elif case == "bad_revision":
+        kwargs["revision"] = "../main"
+    with pytest.raises(ChatdataError) as err:
+        push(folder, hub_server, **kwargs)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+    assert "hf_thisTokenIsWrong" not in message
+    if case in {"bad_token", "missing_token"}:
+        assert "HF_TOKEN" in message and "hf auth login" in message
+    if case != "bad_token":
+        assert hub_server.writes() == []
+
+
+def test_token_never_appears_in_output_logs_or_files(
+    hub_server: HubServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train_shards=2)
+    hub_server.inject("commit", kind="status", status=502, times=1)  # exercise the retry path too
+    first = push(folder, hub_server, console=console)
+    build_folder(folder, "v2")
+    dry = push(folder, hub_server, dry_run=True, console=console)
+    second = push(folder, hub_server, console=console)
+    with pytest.raises(ChatdataError) as err:
+        push(folder, hub_server, token=hub_server.token + "x", console=console)
+
+    out, errout = capfd.readouterr()
+    texts = [
+        out,
+        errout,
+        buffer.getvalue(),
+        caplog.text,
+        str(err.value),
+        repr(first),
+        repr(dry),
+        repr(second),
+    ]
+    texts += [first.summary(), dry.summary(), second.summary()]
+    assert buffer.getvalue().count("published") == 2 and "retry 1/" in buffer.getvalue()
+    for text in texts:
+        assert hub_server.token not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert hub_server.token.encode() not in path.read_bytes(), path
+    for data in hub_server.files(REPO).values():
+        assert hub_server.token.encode() not in data
+
+
+def test_token_from_environment_is_used(hub_server: HubServer, tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    result = publish_folder(folder, REPO, endpoint=hub_server.url)
+    assert result.commit_sha == hub_server.head(REPO)
+    assert hub_server.files(REPO)["README.md"] == CARD.encode()
+    assert all(r.authenticated for r in hub_server.requests)
+
+
+def test_private_flag_never_publishes_into_an_existing_public_repo(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    push(folder, hub_server)
+    build_folder(folder, "v2")
+    with pytest.raises(ChatdataError, match="already exists and is public"):
+        push(folder, hub_server, private=True)
+    assert hub_server.commit_count(REPO) == 1
+
+
+def test_dry_run_with_token_on_a_new_repo_creates_nothing(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    result = push(folder, hub_server, repo="org/brand-new", dry_run=True, revision="dev")
+    assert result.remote_listed and "would be created" in result.summary()
+    assert hub_server.writes() == [] and ("dataset", "org/brand-new") not in hub_server.repos
+    assert {f.path for f in result.uploads} == set(local_files(folder)) and not result.deletions
