@@ -97,7 +97,9 @@ class PublishResult:
         if not self.changed:
             return f"{where} already up to date at {self.commit_sha}"
         target = self.pr_url or self.commit_url or self.commit_sha
-        return f"published {where}: {what.replace(' to ', ' ')}; commit {self.commit_sha} ({target})"
+        done = f"uploaded {len(self.uploads)} file(s) ({_human(self.upload_bytes)}), "
+        done += f"deleted {len(self.deletions)}"
+        return f"published {where}: {done}; commit {self.commit_sha} ({target})"
 
     def lines(self) -> list[str]:
         """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
