@@ -412,8 +412,8 @@ def turn_frame(
 
     Columns: ``row``, ``turn``, ``role``, ``piece`` (the turn's text) and the row-local character offsets
     ``h0`` (turn start), ``c0`` (header end = where generation starts; the reply region, guanaco's lead
-    space included, runs from here), ``c1`` (content end), ``e1`` (end marker end), ``s1`` (turn end). Content is escaped when ``on_special="escape"``. Rows are not
-    checked here.
+    space included, runs from here), ``c1`` (content end), ``e1`` (end marker end), ``s1`` (turn end).
+    Content is escaped when ``on_special="escape"``. Rows are not checked here.
     """
     d = _fixed(dialect)
     ex = _exploded(messages)

@@ -334,15 +334,11 @@ def _label(
         single = (starts[idx] == ec1) & (ends[idx] == ee1) & (ids[idx] == want) & (tok_row[idx] == erow)
         good = single & trained[idx]
         cut = (tok_row[idx] == erow) & (pos[idx] >= max_length)
-        for r, t, txt, is_single in zip(
-            erow[~good & ~cut],
-            eturn[~good & ~cut],
-            np.array(end_text)[~good & ~cut],
-            single[~good & ~cut],
-            strict=True,
-        ):
-            what = "is not trained" if is_single else "is not one token of its own"
-            problems[int(r)].append(f"end_token: the end of turn {int(t) + 1} ({txt!r}) {what}")
+        for k in np.flatnonzero(~good & ~cut).tolist():
+            what = "is not trained" if single[k] else "is not one token of its own"
+            problems[int(erow[k])].append(
+                f"end_token: the end of turn {int(eturn[k]) + 1} ({end_text[k]!r}) {what}"
+            )
 
     if pad_id is not None:
         for k in np.flatnonzero(count(trained & (ids == pad_id))).tolist():
