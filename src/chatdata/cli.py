@@ -73,10 +73,13 @@ def build(
     leak_policy: Annotated[str, typer.Option(help="What to do with test trees whose prompt is also in train: move | drop.")] = "move",
     max_shard_size: Annotated[int, typer.Option(help="Largest Parquet shard in MB.", min=1)] = 500,
     engine: Annotated[Engine, typer.Option(help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); local: run the stages in this process.")] = Engine.prefect,
+    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Publish each built recipe to ORG/NAME (use {recipe} in the name with several recipes).")] = None,
 ) -> None:
     """Build recipes into Hub-style dataset folders (Parquet, README.md card, build.json)."""
     names = recipe_names or ["oasst_en"]
     try:
+        if push_to:
+            _check_push_target(push_to, names)
         from chatdata.pipeline import BuildSettings, STAGES, run_local
         from chatdata.recipes import get_recipe
 
@@ -105,6 +108,47 @@ def build(
         _fail(exc)
     for n in names:
         _summary(out / n)
+    if push_to:
+        from chatdata.hub import publish_folder
+
+        try:
+            for n in names:
+                out_console.print(publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary(),
+                                  highlight=False, markup=False)
+        except ChatdataError as exc:
+            _fail(exc)
+
+
+def _check_push_target(push_to: str, names: list[str]) -> None:
+    """Fail before building on a bad repo id or a missing token."""
+    from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token, validate_repo_id
+
+    if len(names) > 1 and "{recipe}" not in push_to:
+        raise ChatdataError("--push-to needs a {recipe} placeholder when building several recipes")
+    for n in names:
+        validate_repo_id(push_to.replace("{recipe}", n))
+    if resolve_token(None) is None:
+        raise HubAuthError(f"--push-to needs a Hugging Face token: {LOGIN_HINT}")
+
+
+@app.command()
+def publish(
+    folder: Annotated[Path, typer.Argument(help="A built dataset folder, e.g. out/oasst_en.")],
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private (new repos only).")] = False,
+    revision: Annotated[Optional[str], typer.Option(help="Target branch (created from main if missing).")] = None,
+    create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List uploads and deletions with sizes; write nothing.")] = False,
+) -> None:
+    """Publish a built folder to the Hub in one atomic commit (stale shards deleted). Token: HF_TOKEN or `hf auth login`."""
+    try:
+        from chatdata.hub import publish_folder
+
+        result = publish_folder(folder, repo, private=private, revision=revision, create_pr=create_pr,
+                                dry_run=dry_run, console=console)
+    except ChatdataError as exc:
+        _fail(exc)
+    out_console.print(result.summary(), highlight=False, markup=False)
 
 
 def _run_prefect(names: list[str], settings: object, out: Path, on_stage: object) -> None:

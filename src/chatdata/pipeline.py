@@ -153,7 +153,9 @@ def resolve_source(source: str | None, revision: str | None, cache_dir: Path) ->
 
         local, sha = download_source(source, revision=revision, cache_dir=cache_dir)
         return ResolvedSource(local, source, sha)
-    raise ChatdataError(f"source '{source}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1")
+    raise ChatdataError(
+        f"source '{source}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
+    )
 
 
 def _looks_like_repo_id(s: str) -> bool:
@@ -186,8 +188,13 @@ def stage_ingest(ctx: StageContext) -> StageRecord:
     }
     (d / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     n_rej = result.rejects.height
-    return StageRecord("ingest", "records", result.messages.height + n_rej, result.messages.height,
-                       _reason_counts(result.rejects))
+    return StageRecord(
+        "ingest",
+        "records",
+        result.messages.height + n_rej,
+        result.messages.height,
+        _reason_counts(result.rejects),
+    )
 
 
 def stage_structure(ctx: StageContext) -> StageRecord:
@@ -198,8 +205,9 @@ def stage_structure(ctx: StageContext) -> StageRecord:
     result = validate_structure(messages, rejected_ids)
     save(result.messages, d / "tree.parquet")
     save(result.rejects, d / "rejects-structure.parquet")
-    return StageRecord("structure", "messages", messages.height, result.messages.height,
-                       _reason_counts(result.rejects))
+    return StageRecord(
+        "structure", "messages", messages.height, result.messages.height, _reason_counts(result.rejects)
+    )
 
 
 def stage_gates(ctx: StageContext) -> StageRecord:
@@ -224,8 +232,16 @@ def stage_flatten(ctx: StageContext) -> StageRecord:
     per_tree = result.frame.group_by("message_tree_id").len().get_column("len")
     unit = "pairs" if r.flatten == "pairs" else "dialogues"
     notes = {f"{unit}_per_tree": _describe(per_tree)} if per_tree.len() else {}
-    return StageRecord("flatten", "messages", gated.height, used, result.counts,
-                       produced=result.frame.height, produced_unit=unit, notes=notes)
+    return StageRecord(
+        "flatten",
+        "messages",
+        gated.height,
+        used,
+        result.counts,
+        produced=result.frame.height,
+        produced_unit=unit,
+        notes=notes,
+    )
 
 
 def _unit(ctx: StageContext) -> str:
@@ -257,8 +273,13 @@ def stage_score(ctx: StageContext) -> StageRecord:
 def stage_filters(ctx: StageContext) -> StageRecord:
     scored = load(ctx.ws.own / "scored.parquet")
     outcome = apply_filters(scored, _dialogue_filters(ctx), score=False)
-    rejects = dialogue_rejects(outcome.dropped, stage="filters", reason=pl.col("reject_reason"),
-                               evidence=pl.col("reject_evidence"), filter_name=pl.col("reject_filter"))
+    rejects = dialogue_rejects(
+        outcome.dropped,
+        stage="filters",
+        reason=pl.col("reject_reason"),
+        evidence=pl.col("reject_evidence"),
+        filter_name=pl.col("reject_filter"),
+    )
     save(outcome.kept, ctx.ws.own / "filtered.parquet")
     save(rejects, ctx.ws.own / "rejects-filters.parquet")
     return StageRecord("filters", _unit(ctx), scored.height, outcome.kept.height, outcome.counts)
@@ -274,8 +295,11 @@ def stage_render(ctx: StageContext) -> StageRecord:
     on_special = ctx.settings.on_special
     columns = ("chosen", "rejected") if r.output == "prefs" else ("messages",)
     found = [
-        pl.lit(check_dialogues(frame.get_column(column), dialect, on_special))  # type: ignore[arg-type]
-        .pipe(lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))))
+        pl.lit(check_dialogues(frame.get_column(column), dialect, on_special)).pipe(  # type: ignore[arg-type]
+            lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(
+                pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))
+            )
+        )
         for column in columns
         for dialect in r.check_dialects
     ]
@@ -284,11 +308,14 @@ def stage_render(ctx: StageContext) -> StageRecord:
     bad = checked.filter(pl.col("_reason").is_not_null())
     good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
     if r.text_format and good.height:
-        good = good.with_columns(render_batch(good.get_column("messages"), r.text_format, on_special).alias("text"))  # type: ignore[arg-type]
+        good = good.with_columns(
+            render_batch(good.get_column("messages"), r.text_format, on_special).alias("text")
+        )  # type: ignore[arg-type]
     elif r.text_format:
         good = good.with_columns(pl.lit(None, pl.String).alias("text"))
-    rejects = dialogue_rejects(bad, stage="render", reason=pl.col("_reason").str.split(":").list.first(),
-                               evidence=pl.col("_reason"))
+    rejects = dialogue_rejects(
+        bad, stage="render", reason=pl.col("_reason").str.split(":").list.first(), evidence=pl.col("_reason")
+    )
     save(good, ctx.ws.own / "rendered.parquet")
     save(rejects, ctx.ws.own / "rejects-render.parquet")
     return StageRecord("render", _unit(ctx), frame.height, good.height, _reason_counts(rejects))
@@ -298,6 +325,7 @@ def stage_masks(ctx: StageContext) -> StageRecord:
     """With ``--tokenizer``: render, tokenize and validate every label mask; without: pass rows through."""
     frame = load(ctx.ws.own / "rendered.parquet")
     if not ctx.settings.tokenizer:
+        (ctx.ws.own / "notes.json").unlink(missing_ok=True)
         save(frame, ctx.ws.own / "masked.parquet")
         save(empty_rejects(), ctx.ws.own / "rejects-masks.parquet")
         return StageRecord("masks", _unit(ctx), frame.height, frame.height, notes={"tokenizer": None})
@@ -310,9 +338,14 @@ def stage_splits(ctx: StageContext) -> StageRecord:
     filtered = load(ctx.ws.own / "masked.parquet")
     r = ctx.recipe
     tf = ctx.settings.test_fraction if ctx.settings.test_fraction is not None else r.test_fraction
-    result = assign_splits(filtered, names=r.splits, test_fraction=tf, seed=ctx.settings.split_seed,
-                           leak_policy=ctx.settings.leak_policy,  # type: ignore[arg-type]
-                           dedupe_columns=("chosen", "rejected") if r.output == "prefs" else ("messages",))
+    result = assign_splits(
+        filtered,
+        names=r.splits,
+        test_fraction=tf,
+        seed=ctx.settings.split_seed,
+        leak_policy=ctx.settings.leak_policy,  # type: ignore[arg-type]
+        dedupe_columns=("chosen", "rejected") if r.output == "prefs" else ("messages",),
+    )
     save(result.frame, ctx.ws.own / "final.parquet")
     save(result.rejects, ctx.ws.own / "rejects-splits.parquet")
     moved = {"cross_split_prompt_moved_to_train": result.moved} if result.moved else {}
@@ -344,14 +377,19 @@ LEDGER_STAGES = ("ingest", "structure", "gates", "flatten", "score", "filters", 
 #: ``ingest`` reads the source, fingerprinted separately (``sources.json`` records its files' sha256).
 STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ingest": ((), ("common/messages.parquet", "common/rejects-ingest.parquet", "common/sources.json")),
-    "structure": (("common/messages.parquet", "common/rejects-ingest.parquet"),
-                  ("common/tree.parquet", "common/rejects-structure.parquet")),
+    "structure": (
+        ("common/messages.parquet", "common/rejects-ingest.parquet"),
+        ("common/tree.parquet", "common/rejects-structure.parquet"),
+    ),
     "gates": (("common/tree.parquet",), ("{r}/gated.parquet", "{r}/rejects-gates.parquet")),
     "flatten": (("{r}/gated.parquet",), ("{r}/dialogues.parquet", "{r}/rejects-flatten.parquet")),
     "score": (("{r}/dialogues.parquet",), ("{r}/scored.parquet",)),
     "filters": (("{r}/scored.parquet",), ("{r}/filtered.parquet", "{r}/rejects-filters.parquet")),
     "render": (("{r}/filtered.parquet",), ("{r}/rendered.parquet", "{r}/rejects-render.parquet")),
-    "masks": (("{r}/rendered.parquet",), ("{r}/masked.parquet", "{r}/rejects-masks.parquet", "{r}/notes.json")),
+    "masks": (
+        ("{r}/rendered.parquet",),
+        ("{r}/masked.parquet", "{r}/rejects-masks.parquet", "{r}/notes.json"),
+    ),
     "splits": (("{r}/masked.parquet",), ("{r}/final.parquet", "{r}/rejects-splits.parquet")),
     "write": (("{r}/final.parquet", "common/sources.json"), ()),
 }
@@ -375,7 +413,9 @@ def _describe(s: pl.Series) -> dict[str, float]:
 
 def run_stage(stage: str, work: str | Path, recipe: str, settings: dict[str, Any], out: str | Path) -> str:
     """Run one stage by name with plain arguments (what an orchestrator task calls); return the ledger path."""
-    ctx = StageContext(Workspace(Path(work), recipe), get_recipe(recipe), BuildSettings.from_dict(settings), Path(out))
+    ctx = StageContext(
+        Workspace(Path(work), recipe), get_recipe(recipe), BuildSettings.from_dict(settings), Path(out)
+    )
     folder = ctx.ws.dir_for(stage)
     folder.mkdir(parents=True, exist_ok=True)
     record = STAGE_FUNCS[stage](ctx)
@@ -396,14 +436,24 @@ def collect_rejects(ws: Workspace) -> pl.DataFrame:
 
 def settings_fingerprint(recipe: Recipe, settings: BuildSettings, specs: list[dict[str, Any]]) -> str:
     raw = orjson.dumps(
-        {"recipe": recipe.to_dict(), "settings": settings.output_settings(), "filters": specs, "version": __version__},
+        {
+            "recipe": recipe.to_dict(),
+            "settings": settings.output_settings(),
+            "filters": specs,
+            "version": __version__,
+        },
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(raw).hexdigest()
 
 
-def run_local(recipes: list[str], settings: BuildSettings, out: Path, work: Path | None = None,
-              on_stage: Callable[[str, str], None] | None = None) -> dict[str, Path]:
+def run_local(
+    recipes: list[str],
+    settings: BuildSettings,
+    out: Path,
+    work: Path | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
+) -> dict[str, Path]:
     """Run every stage in order in this process (no orchestrator); return each recipe's output folder."""
     work = work or out / ".work"
     done_common = False
