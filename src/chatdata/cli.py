@@ -132,6 +132,21 @@ def _check_push_target(push_to: str, names: list[str]) -> None:
 
 
 @app.command()
+def synth(
+    messages: Annotated[int, typer.Option("--messages", "-n", help="About how many messages to generate.", min=1)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the Hub layout (data/train-*.parquet) into.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same forest.")] = 0,
+    rows_per_file: Annotated[int, typer.Option(help="Rows per Parquet shard.", min=1)] = 500_000,
+) -> None:
+    """Write a synthetic oasst-shaped forest (Hub Parquet layout) for benchmarks and load tests."""
+    from chatdata.synth import write_forest
+
+    for split, paths in write_forest(out, messages, seed=seed, rows_per_file=rows_per_file).items():
+        for p in paths:
+            out_console.print(f"{split}: {p}", highlight=False)
+
+
+@app.command()
 def publish(
     folder: Annotated[Path, typer.Argument(help="A built dataset folder, e.g. out/oasst_en.")],
     repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME.")],
