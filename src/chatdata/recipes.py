@@ -52,10 +52,11 @@ RECIPES: dict[str, Recipe] = {
             summary="English oasst threads as `messages` (StarChat-alpha's data)",
             rebuilds="HuggingFaceH4/oasst1_en",
             reference="https://huggingface.co/datasets/HuggingFaceH4/oasst1_en",
-            dialogue_filters=("lang_field_en",),
+            dialogue_filters=("english",),
             notes=(
                 "Every root-to-leaf thread that ends on an assistant turn (Open-Assistant's loader rule).",
-                "English: the root's oasst lang field is en.",
+                "English: the root's oasst lang field is en and fastText finds English in the length-weighted "
+                "vote over turns (code, URLs and markdown stripped first).",
             ),
         ),
         Recipe(
@@ -93,7 +94,7 @@ RECIPES: dict[str, Recipe] = {
             rebuilds="preference data in the HuggingFaceH4/ultrafeedback_binarized layout",
             reference="https://huggingface.co/datasets/HuggingFaceH4/ultrafeedback_binarized",
             flatten="pairs",
-            dialogue_filters=("lang_field_en",),
+            dialogue_filters=("english",),
             splits=("train_prefs", "test_prefs"),
             notes=(
                 "For each prefix ending on a user turn with >= 2 surviving ranked replies: best vs worst reply "
