@@ -135,13 +135,16 @@ def dialogues(draw: st.DrawFn, system: bool) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("dialect", ["starchat", "chatml", "guanaco"])
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_masks_property(dialect: str, data: st.DataObject) -> None:
     """Whatever the content: ok rows train exactly the reply text; others carry a reason; nothing crashes."""
     rows = [data.draw(dialogues(system=dialect != "guanaco")) for _ in range(6)]
     tok = TOKENIZERS[dialect]
     frames = {c: build_masks(rows, tok, dialect, c, 512).frame for c in ("starchat", "content_only")}
+    # rule 3 re-tokenizes prompts from their last added token; the whole-prompt check agrees
+    full = build_masks(rows, tok, dialect, "starchat", 512, prefix_check="full").frame
+    assert full.get_column("reason").to_list() == frames["starchat"].get_column("reason").to_list()
     for convention, frame in frames.items():
         for msgs, row in zip(rows, frame.iter_rows(named=True), strict=True):
             assert row["ok"] == (row["reason"] is None)
@@ -187,6 +190,8 @@ def test_merge_across_header_and_content_is_caught() -> None:
     )
     # ... but generation starts from "<|assistant|>\n" tokenized as [<|assistant|>, Ċ]: rule 3 rejects it
     assert not row["ok"] and row["reason"].startswith("prefix_mismatch:")
+    full = build_masks([PAIR], tok, prefix_check="full").frame.row(0, named=True)
+    assert full["reason"] == row["reason"]
 
     # content_only: the merged token holds a masked "\n" and a trained "S". It stays trained (no reply
     # character is lost, unlike masking a header-token count) and the row is flagged.

@@ -143,14 +143,15 @@ def build_masks(
     max_length: int = 2048,
     *,
     on_special: OnSpecial = "reject",
-    prefix_check: bool = True,
+    prefix_check: bool | Literal["full"] = True,
 ) -> MaskBatch:
     """Render, tokenize (one batch call) and label every dialogue, and validate each row (six rules).
 
     Missing special tokens of the dialect are added to ``tokenizer`` first (see
     :func:`chatdata.chat.tokenizer.prepare_tokenizer`); what was done is in ``notes``. Rows that fail come
     back with ``ok=False`` and a reason; ``input_ids``/``labels`` are null only for rows that could not be
-    rendered. ``prefix_check=False`` skips rule 3 (it tokenizes every prompt once more).
+    rendered. Rule 3 re-tokenizes each prompt from its last added token on (``prefix_check="full"``:
+    the whole prompt, same verdict, slower; ``False``: skip rule 3).
     """
     d = get_dialect(dialect)
     if convention not in CONVENTIONS:
@@ -238,7 +239,7 @@ def _label(
     *,
     pad_id: int | None,
     lossless: bool,
-    prefix_check: bool,
+    prefix_check: bool | Literal["full"],
 ) -> dict[str, Any]:
     """Tokenize ``texts`` in one batch, derive labels from the turn spans, and check the six rules."""
     nrows = len(texts)
@@ -365,24 +366,37 @@ def _label(
                 f"trained text, expected {want_text[at : at + 20]!r}"
             )
 
-    # rule 3: prompt + generation header tokenize to a prefix of the whole dialogue
+    # rule 3: prompt + generation header tokenize to a prefix of the whole dialogue. Fast tokenizers split
+    # the text at added tokens before anything else, so the prompt's tokens up to its last added token are
+    # the dialogue's; only the tail from that token (e.g. "<|assistant|>\n") is tokenized again.
     if prefix_check and is_asst.any():
         a_rows, a_c0 = t_vrow[is_asst], c0[is_asst]
         a_turn = turns.get_column("turn").to_numpy()[is_asst]
-        prompts = [texts[r][: p - base[r]] for r, p in zip(a_rows.tolist(), a_c0.tolist(), strict=True)]
-        for r, t, enc in zip(
-            a_rows.tolist(),
-            a_turn.tolist(),
-            codec.encode_batch_fast(prompts, add_special_tokens=False),
-            strict=True,
+        from_tok = first_tok[a_rows]
+        added_ids = np.fromiter(codec.get_added_tokens_decoder(), dtype=np.int64)
+        added = np.flatnonzero(np.isin(ids, added_ids))
+        if prefix_check != "full" and len(added):
+            j = np.searchsorted(starts[added], a_c0, side="right") - 1
+            jj = added[np.maximum(j, 0)]
+            usable = (j >= 0) & (tok_row[jj] == a_rows) & (ends[jj] <= a_c0)
+            from_tok = np.where(usable, jj, from_tok)
+        from_char = np.where(from_tok < first_tok[a_rows + 1], starts[np.minimum(from_tok, total - 1)], a_c0)
+        from_char = np.where(from_tok == first_tok[a_rows], base[a_rows], from_char)
+        prompts = [
+            texts[r][f - base[r] : p - base[r]]
+            for r, f, p in zip(a_rows.tolist(), from_char.tolist(), a_c0.tolist(), strict=True)
+        ]
+        encoded = codec.encode_batch_fast(prompts, add_special_tokens=False)
+        for r, t, k0, enc in zip(
+            a_rows.tolist(), a_turn.tolist(), (from_tok - first_tok[a_rows]).tolist(), encoded, strict=True
         ):
             p_ids = enc.ids
-            if id_lists[r][: len(p_ids)] != p_ids and not any(
+            if id_lists[r][k0 : k0 + len(p_ids)] != p_ids and not any(
                 s.startswith("prefix_mismatch") for s in problems[r]
             ):
                 problems[r].append(
-                    f"prefix_mismatch: the prompt up to turn {t + 1}'s header tokenizes to "
-                    f"{len(p_ids)} tokens that are not a prefix of the dialogue's tokens"
+                    f"prefix_mismatch: the prompt up to turn {t + 1}'s header does not tokenize to a prefix "
+                    "of the dialogue's tokens (generation would start from other tokens than training)"
                 )
 
     truncated = lens > max_length

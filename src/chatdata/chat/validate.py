@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -25,7 +25,7 @@ def validate_masks(
     *,
     messages_col: str = "messages",
     on_special: OnSpecial = "reject",
-    prefix_check: bool = True,
+    prefix_check: bool | Literal["full"] = True,
     keep_ids: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Build and check the label mask of every dialogue of ``frame``; return it with results and stats.
