@@ -173,7 +173,9 @@ def build_masks(
         )
         turns = turns.drop("piece")
     else:
-        text_of, turns, template_reasons = render_template(series, tokenizer, specials, valid)
+        text_of, turns, template_reasons = render_template(
+            series, tokenizer, specials, valid, on_special == "escape"
+        )
         for row, reason in template_reasons.items():
             reasons[row] = reason
         valid = [i for i in valid if i in text_of]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from chatdata.chat.dialects import escape_specials
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -49,18 +51,29 @@ def _spans(
 
 
 def render_template(
-    messages: pl.Series, tokenizer: PreTrainedTokenizerBase, specials: Sequence[str], rows: Sequence[int]
+    messages: pl.Series,
+    tokenizer: PreTrainedTokenizerBase,
+    specials: Sequence[str],
+    rows: Sequence[int],
+    escape: bool = False,
 ) -> tuple[dict[int, str], pl.DataFrame, dict[int, str]]:
     """Render ``rows`` of ``messages`` with the chat template; return texts, turn spans and reject reasons.
 
     The turn frame has the columns of :func:`chatdata.chat.dialects.turn_frame` (without ``piece``).
+    ``escape``: content is passed through :func:`~chatdata.chat.dialects.escape_specials` first.
     """
     end_alt = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) or "(?!)")
     texts: dict[int, str] = {}
     reasons: dict[int, str] = {}
     records: list[tuple[int, int, str, int, int, int, int, int]] = []
     for row in rows:
-        msgs = [{"role": m["role"], "content": m["content"]} for m in messages[row]]
+        msgs = [
+            {
+                "role": m["role"],
+                "content": escape_specials(m["content"], specials) if escape else m["content"],
+            }
+            for m in messages[row]
+        ]
         try:
             text = tokenizer.apply_chat_template(msgs, tokenize=False)
         except Exception as exc:  # jinja raises TemplateError and anything the template raises itself
