@@ -457,6 +457,6 @@ def render_batch(messages: pl.Series, dialect: str | Dialect, on_special: OnSpec
         pl.DataFrame({"reason": reasons})
         .with_row_index("row")
         .join(texts, on="row", how="left")
-        .select(pl.when(pl.col("reason").is_null()).then(pl.col("text")).alias(messages.name or "text"))
+        .select(pl.when(pl.col("reason").is_null()).then(pl.col("text")).alias("text"))
     )
     return out.to_series()
