@@ -19,6 +19,7 @@ import yaml
 
 from chatdata.card import (
     PLOT_FILES,
+    card_metadata,
     code_block,
     dump_yaml,
     features_yaml,
@@ -28,6 +29,7 @@ from chatdata.card import (
     render_card,
     size_category,
 )
+from chatdata.errors import ChatdataError
 from chatdata.schema import REJECT_SCHEMA
 from chatdata.writer import write_split
 
@@ -374,6 +376,15 @@ def check_metadata_matches_files(folder: Path, meta: dict[str, Any]) -> None:
         assert info["download_size"] == info["dataset_size"] == total
 
 
+def check_loads(folder: Path, meta: dict[str, Any], cache: Path) -> None:
+    """``datasets.load_dataset(folder, config)`` works for every config and gives the card's row counts."""
+    from datasets import load_dataset
+
+    for info in meta["dataset_info"]:
+        ds = load_dataset(str(folder), info["config_name"], cache_dir=str(cache))
+        assert {s: ds[s].num_rows for s in ds} == {s["name"]: s["num_examples"] for s in info["splits"]}
+
+
 # ------------------------------------------------------------------------------------------------ escaping
 
 
@@ -457,6 +468,8 @@ def test_card_sections_follow_the_data(tmp_path: Path, kind: str) -> None:
     assert "## Label masks" in text and "trained\\_share | 0.5 |" in text
     assert "### future\\_section" in text
     assert 'load_dataset("org/name")' in text and "dataset_mixer:\n  org/name: 1.0" in text
+    (folder / "README.md").write_text(text, encoding="utf-8")
+    check_loads(folder, meta, tmp_path / "hf")
     if kind == "prefs":
         assert meta["language"] == ["en"] and "dpo" in meta["tags"]
         assert "## Preference pairs" in text and (folder / "margins.png").is_file()
@@ -541,6 +554,28 @@ def test_stale_plots_are_removed_and_plots_can_be_skipped(tmp_path: Path) -> Non
     assert not list(folder.glob("*.png")) and ".png)" not in text
 
 
+def test_data_files_list_exact_paths_when_a_glob_would_match_more(tmp_path: Path) -> None:
+    folder, build = make_folder(tmp_path, "sft")
+    stray = folder / "data" / "train_sft-extra.parquet"  # e.g. a leftover shard: the glob would pick it up
+    shutil.copy(folder / "data" / "test_sft-00000-of-00001.parquet", stray)
+    meta = card_metadata(build, folder)
+    entries = {e["split"]: e["path"] for e in meta["configs"][0]["data_files"]}
+    assert entries == {"train_sft": ["data/train_sft-00000-of-00001.parquet"], "test_sft": "data/test_sft-*"}
+    stray.unlink()
+    check_metadata_matches_files(folder, meta)
+
+
+def test_files_outside_the_folder_or_missing_are_refused(tmp_path: Path) -> None:
+    folder, build = make_folder(tmp_path, "sft")
+    bad = json.loads(json.dumps(build))
+    bad["outputs"]["default"]["train_sft"]["files"][0]["path"] = "../../etc/passwd"
+    with pytest.raises(ChatdataError, match="outside the folder"):
+        render_card(bad, folder, plots=False)
+    (folder / "data" / "test_sft-00000-of-00001.parquet").unlink()
+    with pytest.raises(ChatdataError, match="missing"):
+        render_card(build, folder, plots=False)
+
+
 def test_card_for_unknown_recipe_uses_the_base_template(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path, "sft")
     build["recipe"]["name"] = "my_recipe"
@@ -553,8 +588,6 @@ def test_card_for_unknown_recipe_uses_the_base_template(tmp_path: Path) -> None:
 
 
 def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -> None:
-    from datasets import load_dataset
-
     from chatdata.pipeline import BuildSettings, run_local
 
     folder = run_local(["oasst_en"], BuildSettings(source=str(real_trees)), tmp_path / "out")["oasst_en"]
@@ -563,8 +596,6 @@ def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -
     meta = front_matter(text)
     check_metadata_matches_files(folder, meta)
     assert meta["source_datasets"] == [real_trees.name] and str(real_trees.parent) not in text
-    for info in meta["dataset_info"]:
-        ds = load_dataset(str(folder), info["config_name"], cache_dir=str(tmp_path / "hf"))
-        assert {s: ds[s].num_rows for s in ds} == {s["name"]: s["num_examples"] for s in info["splits"]}
+    check_loads(folder, meta, tmp_path / "hf")
     build = json.loads((folder / "build.json").read_text())
     assert render_card(build, folder) == text

@@ -17,6 +17,7 @@ files give the same bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -865,12 +866,18 @@ def _finalize(value: Any) -> Any:
 
 
 def _environment() -> Any:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
     from chatdata.resources import data_cards_dir
 
+    return _cached_environment(str(data_cards_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_environment(templates: str) -> Any:
+    """One Jinja environment per template folder, so templates compile once per process."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     env = Environment(
-        loader=FileSystemLoader(str(data_cards_dir())),
+        loader=FileSystemLoader(templates),
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalize,
@@ -956,7 +963,8 @@ def _write_plots(
             counts = counts.fill_null(0).sort("lang")
             plots.languages_plot(counts, folder / "languages.png")
             written["languages"] = "languages.png"
-    if pairs:
+    margins = rows.select(pl.col("score_chosen") - pl.col("score_rejected")) if pairs else None
+    if margins is not None and margins.to_series().drop_nulls().n_unique() > 1:
         plots.margins_plot(rows.select("split", "score_chosen", "score_rejected"), folder / "margins.png")
         written["margins"] = "margins.png"
     for name in PLOT_FILES:

@@ -97,10 +97,9 @@ def _short(n: float) -> str:
 
 
 def funnel_plot(ledger: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Horizontal bars: rows kept after each ledger stage (coloured by unit), drops annotated in red.
-
-    A stage that changes unit (``flatten``: messages in, dialogues out) is drawn in its produced unit.
-    """
+    """Horizontal bars: rows kept after each ledger stage, coloured and labelled by unit; the rows each stage
+    rejected are printed in red at the right. A stage that changes unit (``flatten``: messages in, dialogues
+    out) is drawn in its produced unit."""
     stages = [str(r["stage"]) for r in ledger]
     values, units, drops, units_in = [], [], [], []
     for r in ledger:
@@ -110,21 +109,18 @@ def funnel_plot(ledger: Sequence[dict[str, Any]], path: Path) -> Path:
         drops.append(int(sum((r.get("rejected") or {}).values())))
         units_in.append(str(r["unit"]))
     height = 1.2 + 0.42 * max(len(stages), 1)
-    with _figure(8.0, height, left=_label_inches(stages) + 0.3, right=0.2, top=0.4, bottom=0.55) as (
-        fig,
-        (ax,),
-    ):
+    margins = {"left": _label_inches(stages) + 0.3, "right": 0.2, "top": 0.4, "bottom": 0.55}
+    with _figure(9.0, height, **margins) as (fig, (ax,)):
         y = list(range(len(stages)))
-        colours = [UNIT_COLOURS.get(u, "#E69F00") for u in units]
-        ax.barh(y, values, color=colours, height=0.65)
+        ax.barh(y, values, color=[UNIT_COLOURS.get(u, "#E69F00") for u in units], height=0.65)
         top = max(values, default=1) or 1
         for i, (v, d) in enumerate(zip(values, drops, strict=True)):
-            ax.text(v + top * 0.01, i, f"{v:,}", va="center", ha="left", fontsize=9)
+            ax.text(v + top * 0.01, i, f"{v:,} {_unit(units[i], v)}", va="center", ha="left", fontsize=9)
             if d:
                 ax.text(
-                    top * 1.39,
+                    top * 1.69,
                     i,
-                    f"−{d:,} {units_in[i]}",
+                    f"−{d:,} {_unit(units_in[i], d)}",
                     va="center",
                     ha="right",
                     fontsize=9,
@@ -132,20 +128,22 @@ def funnel_plot(ledger: Sequence[dict[str, Any]], path: Path) -> Path:
                 )
         ax.set_yticks(y, stages)
         ax.invert_yaxis()
-        ax.set_xlim(0, top * 1.4)
+        ax.set_xlim(0, top * 1.7)
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel("rows kept after the stage (red: rows rejected by the stage)")
+        ax.xaxis.set_major_formatter(_short_formatter())
+        ax.set_xlabel("rows kept after the stage (red: rows the stage rejected)")
         ax.set_title("Pipeline funnel: rows kept after each stage")
-        from matplotlib.patches import Patch
-
-        seen = list(dict.fromkeys(units))
-        ax.legend(
-            handles=[Patch(color=UNIT_COLOURS.get(u, "#E69F00"), label=u) for u in seen],
-            title="unit",
-            loc="lower right",
-            frameon=False,
-        )
         return save_png(fig, path)
+
+
+def _unit(unit: str, n: int) -> str:
+    return unit[:-1] if n == 1 and unit.endswith("s") else unit
+
+
+def _short_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: _short(v))
 
 
 def _log_bins(values: list[float], n: int = 30) -> list[float]:
