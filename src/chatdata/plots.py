@@ -246,7 +246,9 @@ def languages_plot(counts: pl.DataFrame, path: Path, *, top: int = 20) -> Path:
     if ordered.height > top:
         head, tail = ordered.head(top - 1), ordered.slice(top - 1)
         other = tail.select(
-            pl.lit("other").alias("lang"), *[pl.col(c).sum() for c in sources], pl.col("_total").sum()
+            pl.lit(f"other ({tail.height})").alias("lang"),
+            *[pl.col(c).sum() for c in sources],
+            pl.col("_total").sum(),
         )
         ordered = pl.concat([head, other.cast(head.schema)])
     langs = ordered.get_column("lang").to_list()
@@ -272,6 +274,7 @@ def languages_plot(counts: pl.DataFrame, path: Path, *, top: int = 20) -> Path:
         ax.invert_yaxis()
         ax.set_xlim(0, top_value * 1.15)
         ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_formatter(_short_formatter())
         ax.set_xlabel("rows (all splits)")
         ax.set_ylabel("language")
         ax.set_title("Rows per language (primary subtag: pt-BR counts as pt)")
