@@ -1,1 +1,1 @@
-"""Prefect flows and deployments wrapping chatdata's library stages (the library itself never imports Prefect)."""
+"""Prefect flows and deployments over chatdata's library stages (the library never imports Prefect)."""

@@ -1,25 +1,51 @@
-"""The chatdata build as a Prefect flow: one task per stage, passing file paths, never frames.
+"""The chatdata build as a Prefect flow: one task per library stage, passing file paths, never frames.
 
-Run it once without a server (ephemeral Prefect): ``chatdata build`` or ``python -m flows.build``.
-Prefect 3 has no ``prefect run``; scheduled and on-demand runs go through deployments (see prefect.yaml).
+- Parameters are one pydantic model (:class:`BuildParams`), validated before any stage runs.
+- Every stage is skipped when its content key matches the marker beside its outputs (``flows/stagecache.py``):
+  a rerun with nothing changed runs no stage, a changed setting re-runs only the stages from the first one
+  that reads it, a crashed build resumes at the first unfinished stage.
+- ``dask_address`` runs the shardable stages (``score``) as K tree-shards on a Dask cluster
+  (``flows/scaleout.py``).
+- ``push_to`` publishes each built folder with ``chatdata.hub.publish.publish_folder`` (retried on transient
+  errors).
+- Artifacts on every run: a ledger table and a markdown summary per recipe, and a progress bar for the build.
+
+One-off run without a server (ephemeral Prefect): ``chatdata build`` or
+``python -m flows.build '{"recipes": ["oasst_en"]}'``. Prefect 3 has no ``prefect run``; scheduled and
+on-demand runs go through the deployments in ``prefect.yaml``.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel, Field, field_validator
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chatdata.pipeline import COMMON_STAGES, STAGES, BuildSettings, run_stage
+from chatdata import pipeline
+from chatdata.errors import ChatdataError
 from chatdata.recipes import RECIPES
+from flows import stagecache
 
 #: set by the CLI to drive its progress bar (in-process only)
 _progress: Callable[[str, str], None] | None = None
+
+_DEFAULTS = pipeline.BuildSettings()
+_SETTING_NAMES = {f.name for f in fields(pipeline.BuildSettings)}
+_DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
 
 
 def set_progress_callback(callback: Callable[[str, str], None] | None) -> None:
@@ -28,17 +54,36 @@ def set_progress_callback(callback: Callable[[str, str], None] | None) -> None:
 
 
 class BuildParams(BaseModel):
-    """Parameters of a build, validated before any work starts."""
+    """Parameters of a build, validated before any work starts.
+
+    Every ``chatdata.pipeline.BuildSettings`` field is accepted (the ones declared here are checked here; a
+    field the pipeline adds later passes through unchecked until it is declared). Anything else is an error.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     recipes: list[str] = Field(default_factory=lambda: ["oasst_en"], min_length=1)
-    source: str | None = Field(None, description="local path or Hub dataset id; None = bundled sample")
-    revision: str | None = None
-    out: str = "out"
-    work: str | None = None
+    source: str | None = Field(None, description="local file/folder or Hub dataset id; None = bundled sample")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the source")
+    out: str = Field("out", description="output folder; each recipe goes to OUT/RECIPE")
+    work: str | None = Field(
+        None, description="stage workspace (default OUT/.work); keep it to make reruns cheap"
+    )
     test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
-    split_seed: str = ""
-    leak_policy: str = Field("move", pattern="^(move|drop)$")
-    max_shard_bytes: int = Field(500 * 1024 * 1024, gt=0)
+    split_seed: str = _DEFAULTS.split_seed
+    leak_policy: Literal["move", "drop"] = "move"
+    max_shard_bytes: int = Field(_DEFAULTS.max_shard_bytes, gt=0)
+    force: bool = Field(False, description="run every stage even when its inputs are unchanged")
+    push_to: str | None = Field(None, description="publish to this Hub dataset repo ({recipe} for several)")
+    private: bool = Field(False, description="create the Hub repo private (only when it does not exist)")
+    push_revision: str | None = Field(None, description="Hub branch to publish to (default main)")
+    create_pr: bool = Field(False, description="open a pull request instead of committing")
+    dask_address: str | None = Field(
+        None, description="Dask scheduler (tcp://host:8786) for the sharded stages"
+    )
+    shards: int = Field(
+        16, ge=1, le=4096, description="tree-shards per sharded stage (independent of workers)"
+    )
 
     @field_validator("recipes")
     @classmethod
@@ -46,57 +91,381 @@ class BuildParams(BaseModel):
         unknown = [r for r in v if r not in RECIPES]
         if unknown:
             raise ValueError(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"recipes listed twice: {v}")
         return v
 
-    def settings(self) -> BuildSettings:
-        return BuildSettings(
-            source=self.source,
-            revision=self.revision,
-            test_fraction=self.test_fraction,
-            split_seed=self.split_seed,
-            leak_policy=self.leak_policy,
-            max_shard_bytes=self.max_shard_bytes,
-        )
+    @field_validator("dask_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _DASK_ADDRESS.match(v):
+            raise ValueError(f"dask_address {v!r} must look like tcp://HOST:PORT (the Dask scheduler)")
+        return v
+
+    @model_validator(mode="after")
+    def _extras_and_push(self) -> BuildParams:
+        extra = sorted(set(self.model_extra or {}) - _SETTING_NAMES)
+        if extra:
+            raise ValueError(f"unknown parameter(s) {extra}")
+        if self.push_to is not None:
+            if len(self.recipes) > 1 and "{recipe}" not in self.push_to:
+                raise ValueError("push_to needs a {recipe} placeholder when building several recipes")
+            from chatdata.hub.client import validate_repo_id
+
+            for r in self.recipes:
+                try:
+                    validate_repo_id(self.push_to.replace("{recipe}", r))
+                except ChatdataError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
+
+    def settings(self) -> pipeline.BuildSettings:
+        values = {
+            **(self.model_extra or {}),
+            **self.model_dump(include=_SETTING_NAMES & set(type(self).model_fields)),
+        }
+        return pipeline.BuildSettings(**values)
+
+    def work_dir(self) -> str:
+        return self.work or str(Path(self.out) / ".work")
 
 
-@task(name="stage", task_run_name="{recipe}:{stage}")
-def stage_task(stage: str, work: str, recipe: str, settings: dict[str, Any], out: str) -> str:
-    """Run one library stage; returns the path of its ledger record."""
+def make_params(**values: Any) -> BuildParams:
+    """:class:`BuildParams` or a one-line :class:`ChatdataError` naming the bad field (for the CLI)."""
+    try:
+        return BuildParams(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "parameters"
+        raise ChatdataError(f"invalid build parameter {where}: {first['msg']}") from None
+
+
+# --------------------------------------------------------------------------------------------------- retries
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """True if ``exc`` or anything it was raised from is a retryable Hub/network error."""
+    from chatdata.hub.client import is_transient
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if is_transient(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn``: retry network hiccups and 5xx/429, never bad input, auth or not-found."""
+    data = state.data
+    if not isinstance(data, BaseException):
+        try:
+            data = state.result(raise_on_failure=False)
+        except Exception as exc:  # the stored result itself is the error
+            data = exc
+    return isinstance(data, BaseException) and _transient(data)
+
+
+HUB_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+
+
+# ------------------------------------------------------------------------------------------------------ tasks
+
+
+@task(name="fetch-source", cache_policy=NO_CACHE, **HUB_RETRIES)
+def fetch_source(source: str | None, revision: str | None, work: str) -> dict[str, Any]:
+    """Resolve the source to local files (downloading a Hub dataset into ``work/hub-cache``)."""
+    resolved = pipeline.resolve_source(source, revision, Path(work) / "hub-cache")
+    return {"path": str(resolved.path), "spec": resolved.spec, "revision": resolved.revision}
+
+
+def _result(stage: str, recipe: str, key: str, ledger: str, status: str) -> dict[str, Any]:
+    return {"stage": stage, "recipe": recipe, "key": key, "ledger": ledger, "status": status}
+
+
+def _cached(stage: str, recipe: str, key: str, ledger: str) -> Any:
     if _progress:
         _progress(recipe, stage)
-    return run_stage(stage, work, recipe, settings, out)
+    get_run_logger().info("%s:%s unchanged (key %s), skipped", recipe, stage, key[:12])
+    return Completed(
+        name="Cached",
+        message=f"inputs unchanged (key {key[:12]})",
+        data=_result(stage, recipe, key, ledger, "cached"),
+    )
 
 
-@flow(name="chatdata-build", log_prints=True)
-def build_flow(params: BuildParams) -> dict[str, str]:
-    """Build every requested recipe into ``params.out/<recipe>``."""
+@task(name="stage", task_run_name="{recipe}:{stage}", cache_policy=NO_CACHE)
+def stage_task(
+    stage: str,
+    work: str,
+    recipe: str,
+    settings: dict[str, Any],
+    out: str,
+    upstream: list[str],
+    source: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Any:
+    """Run one library stage unless its key matches its marker; returns ``{stage, key, ledger, status}``."""
+    key = stagecache.stage_key(stage, work, recipe, settings, out, upstream, source)
+    hit = None if force else stagecache.probe(stage, key, work, recipe)
+    if hit:
+        return _cached(stage, recipe, key, hit)
+    if _progress:
+        _progress(recipe, stage)
+    stagecache.invalidate(stage, work, recipe)
+    ledger = pipeline.run_stage(stage, work, recipe, settings, out)
+    stagecache.commit(stage, key, work, recipe, out)
+    return _result(stage, recipe, key, ledger, "ran")
+
+
+@task(name="stage-sharded", task_run_name="{recipe}:{stage}", cache_policy=NO_CACHE)
+def sharded_stage_task(
+    stage: str,
+    work: str,
+    recipe: str,
+    settings: dict[str, Any],
+    out: str,
+    upstream: list[str],
+    address: str,
+    k: int,
+    force: bool = False,
+) -> Any:
+    """Like :func:`stage_task`, but the stage runs as ``k`` tree-shards on the Dask cluster at ``address``."""
+    from flows.scaleout import run_on_dask
+
+    key = stagecache.stage_key(stage, work, recipe, settings, out, upstream)
+    hit = None if force else stagecache.probe(stage, key, work, recipe)
+    if hit:
+        return _cached(stage, recipe, key, hit)
+    if _progress:
+        _progress(recipe, stage)
+    stagecache.invalidate(stage, work, recipe)
     logger = get_run_logger()
-    settings = params.settings().to_dict()
-    work = params.work or str(Path(params.out) / ".work")
-    outputs: dict[str, str] = {}
-    common_done = False
-    for recipe in params.recipes:
-        for stage in STAGES:
-            if stage in COMMON_STAGES and common_done:
-                continue
-            stage_task(stage, work, recipe, settings, params.out)
-        common_done = True
-        folder = Path(params.out) / recipe
-        outputs[recipe] = str(folder)
-        build = json.loads((folder / "build.json").read_text())
-        rows = [
-            {"stage": r["stage"], "unit": r["unit"], "in": r["rows_in"], "out": r["rows_out"],
-             "rejected": sum(r["rejected"].values())}
-            for r in build["ledger"]
-        ]
-        create_table_artifact(table=rows, key=f"ledger-{recipe.replace('_', '-')}", description=f"{recipe} ledger")
-        splits = ", ".join(f"{s}: {v['rows']}" for s, v in build["outputs"]["default"].items())
-        create_markdown_artifact(
-            markdown=f"# {recipe}\n\nWritten to `{folder}`.\n\nRows: {splits}.\n",
-            key=f"summary-{recipe.replace('_', '-')}",
+    logger.info("%s:%s: %d tree-shards on the Dask cluster at %s", recipe, stage, k, address)
+    progress = _ShardProgress.current
+
+    def on_shard(done: int, total: int) -> None:
+        if progress:
+            progress.partial(done / total, f"{recipe}:{stage} shard {done}/{total}")
+
+    ledger = run_on_dask(address, stage, work, recipe, settings, out, k, on_shard=on_shard)
+    stagecache.commit(stage, key, work, recipe, out)
+    return _result(stage, recipe, key, ledger, "ran")
+
+
+@task(name="publish", task_run_name="publish:{recipe}", cache_policy=NO_CACHE, **HUB_RETRIES)
+def publish_task(
+    folder: str, repo_id: str, recipe: str, private: bool, revision: str | None, create_pr: bool
+) -> dict[str, Any]:
+    """Publish one built dataset folder to the Hub in one commit (``chatdata.hub.publish``)."""
+    from chatdata.hub.publish import publish_folder
+
+    result = publish_folder(Path(folder), repo_id, private=private, revision=revision, create_pr=create_pr)
+    get_run_logger().info("%s", result.summary())
+    return {
+        "repo_id": repo_id,
+        "revision": result.revision,
+        "commit_sha": result.commit_sha,
+        "commit_url": result.commit_url,
+        "pr_url": result.pr_url,
+        "summary": result.summary(),
+    }
+
+
+# -------------------------------------------------------------------------------------------------- artifacts
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "build"
+
+
+class _ShardProgress:
+    """The build's progress artifact: one unit per stage (shards advance it in fractions) and per push."""
+
+    current: _ShardProgress | None = None
+
+    def __init__(self, total: int, key: str) -> None:
+        self.total, self.done = max(1, total), 0.0
+        self.id = create_progress_artifact(0.0, key=key, description="chatdata build: starting")
+
+    def advance(self, note: str) -> None:
+        self.done += 1
+        self._update(self.done, note)
+
+    def partial(self, fraction: float, note: str) -> None:
+        self._update(self.done + fraction, note)
+
+    def _update(self, done: float, note: str) -> None:
+        update_progress_artifact(self.id, round(min(100.0, 100.0 * done / self.total), 1), description=note)
+
+
+def _card_summary(folder: Path) -> str:
+    """The dataset card's title and introduction (what comes before its first ``##`` section)."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return ""
+    text = card.read_text(encoding="utf-8")
+    if text.startswith("---"):
+        parts = text.split("\n---", 1)
+        text = parts[1].split("\n", 1)[-1] if len(parts) > 1 else text
+    return text.split("\n## ", 1)[0].strip()
+
+
+def _artifacts(
+    recipe: str, folder: Path, results: list[dict[str, Any]], pushed: dict[str, Any] | None
+) -> str:
+    import json
+
+    build = json.loads((folder / "build.json").read_text())
+    status = {r["stage"]: r["status"] for r in results}
+    rows = [
+        {
+            "stage": r["stage"],
+            "unit": r["unit"],
+            "in": r["rows_in"],
+            "out": r["rows_out"],
+            "rejected": sum(r["rejected"].values()),
+            "reasons": ", ".join(f"{k}: {v}" for k, v in r["rejected"].items()),
+            "run": status.get(r["stage"], ""),
+        }
+        for r in build["ledger"]
+    ]
+    slug = _slug(recipe)
+    create_table_artifact(
+        table=rows, key=f"ledger-{slug}", description=f"{recipe}: rows in/out and rejects per stage"
+    )
+    splits = ", ".join(f"{s}: {v['rows']}" for s, v in build["outputs"]["default"].items())
+    ran = [s for s, v in status.items() if v == "ran"]
+    lines = [
+        _card_summary(folder),
+        "",
+        "## Build",
+        "",
+        f"- output: `{folder.resolve()}`",
+        f"- rows: {splits}; rejects: {sum(r['rejected'] for r in rows)}",
+        f"- source: `{build['source'].get('spec')}`"
+        + (f" @ `{build['source']['revision']}`" if build["source"].get("revision") else ""),
+        f"- settings sha256: `{build.get('settings_sha256', '')[:16]}`",
+        f"- stages run: {', '.join(ran) or 'none (every stage unchanged)'}; cached: {len(status) - len(ran)}",
+    ]
+    if pushed:
+        where = pushed.get("pr_url") or pushed.get("commit_url") or pushed["repo_id"]
+        lines.append(f"- published: {where} ({pushed['summary']})")
+    create_markdown_artifact(
+        markdown="\n".join(lines) + "\n",
+        key=f"summary-{slug}",
+        description=f"{recipe}: card summary and where the output went",
+    )
+    return splits
+
+
+# ------------------------------------------------------------------------------------------------------- flow
+
+
+def build_plan(recipes: list[str]) -> list[tuple[str, str]]:
+    """``(recipe, stage)`` in run order: the shared stages once, then every recipe's own stages."""
+    plan: list[tuple[str, str]] = []
+    for i, recipe in enumerate(recipes):
+        plan += [(recipe, s) for s in pipeline.STAGES if not (i and s in pipeline.COMMON_STAGES)]
+    return plan
+
+
+def _preflight(params: BuildParams) -> None:
+    """Cheap checks that fail before any stage runs."""
+    src = params.source
+    missing = src is not None and src != pipeline.BUNDLED and not Path(src).expanduser().exists()
+    if missing and not pipeline._looks_like_repo_id(src):
+        raise ChatdataError(
+            f"source '{src}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
         )
-        logger.info("built %s -> %s (%s)", recipe, folder, splits)
-    return outputs
+    if params.push_to:
+        from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token
+
+        if resolve_token(None) is None:
+            raise HubAuthError(f"no Hugging Face token found to publish to {params.push_to}: {LOGIN_HINT}")
+
+
+@flow(name="chatdata-build", log_prints=True, validate_parameters=True)
+def build_flow(params: BuildParams) -> dict[str, Any]:
+    """Build every requested recipe into ``params.out/<recipe>``; return outputs, per-stage status, pushes."""
+    logger = get_run_logger()
+    _preflight(params)
+    settings = params.settings().to_dict()
+    work, out = params.work_dir(), params.out
+    plan = build_plan(params.recipes)
+    sharded = set(_shardable()) if params.dask_address else set()
+    progress = _ShardProgress(
+        len(plan) + (len(params.recipes) if params.push_to else 0),
+        key=f"progress-{_slug('-'.join(params.recipes))}",
+    )
+    _ShardProgress.current = progress
+    results: list[dict[str, Any]] = []
+    outputs: dict[str, str] = {}
+    pushed: dict[str, Any] = {}
+    try:
+        with stagecache.workspace_lock(work) as waited:
+            if waited:
+                logger.info("waited for another build to release the workspace %s", work)
+            source = fetch_source(params.source, params.revision, work)
+            common_keys: list[str] = []
+            for recipe in params.recipes:
+                chain = list(common_keys)
+                for r, stage in plan:
+                    if r != recipe:
+                        continue
+                    if stage in sharded:
+                        state = sharded_stage_task(
+                            stage,
+                            work,
+                            recipe,
+                            settings,
+                            out,
+                            chain,
+                            params.dask_address,
+                            params.shards,
+                            params.force,
+                            return_state=True,
+                        )
+                    else:
+                        runner = stage_task
+                        if not pipeline.STAGE_IO[stage][0] and source["revision"]:  # reads a Hub download
+                            runner = stage_task.with_options(**HUB_RETRIES)
+                        state = runner(
+                            stage, work, recipe, settings, out, chain, source, params.force, return_state=True
+                        )
+                    res = state.result()
+                    results.append(res)
+                    chain.append(res["key"])
+                    if stage in pipeline.COMMON_STAGES:
+                        common_keys.append(res["key"])
+                    progress.advance(f"{recipe}:{stage} {res['status']}")
+                folder = Path(out) / recipe
+                outputs[recipe] = str(folder)
+                if params.push_to:
+                    repo_id = params.push_to.replace("{recipe}", recipe)
+                    pushed[recipe] = publish_task(
+                        str(folder), repo_id, recipe, params.private, params.push_revision, params.create_pr
+                    )
+                    progress.advance(f"published {recipe} to {repo_id}")
+                mine = [r for r in results if r["recipe"] == recipe or r["stage"] in pipeline.COMMON_STAGES]
+                splits = _artifacts(recipe, folder, mine, pushed.get(recipe))
+                ran = sum(r["status"] == "ran" for r in results if r["recipe"] == recipe)
+                logger.info("built %s -> %s (%s); %d stage(s) ran", recipe, folder, splits, ran)
+    finally:
+        _ShardProgress.current = None
+    return {"outputs": outputs, "stages": results, "pushed": pushed}
+
+
+def _shardable() -> tuple[str, ...]:
+    from chatdata.shards import shardable_stages
+
+    return shardable_stages()
 
 
 if __name__ == "__main__":
