@@ -74,6 +74,13 @@ def build(
     max_shard_size: Annotated[int, typer.Option(help="Largest Parquet shard in MB.", min=1)] = 500,
     engine: Annotated[Engine, typer.Option(help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); local: run the stages in this process.")] = Engine.prefect,
     push_to: Annotated[Optional[str], typer.Option("--push-to", help="Publish each built recipe to ORG/NAME (use {recipe} in the name with several recipes).")] = None,
+    decontaminate: Annotated[Optional[bool], typer.Option("--decontaminate/--no-decontaminate", help="Drop dialogues overlapping HumanEval prompts (default: the recipe's setting, on for all recipes).")] = None,
+    pair_mode: Annotated[Optional[str], typer.Option(help="Preference pairs: best_vs_worst (default) or all_pairs.")] = None,
+    on_special: Annotated[str, typer.Option(help="Content holding a special-token string: reject (default) or escape.")] = "reject",
+    tokenizer: Annotated[Optional[str], typer.Option(help="Validate label masks with this tokenizer (tokenizer.json, a folder or a Hub id).")] = None,
+    dialect: Annotated[str, typer.Option(help="Chat rendering for --tokenizer: starchat, chatml, guanaco or template.")] = "starchat",
+    mask_convention: Annotated[str, typer.Option(help="Label-mask convention: starchat (header, reply, <|end|> and newline trained) or content_only.")] = "starchat",
+    max_length: Annotated[int, typer.Option(help="Training length for --tokenizer; rows with no trained token after truncation are rejected.", min=8)] = 2048,
 ) -> None:
     """Build recipes into Hub-style dataset folders (Parquet, README.md card, build.json)."""
     names = recipe_names or ["oasst_en"]
@@ -87,9 +94,10 @@ def build(
             get_recipe(n)
         settings = BuildSettings(source=source, revision=revision, test_fraction=test_fraction,
                                  split_seed=split_seed, leak_policy=leak_policy,
-                                 max_shard_bytes=max_shard_size * 1024 * 1024)
-        if leak_policy not in ("move", "drop"):
-            raise ChatdataError("--leak-policy must be 'move' or 'drop'")
+                                 max_shard_bytes=max_shard_size * 1024 * 1024, decontaminate=decontaminate,
+                                 pair_mode=pair_mode, on_special=on_special, tokenizer=tokenizer, dialect=dialect,
+                                 mask_convention=mask_convention, max_length=max_length)
+        settings.validate()
         total = len(STAGES) + (len(names) - 1) * (len(STAGES) - 2)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -129,6 +137,26 @@ def _check_push_target(push_to: str, names: list[str]) -> None:
         validate_repo_id(push_to.replace("{recipe}", n))
     if resolve_token(None) is None:
         raise HubAuthError(f"--push-to needs a Hugging Face token: {LOGIN_HINT}")
+
+
+@app.command()
+def inspect(
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="tokenizer.json, a tokenizer folder or a Hub id.")],
+    messages: Annotated[str, typer.Option("--messages", help="JSON file with a list of {role, content} (or {\"messages\": [...]}); - reads stdin.")],
+    dialect: Annotated[str, typer.Option(help="starchat, chatml, guanaco or template.")] = "starchat",
+    mask_convention: Annotated[str, typer.Option("--mask-convention", help="starchat or content_only.")] = "starchat",
+    max_length: Annotated[int, typer.Option("--max-length", help="Truncate to this many tokens.", min=1)] = 2048,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {text, input_ids, labels} and nothing else.")] = False,
+) -> None:
+    """Show how one dialogue becomes training tokens: trained tokens highlighted, masked ones dimmed, the verdict."""
+    try:
+        from chatdata.chat import inspect_messages, load_tokenizer, read_messages
+
+        result = inspect_messages(read_messages(messages), load_tokenizer(tokenizer), dialect, mask_convention,  # type: ignore[arg-type]
+                                  max_length, as_json=as_json)
+    except ChatdataError as exc:
+        _fail(exc)
+    raise typer.Exit(0 if result["ok"] else 1)
 
 
 @app.command()

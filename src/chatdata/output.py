@@ -48,7 +48,10 @@ def write_dataset(ctx: Any) -> StageRecord:
         raise LedgerError(
             f"rejects table has {rejects.height} rows but the ledger counts {ledger.total_rejected()} rejections"
         )
-    specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(list(recipe.gates) + list(recipe.dialogue_filters))]
+    from chatdata.pipeline import dialogue_filter_refs
+
+    refs = list(recipe.gates) + dialogue_filter_refs(recipe, settings)
+    specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(refs)]
     sources = json.loads((ws.common / "sources.json").read_text())
     target = ctx.out / recipe.name
     splits_out: dict[str, dict[str, Any]] = {"default": {}, REJECTS_CONFIG: {}}

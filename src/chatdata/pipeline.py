@@ -76,6 +76,22 @@ class BuildSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validate(self) -> None:
+        """Fail early, with one line, on settings that cannot work."""
+        choices = {
+            "leak_policy": ("move", "drop"),
+            "pair_mode": (None, "best_vs_worst", "all_pairs"),
+            "on_special": ("reject", "escape"),
+            "dialect": ("starchat", "chatml", "guanaco", "template"),
+            "mask_convention": ("starchat", "content_only"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(a for a in allowed if a)
+                raise ChatdataError(f"--{name.replace('_', '-')} must be one of: {shown}")
+        if self.test_fraction is not None and not 0.0 <= self.test_fraction < 1.0:
+            raise ChatdataError("--test-fraction must be in [0, 1)")
+
     def output_settings(self) -> dict[str, Any]:
         """The settings that shape outputs (the source is fingerprinted by content, not by name)."""
         d = self.to_dict()

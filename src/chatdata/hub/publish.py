@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,15 +159,19 @@ def scan_folder(folder: Path) -> dict[str, _LocalFile]:
     return files
 
 
+#: front matter: from a first line '---' to the next line that is exactly '---' (as huggingface_hub reads it)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
 def _card_metadata(readme: Path) -> dict[str, Any]:
     text = readme.read_text(encoding="utf-8")
     if not text.startswith("---"):
         return {}
-    parts = text.split("---", 2)
-    if len(parts) < 3:
-        raise InputError(readme, "YAML front matter is not closed by '---'; rebuild the card")
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        raise InputError(readme, "YAML front matter is not closed by a '---' line; rebuild the card")
     try:
-        meta = yaml.safe_load(parts[1]) or {}
+        meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
         raise InputError(
             readme, f"invalid YAML front matter ({one_line(exc, limit=120)}); rebuild the card"
