@@ -11,6 +11,7 @@ touches a real Prefect profile; import it before anything imports ``prefect``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -67,6 +68,14 @@ def import_paths() -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def _die_with_parent() -> None:
+    """In the server process: get SIGTERM when the test process dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class PrefectServer:
     home: Path
@@ -97,25 +106,25 @@ class PrefectServer:
         return env
 
     def start(self) -> PrefectServer:
-        log = (self.home / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.home,
-            start_new_session=True,
-        )
+        with (self.home / "server.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                preexec_fn=_die_with_parent,
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -137,11 +146,11 @@ class PrefectServer:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
             self.process.wait(timeout=15)
 
     def run_cli(
@@ -158,14 +167,43 @@ class PrefectServer:
         )
 
 
+def server_test(fn: Any) -> Any:
+    """Mark a test as needing the loopback Prefect server (``-m "not prefect"`` deselects it)."""
+    return pytest.mark.prefect(pytest.mark.usefixtures("prefect_server")(fn))
+
+
+_shared: PrefectServer | None = None
+_users = 0
+
+
+def _attach() -> PrefectServer:
+    """The process's one server (started on first use): test modules that import the fixture each get their
+    own fixture definition, and they must not each start a server."""
+    global _shared, _users
+    if _shared is None or _shared.process is None or _shared.process.poll() is not None:
+        home = Path(tempfile.mkdtemp(prefix="chatdata-prefect-server-"))
+        _shared = PrefectServer(home, free_port()).start()
+        atexit.register(_shared.stop)
+    _users += 1
+    return _shared
+
+
+def _detach() -> None:
+    global _shared, _users
+    _users -= 1
+    if _users <= 0 and _shared is not None:
+        _shared.stop()
+        shutil.rmtree(_shared.home, ignore_errors=True)
+        _shared = None
+
+
 @contextlib.contextmanager
 def running_server() -> Iterator[PrefectServer]:
-    """Start a server, point this process's Prefect settings at it, stop it afterwards."""
+    """The loopback server, with this process's Prefect settings pointed at it for the duration."""
     import prefect.context
     import prefect.settings
 
-    home = Path(tempfile.mkdtemp(prefix="chatdata-prefect-server-"))
-    server = PrefectServer(home, free_port()).start()
+    server = _attach()
     try:
         with (
             prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_API_URL: server.api_url}),
@@ -173,13 +211,16 @@ def running_server() -> Iterator[PrefectServer]:
         ):
             yield server
     finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        _detach()
 
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[PrefectServer]:
-    """One loopback Prefect server for the session; in-process flows report to it."""
+    """One loopback Prefect server per test process; in-process flows report to it.
+
+    Register this module in ``tests/conftest.py`` (``pytest_plugins = ["prefect_harness"]``) or import the
+    fixture into a test module; either way one server is started per process.
+    """
     with running_server() as server:
         yield server
 

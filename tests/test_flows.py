@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect_harness import prefect_server, tiny_source  # noqa: F401  (prefect_server: session fixture)
+from prefect_harness import prefect_server, server_test, tiny_source  # noqa: F401  (prefect_server: session fixture)
 
 from chatdata import pipeline
 from chatdata.errors import ChatdataError
@@ -107,8 +107,7 @@ def test_retry_only_transient_hub_errors() -> None:
 # ------------------------------------------------------------------------------------------- against a server
 
 
-@pytest.mark.prefect
-@pytest.mark.usefixtures("prefect_server")
+@server_test
 def test_invalid_params_fail_before_any_stage(stage_calls: Counter[str], tmp_path: Path) -> None:
     from flows.build import BuildParams, build_flow
 
@@ -119,8 +118,7 @@ def test_invalid_params_fail_before_any_stage(stage_calls: Counter[str], tmp_pat
     assert not stage_calls and not (tmp_path / ".work" / "common").exists()
 
 
-@pytest.mark.prefect
-@pytest.mark.usefixtures("prefect_server")
+@server_test
 def test_reruns_skip_unchanged_stages(stage_calls: Counter[str], tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -167,8 +165,7 @@ def test_reruns_skip_unchanged_stages(stage_calls: Counter[str], tmp_path: Path)
     assert calls == {"splits": 1}
 
 
-@pytest.mark.prefect
-@pytest.mark.usefixtures("prefect_server")
+@server_test
 def test_crashed_build_resumes(
     stage_calls: Counter[str],
     tmp_path: Path,

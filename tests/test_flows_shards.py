@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from prefect_harness import prefect_server, tiny_source  # noqa: F401  (prefect_server: session fixture)
+from prefect_harness import prefect_server, server_test, tiny_source  # noqa: F401  (prefect_server: session fixture)
 
 from chatdata import shards
 from chatdata.pipeline import BuildSettings, run_local
@@ -87,8 +87,7 @@ def test_merge_records_sums_counts_and_refuses_unmergeable_notes() -> None:
         shards.merge_records("score", [dict(a, notes={"p50": 1}), dict(b, notes={"p50": 2})])
 
 
-@pytest.mark.prefect
-@pytest.mark.usefixtures("prefect_server")
+@server_test
 def test_flow_on_dask_cluster_matches_local_run(
     local_build: tuple[Path, Path],
     tmp_path: Path,

@@ -1,0 +1,124 @@
+"""The recipe deployments declared in ``prefect.yaml``: check them against the recipes, or serve them here.
+
+``prefect.yaml`` (repository root) is the source of truth: one deployment per recipe, a UTC cron schedule, the
+build parameters and the ``process`` work pool. Two ways to run it:
+
+- with a server and a worker: ``prefect --no-prompt deploy --all`` then ``prefect worker start --pool
+  chatdata-process``;
+- on one machine without a work pool: ``python -m flows.deployments serve`` (``flow.serve`` for every
+  deployment of the file, same schedules and parameters; Ctrl-C stops it).
+
+``python -m flows.deployments check`` prints what is wrong with the file (nothing when it is in sync).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chatdata.errors import ChatdataError
+from chatdata.recipes import RECIPES
+
+FLOW_NAME = "chatdata-build"
+ENTRYPOINT = "flows/build.py:build_flow"
+WORK_POOL = "chatdata-process"
+#: recipes that get a deployment even before the library declares them (they are being added)
+PLANNED_RECIPES = ("oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs")
+
+
+def prefect_yaml_path() -> Path:
+    """``./prefect.yaml`` if there is one, else the one at the root of this checkout."""
+    here = Path.cwd() / "prefect.yaml"
+    return here if here.is_file() else Path(__file__).resolve().parents[1] / "prefect.yaml"
+
+
+def load_deployments(path: Path | None = None) -> list[dict[str, Any]]:
+    path = path or prefect_yaml_path()
+    if not path.is_file():
+        raise ChatdataError(f"{path} not found; run this from the chatdata repository root")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return list(data.get("deployments") or [])
+
+
+def expected_recipes() -> list[str]:
+    return list(dict.fromkeys([*PLANNED_RECIPES, *RECIPES]))
+
+
+def check_prefect_yaml(path: Path | None = None) -> list[str]:
+    """Problems with ``prefect.yaml``: a recipe without a deployment, a schedule that is not UTC cron, bad
+    parameters (validated with :class:`flows.build.BuildParams` for recipes the library already has)."""
+    from flows.build import BuildParams
+
+    problems = []
+    deployments = {d.get("name"): d for d in load_deployments(path)}
+    for recipe in expected_recipes():
+        d = deployments.get(recipe)
+        if d is None:
+            problems.append(f"recipe '{recipe}' has no deployment")
+            continue
+        if d.get("entrypoint") != ENTRYPOINT:
+            problems.append(f"{recipe}: entrypoint must be {ENTRYPOINT}")
+        schedules = d.get("schedules") or []
+        if not schedules or any(not s.get("cron") or s.get("timezone") != "UTC" for s in schedules):
+            problems.append(f"{recipe}: needs cron schedules with timezone UTC")
+        if (d.get("work_pool") or {}).get("name") != WORK_POOL:
+            problems.append(f"{recipe}: work pool must be {WORK_POOL}")
+        params = (d.get("parameters") or {}).get("params")
+        if not isinstance(params, dict) or params.get("recipes") != [recipe]:
+            problems.append(f"{recipe}: parameters.params.recipes must be [{recipe}]")
+        elif recipe in RECIPES:
+            try:
+                BuildParams.model_validate(params)
+            except ValueError as exc:
+                problems.append(f"{recipe}: invalid parameters: {exc}")
+    return problems
+
+
+def serve(recipes: list[str] | None = None) -> None:
+    """Serve the deployments of ``prefect.yaml`` from this process (no work pool or worker needed)."""
+    from prefect import serve as prefect_serve
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from flows.build import build_flow
+
+    runners = []
+    for d in load_deployments():
+        if recipes and d["name"] not in recipes:
+            continue
+        schedules = [
+            CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")) for s in d.get("schedules") or []
+        ]
+        runners.append(
+            build_flow.to_deployment(
+                name=d["name"],
+                description=d.get("description"),
+                tags=d.get("tags"),
+                schedules=schedules,
+                parameters=d.get("parameters") or {},
+                concurrency_limit=d.get("concurrency_limit"),
+            )
+        )
+    if not runners:
+        raise ChatdataError(f"no deployment matches {recipes}; see prefect.yaml")
+    prefect_serve(*runners)
+
+
+def main(argv: list[str]) -> int:
+    command, *rest = argv or ["check"]
+    if command == "check":
+        problems = check_prefect_yaml()
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    if command == "serve":
+        serve(rest or None)
+        return 0
+    print("usage: python -m flows.deployments check | serve [RECIPE ...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
