@@ -193,7 +193,8 @@ def test_spec_file_loads_with_documented_defaults() -> None:
         and f.targets == ["en"]
         and f.settings["require_root_lang"] is True
     )
-    assert set(f.score_keys) == {"backend", "min_turn_letters", "max_chars"}
+    assert set(f.score_keys) == {"backend", "min_turn_letters", "max_chars", "detect_scope"}
+    assert f.settings["detect_scope"] == "root_targets"
 
 
 # ------------------------------------------------------------------------------ caching and thresholds

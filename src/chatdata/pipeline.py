@@ -126,9 +126,10 @@ class Workspace:
 
 
 def save(frame: pl.DataFrame, path: Path) -> Path:
+    """Write a workspace artifact: fast lz4 Parquet (publish-grade zstd + CDC is for outputs only), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    write_table(to_arrow(frame), tmp)
+    frame.write_parquet(tmp, compression="lz4", statistics=False)
     tmp.replace(path)
     return path
 

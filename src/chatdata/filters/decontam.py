@@ -68,23 +68,40 @@ class DecontamFilter(Filter):
         index = ngram_index(str(self.settings["benchmark"]), int(self.settings["n"]))
         patterns = list(index)
         roles = list(self.settings["roles"])
-        texts = frame.select(
-            pl.int_range(pl.len()).alias("_row"),
+        # threads repeat their prefixes: match each distinct scoped turn once, then map back to dialogues
+        turns = frame.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
             pl.col("messages")
             .list.eval(pl.element().filter(pl.element().struct.field("role").is_in(roles)).struct.field("content"))
-            .list.join("\n")
             .alias("_t"),
-        ).with_columns(normalise(pl.col("_t")).alias("_t"))
-        hits = texts.filter(pl.col("_t").str.contains_any(patterns))
-        found: dict[int, list[str]] = {}
-        if hits.height:
-            hits = hits.with_columns(pl.col("_t").str.extract_many(patterns, overlapping=True).alias("_m"))
-            for row, grams in hits.select("_row", "_m").iter_rows():
-                found[row] = sorted({t for g in grams for t in index[g]})
-        contamination = pl.Series(
-            "contamination", [found.get(i, []) for i in range(frame.height)], dtype=pl.List(pl.String)
+        ).explode("_t")
+        distinct = turns.select(pl.col("_t").unique().drop_nulls())
+        hits = distinct.with_columns(normalise(pl.col("_t")).alias("_n")).filter(
+            pl.col("_n").str.contains_any(patterns)
         )
-        return frame.with_columns(contamination)
+        grams = pl.DataFrame({"_g": list(index), "_tasks": [list(v) for v in index.values()]},
+                             schema={"_g": pl.String, "_tasks": pl.List(pl.String)})
+        found = (
+            hits.with_columns(pl.col("_n").str.extract_many(patterns, overlapping=True).alias("_g"))
+            .explode("_g")
+            .join(grams, on="_g", how="inner")
+            .explode("_tasks")
+            .select("_t", "_tasks")
+        )
+        per_row = (
+            turns.join(found, on="_t", how="inner")
+            .group_by("_row")
+            .agg(pl.col("_tasks").unique().sort().alias("contamination"))
+        )
+        out = (
+            frame.drop("contamination", strict=False)
+            .with_row_index("_row")
+            .with_columns(pl.col("_row").cast(pl.UInt32))
+            .join(per_row, on="_row", how="left", maintain_order="left")
+            .with_columns(pl.col("contamination").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+            .drop("_row")
+        )
+        return out
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         c = pl.col("contamination")

@@ -47,17 +47,32 @@ class LangIdBackend(ABC):
     """One language detector. Subclasses implement :meth:`_detect` on non-empty texts."""
 
     name: ClassVar[str]
+    #: results kept in memory per backend instance, so a second recipe (or stage) in the same process does not
+    #: detect the same turns again; detection is deterministic, so this never changes a result
+    MEMO_LIMIT: ClassVar[int] = 2_000_000
 
     def detect_batch(self, texts: Sequence[str]) -> tuple[list[str], list[float]]:
         """Detect the language of every text: (primary subtags, confidences), aligned with ``texts``."""
         langs = [UNDETERMINED] * len(texts)
         scores = [0.0] * len(texts)
-        todo = [i for i, t in enumerate(texts) if t and not t.isspace()]
+        memo: dict[str, tuple[str, float]] = self.__dict__.setdefault("_memo", {})
+        todo = []
+        for i, t in enumerate(texts):
+            if not t or t.isspace():
+                continue
+            hit = memo.get(t)
+            if hit is None:
+                todo.append(i)
+            else:
+                langs[i], scores[i] = hit
         if todo:
             found_langs, found_scores = self._detect([texts[i] for i in todo])
+            if len(memo) + len(todo) > self.MEMO_LIMIT:
+                memo.clear()
             for i, lang, score in zip(todo, found_langs, found_scores, strict=True):
                 langs[i] = lang
                 scores[i] = score
+                memo[texts[i]] = (lang, score)
         return langs, scores
 
     @abstractmethod

@@ -43,8 +43,11 @@ def primary_subtag_expr(code: pl.Expr) -> pl.Expr:
 
 
 def _turns(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per turn: ``_row`` (dialogue position), ``_turn``, ``clean`` text, ``letters``."""
-    return (
+    """One row per turn: ``_row`` (dialogue position), ``_turn``, ``clean`` text, ``letters``.
+
+    Threads repeat their shared prefixes, so each distinct content is cleaned once and joined back.
+    """
+    turns = (
         frame.select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
             pl.col("messages").list.eval(pl.element().struct.field("content")).alias("content"),
@@ -52,10 +55,13 @@ def _turns(frame: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.int_ranges(pl.col("content").list.len(), dtype=pl.UInt32).alias("_turn"))
         .explode("content", "_turn")
         .drop_nulls("_turn")
+    )
+    cleaned = (
+        turns.select(pl.col("content").unique())
         .with_columns(clean_for_langid(pl.col("content")).alias("clean"))
         .with_columns(letter_count(pl.col("clean")).alias("letters"))
-        .drop("content")
     )
+    return turns.join(cleaned, on="content", how="left", nulls_equal=True).drop("content")
 
 
 @register
@@ -66,7 +72,17 @@ class LanguageFilter(Filter):
     level = "dialogue"
     reads = ("messages", "lang")
     writes = ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source")
-    score_keys = ("backend", "min_turn_letters", "max_chars")
+    score_keys = ("backend", "min_turn_letters", "max_chars", "detect_scope")
+
+    def score_fingerprint(self) -> str:
+        """With ``detect_scope: root_targets`` the targets decide what is detected, so they key the scores too."""
+        base = super().score_fingerprint()
+        if self.settings["detect_scope"] != "root_targets":
+            return base
+        import hashlib
+
+        extra = f"{base}|{self.targets}|{self.settings['require_root_lang']}"
+        return hashlib.sha256(extra.encode()).hexdigest()
     defaults: ClassVar[dict[str, Any]] = {
         "targets": ["en"],
         "min_score": 0.4,
@@ -74,6 +90,7 @@ class LanguageFilter(Filter):
         "backend": "fasttext",
         "min_turn_letters": 20,
         "max_chars": 2000,
+        "detect_scope": "all",
     }
 
     def __init__(self, spec: Any) -> None:
@@ -93,6 +110,8 @@ class LanguageFilter(Filter):
         for key, lo, hi in (("min_score", 0.0, 1.0),):
             if not isinstance(s[key], (int, float)) or not lo <= s[key] <= hi:
                 raise SpecError(f"{where}: '{key}' must be a number in [{lo}, {hi}]")
+        if s["detect_scope"] not in ("all", "root_targets"):
+            raise SpecError(f"{where}: 'detect_scope' must be 'all' or 'root_targets'")
         for key in ("min_turn_letters", "max_chars"):
             if not isinstance(s[key], int) or s[key] < 1:
                 raise SpecError(f"{where}: '{key}' must be a positive integer")
@@ -122,6 +141,13 @@ class LanguageFilter(Filter):
         units = pl.concat([voting, joined]).with_columns(
             pl.col("clean").str.slice(0, max_chars).alias("text")
         )
+        if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
+            # the decision rejects these on their lang field anyway: skip detecting them (they score null)
+            wanted = frame.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
+            ).filter("_want")
+            units = units.join(wanted.select("_row"), on="_row", how="semi")
 
         texts = units.get_column("text").unique(maintain_order=True)
         langs, confs = get_backend(self.settings["backend"]).detect_batch(texts.to_list())
