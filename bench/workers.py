@@ -1,0 +1,247 @@
+"""What the benchmark runs in child processes, one configuration per process so peak RSS is its own.
+
+``python -m bench.workers KIND PARAMS_JSON`` runs one job and writes its result as JSON to
+``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``chatdata`` (every pipeline stage, timed),
+``reference`` (bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with
+pyarrow only), ``masks`` (label-mask validation throughput, chatdata against a per-row ``datasets.map``).
+Times are ``time.perf_counter`` seconds; ``rss_gb`` is this process's peak resident set (``ru_maxrss``) after
+a step.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+T0 = time.perf_counter()
+
+
+def peak_gb() -> float:
+    """Peak RSS of this process so far, in GB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.parquet") if not any(s.startswith(".") for s in p.parts))
+
+
+# ------------------------------------------------------------------------------------------------------- jobs
+
+
+def job_synth(p: dict[str, Any]) -> dict[str, Any]:
+    from chatdata.synth import write_forest
+
+    start = time.perf_counter()
+    shards = write_forest(p["out"], int(p["messages"]), seed=int(p["seed"]))
+    files = [str(x) for paths in shards.values() for x in paths]
+    return {"seconds": time.perf_counter() - start, "files": files}
+
+
+def job_chatdata(p: dict[str, Any]) -> dict[str, Any]:
+    """Every stage of every recipe in this process, in the order ``run_local`` runs them."""
+    imports_start = time.perf_counter()
+    from chatdata.pipeline import COMMON_STAGES, STAGES, BuildSettings, run_stage
+
+    imports = time.perf_counter() - imports_start
+    out = Path(p["out"])
+    work = out / ".work"
+    settings = BuildSettings(source=p["source"]).to_dict()
+    steps = []
+    done_common = False
+    for recipe in p["recipes"]:
+        for stage in STAGES:
+            if stage in COMMON_STAGES and done_common:
+                continue
+            start = time.perf_counter()
+            run_stage(stage, work, recipe, settings, out)
+            steps.append(
+                {
+                    "recipe": recipe,
+                    "stage": stage,
+                    "seconds": time.perf_counter() - start,
+                    "rss_gb": peak_gb(),
+                }
+            )
+        done_common = True
+    counts = {}
+    for recipe in p["recipes"]:
+        build = json.loads((out / recipe / "build.json").read_text())
+        counts[recipe] = {
+            "rows": {k: v["rows"] for k, v in build["outputs"]["default"].items()},
+            "rejects": build["outputs"]["rejects"]["rejects"]["rows"],
+            "ledger": {r["stage"]: r for r in build["ledger"]},
+            "bytes": sum(f["bytes"] for v in build["outputs"]["default"].values() for f in v["files"]),
+        }
+    return {"imports": imports, "steps": steps, "counts": counts}
+
+
+def job_reference(p: dict[str, Any]) -> dict[str, Any]:
+    imports_start = time.perf_counter()
+    from bench import reference
+
+    imports = time.perf_counter() - imports_start
+    steps = []
+
+    def on_stage(recipe: str, stage: str, seconds: float) -> None:
+        steps.append({"recipe": recipe, "stage": stage, "seconds": seconds, "rss_gb": peak_gb()})
+
+    result = reference.run(Path(p["source"]), Path(p["out"]), p["recipes"], on_stage=on_stage)
+    result.update(imports=imports, steps=steps)
+    return result
+
+
+def job_floor(p: dict[str, Any]) -> dict[str, Any]:
+    """Read every input Parquet file completely; write chatdata's output tables again (zstd), nothing else."""
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    n_rows = 0
+    in_bytes = 0
+    for f in parquet_files(Path(p["source"])):
+        n_rows += pq.read_table(f).num_rows
+        in_bytes += f.stat().st_size
+    read = time.perf_counter() - start
+    rss_read = peak_gb()
+    outputs = []
+    for recipe in p["recipes"]:
+        root = Path(p["outputs"]) / recipe
+        for sub in ("data", "rejects"):
+            outputs.extend((sub, pq.read_table(f)) for f in parquet_files(root / sub))
+    scratch = Path(p["scratch"])
+    scratch.mkdir(parents=True, exist_ok=True)
+    written = {"data": 0, "rejects": 0}
+    seconds = {"data": 0.0, "rejects": 0.0}
+    for i, (sub, table) in enumerate(outputs):
+        target = scratch / f"{i:04d}.parquet"
+        start = time.perf_counter()
+        pq.write_table(table, target, compression="zstd")
+        seconds[sub] += time.perf_counter() - start
+        written[sub] += target.stat().st_size
+        target.unlink()
+    return {
+        "read": read,
+        "input_rows": n_rows,
+        "input_bytes": in_bytes,
+        "write_data": seconds["data"],
+        "write_rejects": seconds["rejects"],
+        "bytes_data": written["data"],
+        "bytes_rejects": written["rejects"],
+        "rss_read_gb": rss_read,
+    }
+
+
+def _naive_masks(dialogues: list[list[dict[str, str]]], tok: Any, max_length: int) -> dict[str, Any]:
+    """StarChat's training recipe done the usual way: ``datasets.map``, one tokenizer call per row, labels by
+    a Python loop over the ids (user turns, their ``<|end|>`` and the system block masked)."""
+    from datasets import Dataset
+
+    user, assistant, system = (tok.convert_tokens_to_ids(t) for t in ("<|user|>", "<|assistant|>", "<|system|>"))
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        text = "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in row["messages"])
+        ids = tok(text, truncation=True, max_length=max_length)["input_ids"]
+        labels = list(ids)
+        masked = False
+        for i, t in enumerate(ids):
+            if t in (user, system):
+                masked = True
+            elif t == assistant:
+                masked = False
+            if masked:
+                labels[i] = -100
+        return {"input_ids": ids, "labels": labels, "n_trained": sum(x != -100 for x in labels)}
+
+    ds = Dataset.from_list([{"messages": d} for d in dialogues])
+    start = time.perf_counter()
+    mapped = ds.map(one, remove_columns=["messages"])
+    seconds = time.perf_counter() - start
+    return {"rows": len(dialogues), "seconds": seconds, "trained_tokens": int(sum(mapped["n_trained"]))}
+
+
+SHORT_EXAMPLE = [
+    {"role": "user", "content": "Hello, can you help me?"},
+    {"role": "assistant", "content": "Sure, what can I do for you?"},
+]
+
+
+def _mask_rates(dialogues: list, ref_rows: int, tok: Any, max_length: int) -> dict[str, Any]:
+    """chatdata's validation, the tokenizer alone and the naive path on the same dialogues."""
+    import polars as pl
+
+    from chatdata.chat import render_batch, validate_masks
+
+    frame = pl.DataFrame({"messages": dialogues})
+    start = time.perf_counter()
+    result, stats = validate_masks(frame, tok, max_length=max_length)
+    seconds = time.perf_counter() - start
+    ours = {
+        "rows": frame.height,
+        "seconds": seconds,
+        "ok": stats["ok"],
+        "tokens": int(result.get_column("n_tokens").sum()),
+        "trained_tokens": stats["trained_tokens"],
+    }
+    texts = render_batch(frame.get_column("messages"), "starchat").to_list()
+    start = time.perf_counter()
+    encoded = tok.backend_tokenizer.encode_batch(texts)
+    bare = {"rows": len(texts), "seconds": time.perf_counter() - start, "tokens": sum(len(e.ids) for e in encoded)}
+    del encoded
+    naive = _naive_masks(dialogues[:ref_rows], tok, max_length)
+    _, same_stats = validate_masks(frame.head(ref_rows), tok, max_length=max_length)
+    naive["chatdata_trained_tokens_same_rows"] = same_stats["trained_tokens"]
+    return {"chatdata": ours, "naive": naive, "bare_encode": bare}
+
+
+def job_masks(p: dict[str, Any]) -> dict[str, Any]:
+    """Dialogues/s of ``chatdata.chat.validate_masks``, of the tokenizer alone and of the naive per-row path,
+    on chatdata's oasst_en dialogues and on the published 2-turn example."""
+    import datasets
+    import polars as pl
+
+    from bench.bench_masks import tokenizer as train_tokenizer
+    from chatdata.chat import validate_masks
+
+    datasets.disable_progress_bars()
+    files = list(parquet_files(Path(p["dialogues"])))
+    base = pl.concat([pl.read_parquet(f, columns=["messages"]) for f in files]).get_column("messages").to_list()
+    rows, ref_rows, max_length = int(p["rows"]), int(p["ref_rows"]), int(p["max_length"])
+    start = time.perf_counter()
+    tok = train_tokenizer([m["content"] for d in base for m in d], int(p["vocab_size"]))
+    train_seconds = time.perf_counter() - start
+    validate_masks(pl.DataFrame({"messages": base[:100]}), tok, max_length=max_length)  # warm up, add tokens
+    threads = _mask_rates((base * (rows // len(base) + 1))[:rows], ref_rows, tok, max_length)
+    short = _mask_rates([SHORT_EXAMPLE] * rows, ref_rows, tok, max_length)
+    return {
+        "distinct_dialogues": len(base),
+        "vocab_size": len(tok),
+        "tokenizer_train_seconds": train_seconds,
+        **threads,
+        "short": short,
+        "rss_gb": peak_gb(),
+    }
+
+
+JOBS = {
+    "synth": job_synth,
+    "chatdata": job_chatdata,
+    "reference": job_reference,
+    "floor": job_floor,
+    "masks": job_masks,
+}
+
+
+def main() -> None:
+    kind, raw = sys.argv[1], sys.argv[2]
+    params = json.loads(raw)
+    result = JOBS[kind](params)
+    result["process_seconds_in_python"] = time.perf_counter() - T0
+    result["rss_gb"] = max(result.get("rss_gb", 0.0), peak_gb())
+    Path(params["result"]).write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
