@@ -170,9 +170,7 @@ class HubServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # ---- test helpers
-    def inject(
-        self, endpoint: str = "commit", kind: str = "status", status: int = 500, times: int = 1
-    ) -> None:
+    def inject(self, endpoint: str = "commit", kind: str = "status", status: int = 500, times: int = 1) -> None:
         """Fail the next ``times`` requests to ``endpoint``: answer ``status``, or drop the connection."""
         assert kind in {"status", "drop", "drop_after_apply"}
         with self.lock:
@@ -209,9 +207,7 @@ class HubServer:
             if key in self.repos:
                 return self.repos[key]
             repo = Repo(repo_type, repo_id, private, _now())
-            first = self._new_commit(
-                repo, None, {".gitattributes": GITATTRIBUTES}, "initial commit", "", (), ()
-            )
+            first = self._new_commit(repo, None, {".gitattributes": GITATTRIBUTES}, "initial commit", "", (), ())
             repo.refs["main"] = first.sha
             self.repos[key] = repo
             return repo
@@ -329,9 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         raise _Dropped
 
-    def _send(
-        self, status: int, body: bytes = b"", ctype: str = "application/json", headers: dict | None = None
-    ):
+    def _send(self, status: int, body: bytes = b"", ctype: str = "application/json", headers: dict | None = None):
         if self._suppress:  # "lost answer" fault: the change is applied, the answer never sent
             return
         self._log(status)
@@ -549,9 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
             dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         return dirs
 
-    def _info(
-        self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, *_: str
-    ) -> int:
+    def _info(self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, *_: str) -> int:
         repo = self._repo(role, repo_type, repo_id)
         commit = self._commit_at(repo, revision)
         card: Any = None
@@ -577,8 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
             "lastModified": commit.date,
             "usedStorage": sum(len(v) for v in commit.files.values()),
             "siblings": [
-                {"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)}
-                for p, d in sorted(commit.files.items())
+                {"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)} for p, d in sorted(commit.files.items())
             ],
         }
         if isinstance(card, dict):
@@ -586,9 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, payload)
         return 200
 
-    def _tree(
-        self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, path: str
-    ) -> int:
+    def _tree(self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, path: str) -> int:
         repo = self._repo(role, repo_type, repo_id)
         commit = self._commit_at(repo, revision)
         recursive = query.get("recursive", "false").lower() in {"1", "true"}
@@ -637,15 +626,11 @@ class _Handler(BaseHTTPRequestHandler):
             for n, s in repo.refs.items()
             if not n.startswith("refs/")
         ]
-        prs = [
-            {"name": n, "ref": n, "targetCommit": s} for n, s in repo.refs.items() if n.startswith("refs/pr/")
-        ]
+        prs = [{"name": n, "ref": n, "targetCommit": s} for n, s in repo.refs.items() if n.startswith("refs/pr/")]
         self._json(200, {"branches": branches, "converts": [], "tags": [], "pullRequests": prs})
         return 200
 
-    def _commits(
-        self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, _: str
-    ) -> int:
+    def _commits(self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, _: str) -> int:
         repo = self._repo(role, repo_type, repo_id)
         commit: Commit | None = self._commit_at(repo, revision)
         out = []
@@ -663,9 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, out)
         return 200
 
-    def _create_branch(
-        self, role: str | None, query: dict, repo_type: str, repo_id: str, branch: str, _: str
-    ):
+    def _create_branch(self, role: str | None, query: dict, repo_type: str, repo_id: str, branch: str, _: str):
         payload = json.loads(self._read_body() or b"{}")
         self._need_write(role)
         repo = self._repo(role, repo_type, repo_id)
@@ -699,9 +682,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"files": files, "commitOid": commit.sha})
         return 200
 
-    def _commit(
-        self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, _: str
-    ) -> int:
+    def _commit(self, role: str | None, query: dict, repo_type: str, repo_id: str, revision: str, _: str) -> int:
         body = self._read_body()
         repo = self._repo(role, repo_type, repo_id)
         create_pr = query.get("create_pr") == "1"
@@ -751,9 +732,7 @@ class _Handler(BaseHTTPRequestHandler):
                         del files[p]
                     deleted.extend(gone)
                 else:
-                    raise _HTTPError(
-                        400, f"Unsupported commit operation {key!r} (the loopback Hub is regular-only)"
-                    )
+                    raise _HTTPError(400, f"Unsupported commit operation {key!r} (the loopback Hub is regular-only)")
             new = self.hub._new_commit(
                 repo,
                 base,

@@ -97,9 +97,7 @@ class PrefectServer:
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
             PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="2",
             PREFECT_CLI_PROMPT="false",
-            PYTHONPATH=os.pathsep.join([*import_paths(), os.environ.get("PYTHONPATH", "")]).rstrip(
-                os.pathsep
-            ),
+            PYTHONPATH=os.pathsep.join([*import_paths(), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         )
         env.update({f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in _OFF})
         env.update(extra)

@@ -114,9 +114,7 @@ def _ledger(n_in: int, final: int, dropped: dict[str, int], unit: str = "dialogu
     ]
 
 
-def make_folder(
-    root: Path, kind: str, *, n: int = 60, hostile: bool = False, seed: int = 0
-) -> tuple[Path, dict]:
+def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, seed: int = 0) -> tuple[Path, dict]:
     """A dataset folder as ``write_dataset`` lays it out, for ``kind`` (sft, guanaco, uncensored, prefs),
     with rejects that carry phrases and decontamination evidence, and optional hostile strings everywhere."""
     rng = random.Random(seed)
@@ -220,10 +218,7 @@ def make_folder(
         )
     rej = pl.DataFrame(rejects, schema_overrides={"source_line": pl.Int64}, infer_schema_length=None)
     rej = rej.select(
-        [
-            pl.col(c).cast(t) if c in rej.columns else pl.lit(None, t).alias(c)
-            for c, t in REJECT_SCHEMA.items()
-        ]
+        [pl.col(c).cast(t) if c in rej.columns else pl.lit(None, t).alias(c) for c, t in REJECT_SCHEMA.items()]
     )
     dropped = {f"{phrase_filter}: {reason}": n_phrase} if phrase_filter else {}
     dropped["decontam_humaneval: humaneval_overlap"] = 3
@@ -321,9 +316,7 @@ def make_folder(
         },
         "future_section": {"hello": phrase},
     }
-    (folder / "build.json").write_bytes(
-        orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    )
+    (folder / "build.json").write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return folder, build
 
 
@@ -493,9 +486,7 @@ def test_card_is_byte_identical_and_independent_of_dict_order(tmp_path: Path) ->
     first = render_card(build, folder)
     pngs = {p: (folder / p).read_bytes() for p in PLOT_FILES if (folder / p).exists()}
     assert set(pngs) == {"funnel.png", "lengths.png", "languages.png"}
-    assert all(
-        b.startswith(b"\x89PNG") and b"Software" not in b and b"matplotlib" not in b for b in pngs.values()
-    )
+    assert all(b.startswith(b"\x89PNG") and b"Software" not in b and b"matplotlib" not in b for b in pngs.values())
     # the same build read back from build.json (keys sorted), rendered in a fresh copy of the folder
     other = tmp_path / "b" / folder.name
     shutil.copytree(folder, other, ignore=shutil.ignore_patterns("*.png"))

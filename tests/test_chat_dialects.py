@@ -56,9 +56,7 @@ def test_starchat_exact_text() -> None:
     with_system = [{"role": "system", "content": "Be brief."}, *PAIR]
     assert render(with_system, "starchat").startswith("<|system|>\nBe brief.<|end|>\n<|user|>\n")
     # an empty system message gives StarChat's no_system block; no system message gives none
-    assert render([{"role": "system", "content": ""}, *PAIR], "starchat").startswith(
-        "<|system|>\n<|end|>\n<|user|>\n"
-    )
+    assert render([{"role": "system", "content": ""}, *PAIR], "starchat").startswith("<|system|>\n<|end|>\n<|user|>\n")
 
 
 def test_chatml_and_guanaco_exact_text() -> None:
@@ -127,9 +125,7 @@ def test_forged_turns_are_rejected_with_a_reason(dialect: str, content: str, tok
     series = as_messages_series([msgs])
     assert check_dialogues(series, dialect).to_list() == [reason]
     assert render_batch(series, dialect).to_list() == [None]
-    assert render_batch(series, dialect, on_special="escape").to_list() == [
-        render(msgs, dialect, on_special="escape")
-    ]
+    assert render_batch(series, dialect, on_special="escape").to_list() == [render(msgs, dialect, on_special="escape")]
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,7 @@ PAIR = [
 ]
 
 
-def test_read_messages_from_a_list_an_object_and_stdin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_messages_from_a_list_an_object_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "list.json").write_text(json.dumps(PAIR))
     (tmp_path / "obj.json").write_text(json.dumps({"messages": PAIR, "id": 3}))
     assert read_messages(tmp_path / "list.json") == PAIR

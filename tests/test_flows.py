@@ -52,6 +52,8 @@ def test_bad_params_are_one_line_errors() -> None:
         ({"no_such_setting": 1}, "unknown parameter"),
         ({"recipes": ["oasst_en", "oasst_en"]}, "twice"),
         ({"push_to": "not a repo"}, "invalid Hub repo id"),
+        ({"on_special": "shout"}, "on-special"),
+        ({"max_length": 0}, "max_length"),
     ):
         with pytest.raises(ChatdataError) as err:
             make_params(**values)
@@ -99,9 +101,7 @@ def test_retry_only_transient_hub_errors() -> None:
     assert retry_if_transient(None, None, Failed(data=http_error(HfHubHTTPError, 503)))
     assert retry_if_transient(None, None, Failed(data=wrapped(ConnectionError("reset"))))
     assert not retry_if_transient(None, None, Failed(data=wrapped(http_error(RepositoryNotFoundError, 404))))
-    assert not retry_if_transient(
-        None, None, Failed(data=ChatdataError("source 'x' is neither a path nor an id"))
-    )
+    assert not retry_if_transient(None, None, Failed(data=ChatdataError("source 'x' is neither a path nor an id")))
 
 
 # ------------------------------------------------------------------------------------------- against a server
@@ -190,3 +190,19 @@ def test_crashed_build_resumes(
     result, calls, _ = _run(stage_calls, **base)
     assert calls == {s: 1 for s in stages[stages.index(crash_at) :]}
     assert (Path(result["outputs"]["oasst_en"]) / "build.json").is_file()
+
+
+@server_test
+def test_recipes_share_the_common_stages(stage_calls: Counter[str], tmp_path: Path) -> None:
+    from chatdata.recipes import RECIPES
+
+    others = [r for r in RECIPES if r != "oasst_en"][:1]
+    if not others:
+        pytest.skip("only one recipe is declared")
+    src = tiny_source(tmp_path / "src", n_trees=8)
+    base = {"source": str(src), "out": str(tmp_path / "out")}
+    both = ["oasst_en", *others]
+    _, calls, _ = _run(stage_calls, recipes=both, **base)
+    assert calls == {s: 1 if s in pipeline.COMMON_STAGES else len(both) for s in pipeline.STAGES}
+    result, calls, _ = _run(stage_calls, recipes=others, **base)
+    assert calls == {} and {r["status"] for r in result["stages"]} == {"cached"}

@@ -106,9 +106,7 @@ def test_flow_on_dask_cluster_matches_local_run(
         dashboard_address=None,
     ) as cluster:
         result = build_flow(
-            BuildParams(
-                source=str(src), out=str(tmp_path / "out"), dask_address=cluster.scheduler_address, shards=5
-            )
+            BuildParams(source=str(src), out=str(tmp_path / "out"), dask_address=cluster.scheduler_address, shards=5)
         )
     sharded = {r["stage"] for r in result["stages"]} & set(shards.shardable_stages())
     assert sharded and all(r["status"] == "ran" for r in result["stages"])

@@ -53,9 +53,7 @@ def publish_tiny(hub: HubServer, root: Path, tag: str) -> str:
     """Publish an oasst-like Hub layout (``data/*.parquet`` + a JSONL dump) and return the commit sha."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)
-    pq.write_table(
-        pa.Table.from_pylist(oasst_rows(tag), schema=HUB_SCHEMA), root / "data/train-00000-of-00001.parquet"
-    )
+    pq.write_table(pa.Table.from_pylist(oasst_rows(tag), schema=HUB_SCHEMA), root / "data/train-00000-of-00001.parquet")
     (root / "2023-04-12_oasst_ready.trees.jsonl").write_text(f'{{"message_tree_id": "tree-{tag}"}}\n')
     (root / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
     result = publish_folder(root, REPO, token=hub.token, endpoint=hub.url, retry_wait=0.01)
@@ -77,10 +75,7 @@ def test_download_returns_the_files_and_the_commit_sha(hub_server: HubServer, tm
 
     old_path, old_sha = download_source(REPO, revision=first, cache_dir=cache, endpoint=hub_server.url)
     assert old_sha == first and old_path != path
-    assert (
-        pq.read_table(old_path / "data/train-00000-of-00001.parquet").column("text").to_pylist()[0]
-        == "Hello one?"
-    )
+    assert pq.read_table(old_path / "data/train-00000-of-00001.parquet").column("text").to_pylist()[0] == "Hello one?"
 
 
 def test_offline_uses_the_cache_or_fails_in_one_line(
@@ -130,6 +125,4 @@ def test_repo_without_data_files_fails_in_one_line(hub_server: HubServer, tmp_pa
         repo_type="dataset",
     )
     with pytest.raises(ChatdataError, match=r"has no \*\.parquet"):
-        download_source(
-            "OpenAssistant/empty", revision=None, cache_dir=tmp_path / "cache", endpoint=hub_server.url
-        )
+        download_source("OpenAssistant/empty", revision=None, cache_dir=tmp_path / "cache", endpoint=hub_server.url)

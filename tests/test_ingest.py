@@ -8,11 +8,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from oasst_builders import m, write_jsonl
 
 from chatdata.errors import InputError
 from chatdata.ingest import read_path, split_from_name
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
-from oasst_builders import m, write_jsonl
 
 
 def test_real_trees_file(real_trees: Path) -> None:
@@ -29,7 +29,13 @@ def test_real_trees_file(real_trees: Path) -> None:
 
 def test_messages_jsonl_dict_labels_and_gz(tmp_path: Path) -> None:
     recs = [
-        m("r", None, "prompter", emojis={"+1": 3, "_skip_reply": 1}, labels={"spam": {"value": 0.0, "count": 3}}),
+        m(
+            "r",
+            None,
+            "prompter",
+            emojis={"+1": 3, "_skip_reply": 1},
+            labels={"spam": {"value": 0.0, "count": 3}},
+        ),
         m("a", "r", "assistant", rank=0, detoxify={"toxicity": 0.5}),
     ]
     raw = b"\n".join(orjson.dumps(x) for x in recs)
@@ -78,11 +84,23 @@ def test_trees_jsonl_missing_keys_and_bad_nodes(tmp_path: Path) -> None:
         "message_tree_id": "t1",
         "tree_state": "ready_for_export",
         "prompt": {
-            "message_id": "t1", "text": "hi", "role": "prompter", "lang": "en",
+            "message_id": "t1",
+            "text": "hi",
+            "role": "prompter",
+            "lang": "en",
             "replies": [
-                {"message_id": "a1", "text": "hello", "role": "assistant", "rank": 0,
-                 "replies": [{"message_id": "p2", "text": "thanks", "role": "prompter"}]},
-                {"text": "no id", "role": "assistant", "replies": [{"message_id": "x", "text": "below", "role": "prompter"}]},
+                {
+                    "message_id": "a1",
+                    "text": "hello",
+                    "role": "assistant",
+                    "rank": 0,
+                    "replies": [{"message_id": "p2", "text": "thanks", "role": "prompter"}],
+                },
+                {
+                    "text": "no id",
+                    "role": "assistant",
+                    "replies": [{"message_id": "x", "text": "below", "role": "prompter"}],
+                },
                 "not a node",
             ],
         },
@@ -107,29 +125,65 @@ def _hub_table(rows: list[dict]) -> pa.Table:
 
 def test_hub_parquet_folder_with_splits(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    base = {"user_id": "u", "review_count": 3, "review_result": True, "deleted": False, "synthetic": False,
-            "tree_state": "ready_for_export", "lang": "en"}
-    pq.write_table(_hub_table([{**base, "message_id": "r", "message_tree_id": "r", "role": "prompter", "text": "q",
-                                "emojis": {"name": ["+1"], "count": [2]}}]),
-                   tmp_path / "data" / "train-00000-of-00001.parquet")
-    pq.write_table(_hub_table([{**base, "message_id": "s", "message_tree_id": "s", "role": "prompter", "text": "q2"}]),
-                   tmp_path / "data" / "validation-00000-of-00001.parquet")
+    base = {
+        "user_id": "u",
+        "review_count": 3,
+        "review_result": True,
+        "deleted": False,
+        "synthetic": False,
+        "tree_state": "ready_for_export",
+        "lang": "en",
+    }
+    pq.write_table(
+        _hub_table(
+            [
+                {
+                    **base,
+                    "message_id": "r",
+                    "message_tree_id": "r",
+                    "role": "prompter",
+                    "text": "q",
+                    "emojis": {"name": ["+1"], "count": [2]},
+                }
+            ]
+        ),
+        tmp_path / "data" / "train-00000-of-00001.parquet",
+    )
+    pq.write_table(
+        _hub_table([{**base, "message_id": "s", "message_tree_id": "s", "role": "prompter", "text": "q2"}]),
+        tmp_path / "data" / "validation-00000-of-00001.parquet",
+    )
     r = read_path(tmp_path)
-    assert dict(zip(r.messages["message_id"], r.messages["source_split"], strict=True)) == {"r": "train", "s": "validation"}
+    assert dict(zip(r.messages["message_id"], r.messages["source_split"], strict=True)) == {
+        "r": "train",
+        "s": "validation",
+    }
     assert "user_id" not in r.messages.columns
     assert r.messages["emojis"][0] == {"name": ["+1"], "count": [2]}
-    assert [f.path for f in r.files] == ["data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet"]
+    assert [f.path for f in r.files] == [
+        "data/train-00000-of-00001.parquet",
+        "data/validation-00000-of-00001.parquet",
+    ]
 
 
 def test_parquet_wrong_types_are_rejected(tmp_path: Path) -> None:
-    t = pa.table({"message_id": ["a", "b", None], "parent_id": [None, "a", None], "role": ["prompter", "assistant", "prompter"],
-                  "text": ["x", "y", "z"], "rank": ["0", "two", None]})
+    t = pa.table(
+        {
+            "message_id": ["a", "b", None],
+            "parent_id": [None, "a", None],
+            "role": ["prompter", "assistant", "prompter"],
+            "text": ["x", "y", "z"],
+            "rank": ["0", "two", None],
+        }
+    )
     pq.write_table(t, tmp_path / "m.parquet")
     r = read_path(tmp_path / "m.parquet")
     assert r.messages["message_id"].to_list() == ["a"]
     assert r.messages["rank"].to_list() == [0]
     assert sorted(zip(r.rejects["reason"], r.rejects["evidence"], strict=True)) == [
-        ("missing_field", "message_id"), ("wrong_type", "rank")]
+        ("missing_field", "message_id"),
+        ("wrong_type", "rank"),
+    ]
 
 
 def test_unreadable_inputs_are_one_line_errors(tmp_path: Path) -> None:
@@ -140,11 +194,11 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path: Path) -> None:
         read_path(tmp_path / "empty")
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
-    with pytest.raises(InputError, match="broken.parquet: cannot read Parquet"):
+    with pytest.raises(InputError, match=r"broken\.parquet: cannot read Parquet"):
         read_path(bad)
     gz = tmp_path / "x.messages.jsonl.gz"
     gz.write_bytes(b"not gzip")
-    with pytest.raises(InputError, match="x.messages.jsonl.gz"):
+    with pytest.raises(InputError, match=r"x\.messages\.jsonl\.gz"):
         read_path(gz)
     t = pa.table({"message_id": ["a"], "role": ["prompter"]})
     pq.write_table(t, tmp_path / "notext.parquet")

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from oasst_builders import m, write_jsonl
 
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ingest import read_path
 from chatdata.pairs import build_pairs
 from chatdata.structure import validate_structure
 from chatdata.trees import gate
-from oasst_builders import m, write_jsonl
 
 
 def _gated(tmp_path: Path, records: list) -> pl.DataFrame:
@@ -22,7 +22,7 @@ def _gated(tmp_path: Path, records: list) -> pl.DataFrame:
 TREE = [
     m("r", None, "prompter", text="Q"),
     m("a0", "r", "assistant", text="best", rank=0),
-    m("a1", "r", "assistant", text="deleted one", rank=1, deleted=True),   # leaves a gap: 0, 2, 3
+    m("a1", "r", "assistant", text="deleted one", rank=1, deleted=True),  # leaves a gap: 0, 2, 3
     m("a2", "r", "assistant", text="middle", rank=2),
     m("a3", "r", "assistant", text="worst", rank=3),
     m("u", "r", "assistant", text="unranked", rank=None),
@@ -57,16 +57,22 @@ def test_best_vs_worst_with_gap_and_nulls(tmp_path: Path) -> None:
 
 def test_all_pairs_orders_by_rank_and_scores_by_position(tmp_path: Path) -> None:
     res = build_pairs(_gated(tmp_path, TREE), "all_pairs")
-    got = sorted((r["chosen"][-1]["content"], r["rejected"][-1]["content"], r["score_chosen"], r["score_rejected"])
-                 for r in res.frame.iter_rows(named=True))
+    got = sorted(
+        (r["chosen"][-1]["content"], r["rejected"][-1]["content"], r["score_chosen"], r["score_rejected"])
+        for r in res.frame.iter_rows(named=True)
+    )
     assert got == [("best", "middle", 10.0, 5.0), ("best", "worst", 10.0, 0.0), ("middle", "worst", 5.0, 0.0)]
     assert all(r["rank_chosen"] < r["rank_rejected"] for r in res.frame.iter_rows(named=True))
 
 
 def test_multi_turn_prefix(tmp_path: Path) -> None:
-    records = [m("r", None, "prompter", text="Q"), m("a", "r", "assistant", text="A", rank=0),
-               m("p", "a", "prompter", text="Q2"),
-               m("x", "p", "assistant", text="good", rank=0), m("y", "p", "assistant", text="bad", rank=1)]
+    records = [
+        m("r", None, "prompter", text="Q"),
+        m("a", "r", "assistant", text="A", rank=0),
+        m("p", "a", "prompter", text="Q2"),
+        m("x", "p", "assistant", text="good", rank=0),
+        m("y", "p", "assistant", text="bad", rank=1),
+    ]
     res = build_pairs(_gated(tmp_path, records))
     row = res.frame.row(0, named=True)
     assert [t["content"] for t in row["chosen"]] == ["Q", "A", "Q2", "good"]
@@ -85,5 +91,7 @@ def test_real_data_pairs(real_trees: Path) -> None:
     res = build_pairs(g.frame)
     assert res.frame.height > 100
     assert (res.frame["score_chosen"] > res.frame["score_rejected"]).all()
-    assert (res.frame["chosen"].list.last().struct.field("content")
-            != res.frame["rejected"].list.last().struct.field("content")).all()
+    assert (
+        res.frame["chosen"].list.last().struct.field("content")
+        != res.frame["rejected"].list.last().struct.field("content")
+    ).all()

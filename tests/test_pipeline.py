@@ -5,11 +5,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from oasst_builders import m, write_jsonl
 
 from chatdata import pipeline
 from chatdata.ledger import Ledger, LedgerError, StageRecord
 from chatdata.pipeline import BuildSettings, run_local
-from oasst_builders import m, write_jsonl
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -30,10 +30,15 @@ def test_real_data_build_balances_and_loads(real_trees: Path, tmp_path: Path) ->
     published = pl.read_parquet(out / "data")
     used = set(published["message_ids"].explode().to_list())
     rejected_msgs = set(rejects.filter(pl.col("unit") == "message")["message_id"].to_list())
-    in_rejected_dialogues = set(
-        pl.Series([json.loads(p)["message_ids"] for p in rejects.filter(pl.col("unit") == "dialogue")["payload"]])
-        .explode().to_list()
-    ) if rejects.filter(pl.col("unit") == "dialogue").height else set()
+    in_rejected_dialogues = (
+        set(
+            pl.Series([json.loads(p)["message_ids"] for p in rejects.filter(pl.col("unit") == "dialogue")["payload"]])
+            .explode()
+            .to_list()
+        )
+        if rejects.filter(pl.col("unit") == "dialogue").height
+        else set()
+    )
     assert len(used | rejected_msgs | in_rejected_dialogues) == 1167
     assert published.height == rows
     assert "user_id" not in published.columns
@@ -76,14 +81,25 @@ def test_bad_input_build_accounts_for_everything(tmp_path: Path) -> None:
     Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()
     rej = pl.read_parquet(out / "rejects")
     reasons = sorted(rej["reason"].to_list())
-    assert reasons == sorted([
-        "malformed_json", "missing_field", "orphan", "cycle", "cycle", "empty_text", "duplicate_message_id",
-        "deleted", "root_lang_not_target",
-    ])
+    assert reasons == sorted(
+        [
+            "malformed_json",
+            "missing_field",
+            "orphan",
+            "cycle",
+            "cycle",
+            "empty_text",
+            "duplicate_message_id",
+            "deleted",
+            "root_lang_not_target",
+        ]
+    )
     assert build["outputs"]["default"]["train_sft"]["rows"] + build["outputs"]["default"]["test_sft"]["rows"] == 1
 
 
-def test_crash_during_write_leaves_previous_output(real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_during_write_leaves_previous_output(
+    real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     run_local(["oasst_en"], BuildSettings(source=str(real_trees)), out)
     before = _files(out / "oasst_en")

@@ -65,9 +65,7 @@ def write_shards(folder: Path, prefix: str, rows: list[dict], schema: pa.Schema,
         pq.write_table(pa.Table.from_pylist(rows[i * per : (i + 1) * per], schema=schema), path)
 
 
-def build_folder(
-    root: Path, tag: str, *, train_shards: int = 1, plots: tuple[str, ...] = ("lengths.png",)
-) -> dict:
+def build_folder(root: Path, tag: str, *, train_shards: int = 1, plots: tuple[str, ...] = ("lengths.png",)) -> dict:
     """A built dataset folder like the lead's writer makes; returns the rows per config/split."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.rglob("*.parquet"):
@@ -116,9 +114,7 @@ def test_push_then_load_dataset_returns_exactly_the_rows(hub_server: HubServer, 
     assert loaded == rows
 
 
-def test_second_push_deletes_stale_shards_in_the_same_single_commit(
-    hub_server: HubServer, tmp_path: Path
-) -> None:
+def test_second_push_deletes_stale_shards_in_the_same_single_commit(hub_server: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "oasst_en"
     build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "langs.png"))
     push(folder, hub_server)
@@ -141,9 +137,7 @@ def test_second_push_deletes_stale_shards_in_the_same_single_commit(
     assert loaded == {k: v for k, v in rows.items() if k.startswith("sft/")}
 
 
-def test_unchanged_push_makes_no_commit_and_keeps_foreign_files(
-    hub_server: HubServer, tmp_path: Path
-) -> None:
+def test_unchanged_push_makes_no_commit_and_keeps_foreign_files(hub_server: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "oasst_en"
     build_folder(folder, "v1")
     push(folder, hub_server)
@@ -230,9 +224,7 @@ def test_dry_run_writes_nothing_and_lists_exactly_the_ops(hub_server: HubServer,
     assert new_requests and all(r.method == "GET" for r in new_requests)
     assert result.dry_run and result.remote_listed and result.commit_sha is None
     assert [(f.path, f.action) for f in result.unchanged] == [("README.md", "unchanged")]  # same card bytes
-    assert {(f.path, f.size) for f in result.uploads} == {
-        (p, len(b)) for p, b in local.items() if p != "README.md"
-    }
+    assert {(f.path, f.size) for f in result.uploads} == {(p, len(b)) for p, b in local.items() if p != "README.md"}
     assert {f.path: f.action for f in result.uploads}["data/train_sft-00000-of-00001.parquet"] == "add"
     assert {f.path: f.action for f in result.uploads}["build.json"] == "update"
     assert {f.path for f in result.deletions} == {
@@ -298,9 +290,7 @@ def test_read_only_token_gets_a_one_line_permission_error(hub_server: HubServer,
         ("bad_revision", "invalid --revision"),
     ],
 )
-def test_bad_input_gives_one_line_errors(
-    hub_server: HubServer, tmp_path: Path, case: str, expected: str
-) -> None:
+def test_bad_input_gives_one_line_errors(hub_server: HubServer, tmp_path: Path, case: str, expected: str) -> None:
     folder = tmp_path / "oasst_en"
     build_folder(folder, "v1")
     kwargs: dict = {}
@@ -382,9 +372,7 @@ def test_token_from_environment_is_used(hub_server: HubServer, tmp_path: Path, m
     assert all(r.authenticated for r in hub_server.requests)
 
 
-def test_private_flag_never_publishes_into_an_existing_public_repo(
-    hub_server: HubServer, tmp_path: Path
-) -> None:
+def test_private_flag_never_publishes_into_an_existing_public_repo(hub_server: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "oasst_en"
     build_folder(folder, "v1")
     push(folder, hub_server)

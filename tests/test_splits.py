@@ -15,22 +15,37 @@ def _frame(rows: list[tuple[str, str, str | None, list[tuple[str, str]]]]) -> pl
             "source_split": [r[2] for r in rows],
             "messages": [[{"role": a, "content": b} for a, b in r[3]] for r in rows],
         },
-        schema={"dialogue_id": pl.String, "message_tree_id": pl.String, "source_split": pl.String,
-                "messages": pl.List(CHAT_MESSAGE)},
+        schema={
+            "dialogue_id": pl.String,
+            "message_tree_id": pl.String,
+            "source_split": pl.String,
+            "messages": pl.List(CHAT_MESSAGE),
+        },
     )
 
 
 def test_source_split_is_honoured_and_trees_never_straddle() -> None:
-    f = _frame([("d1", "t1", "train", [("user", "a"), ("assistant", "b")]),
-                ("d2", "t1", "train", [("user", "a"), ("assistant", "c")]),
-                ("d3", "t2", "validation", [("user", "x"), ("assistant", "y")])])
+    f = _frame(
+        [
+            ("d1", "t1", "train", [("user", "a"), ("assistant", "b")]),
+            ("d2", "t1", "train", [("user", "a"), ("assistant", "c")]),
+            ("d3", "t2", "validation", [("user", "x"), ("assistant", "y")]),
+        ]
+    )
     r = assign_splits(f)
-    assert dict(zip(r.frame["dialogue_id"], r.frame["split"], strict=True)) == {"d1": "train_sft", "d2": "train_sft",
-                                                                               "d3": "test_sft"}
+    assert dict(zip(r.frame["dialogue_id"], r.frame["split"], strict=True)) == {
+        "d1": "train_sft",
+        "d2": "train_sft",
+        "d3": "test_sft",
+    }
 
 
 def test_hash_split_is_deterministic_and_by_tree() -> None:
-    rows = [(f"d{i}-{j}", f"tree-{i}", None, [("user", f"q{i}"), ("assistant", f"a{j}")]) for i in range(400) for j in range(2)]
+    rows = [
+        (f"d{i}-{j}", f"tree-{i}", None, [("user", f"q{i}"), ("assistant", f"a{j}")])
+        for i in range(400)
+        for j in range(2)
+    ]
     f = _frame(rows)
     a = assign_splits(f, test_fraction=0.2)
     b = assign_splits(f.sample(fraction=1.0, shuffle=True, seed=1), test_fraction=0.2)
@@ -45,10 +60,14 @@ def test_hash_split_is_deterministic_and_by_tree() -> None:
 
 @pytest.mark.parametrize("policy", ["move", "drop"])
 def test_cross_split_prompt_leak(policy: str) -> None:
-    f = _frame([("d1", "t1", "train", [("user", "What is  Rust?"), ("assistant", "a")]),
-                ("d2", "t2", "validation", [("user", "what is rust?\n"), ("assistant", "b")]),
-                ("d3", "t2", "validation", [("user", "what is rust?\n"), ("assistant", "c")]),
-                ("d4", "t3", "validation", [("user", "unique"), ("assistant", "d")])])
+    f = _frame(
+        [
+            ("d1", "t1", "train", [("user", "What is  Rust?"), ("assistant", "a")]),
+            ("d2", "t2", "validation", [("user", "what is rust?\n"), ("assistant", "b")]),
+            ("d3", "t2", "validation", [("user", "what is rust?\n"), ("assistant", "c")]),
+            ("d4", "t3", "validation", [("user", "unique"), ("assistant", "d")]),
+        ]
+    )
     r = assign_splits(f, leak_policy=policy)  # type: ignore[arg-type]
     test_prompts = r.frame.filter(pl.col("split") == "test_sft")["dialogue_id"].to_list()
     assert test_prompts == ["d4"]
@@ -62,8 +81,13 @@ def test_cross_split_prompt_leak(policy: str) -> None:
 
 def test_exact_duplicates_removed_within_split_only() -> None:
     same = [("user", "hi"), ("assistant", "hello")]
-    f = _frame([("d1", "t1", "train", same), ("d2", "t2", "train", same), ("d3", "t3", "validation",
-                                                                         [("user", "other"), ("assistant", "x")])])
+    f = _frame(
+        [
+            ("d1", "t1", "train", same),
+            ("d2", "t2", "train", same),
+            ("d3", "t3", "validation", [("user", "other"), ("assistant", "x")]),
+        ]
+    )
     r = assign_splits(f)
     assert r.frame["dialogue_id"].to_list() == ["d3", "d1"]
     assert r.counts == {"duplicate_dialogue": 1}

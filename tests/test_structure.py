@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+from oasst_builders import m, write_jsonl
 
 from chatdata.ingest import read_path
 from chatdata.structure import validate_structure
-from oasst_builders import m, write_jsonl
 
 
 def _run(tmp_path: Path, records: list) -> tuple[pl.DataFrame, dict[str, tuple[str, str]]]:
@@ -18,8 +18,15 @@ def _run(tmp_path: Path, records: list) -> tuple[pl.DataFrame, dict[str, tuple[s
 
 
 def test_clean_tree_gets_depth_and_tree_id(tmp_path: Path) -> None:
-    good, rej = _run(tmp_path, [m("r", None, "prompter"), m("a", "r", "assistant"), m("p", "a", "prompter"),
-                                m("a2", "p", "assistant")])
+    good, rej = _run(
+        tmp_path,
+        [
+            m("r", None, "prompter"),
+            m("a", "r", "assistant"),
+            m("p", "a", "prompter"),
+            m("a2", "p", "assistant"),
+        ],
+    )
     assert rej == {}
     assert dict(zip(good["message_id"], good["depth"], strict=True)) == {"r": 0, "a": 1, "p": 2, "a2": 3}
     assert good["message_tree_id"].unique().to_list() == ["r"]

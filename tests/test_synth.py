@@ -71,9 +71,7 @@ def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
             if writer != pq.ParquetFile(fresh[rel]).metadata.created_by:  # another pyarrow: compare content
                 assert pq.read_table(path).equals(pq.read_table(fresh[rel])), rel
                 continue
-        assert path.read_bytes() == fresh[rel].read_bytes(), (
-            f"{rel} differs: run `python -m chatdata.synth sample`"
-        )
+        assert path.read_bytes() == fresh[rel].read_bytes(), f"{rel} differs: run `python -m chatdata.synth sample`"
 
 
 def test_sample_is_hub_shaped_and_small() -> None:
@@ -257,9 +255,7 @@ def test_generation_is_deterministic_across_processes() -> None:
     digests = set()
     for hash_seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": src}
-        out = subprocess.run(
-            [sys.executable, "-c", _DIGEST], capture_output=True, text=True, env=env, check=True
-        )
+        out = subprocess.run([sys.executable, "-c", _DIGEST], capture_output=True, text=True, env=env, check=True)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 
@@ -295,10 +291,7 @@ def test_write_forest_shards_by_tree(tmp_path: Path) -> None:
     n_train = len(result["train"])
     assert n_train >= 3 and names == sorted(
         [f"train-{k:05d}-of-{n_train:05d}.parquet" for k in range(n_train)]
-        + [
-            f"validation-{k:05d}-of-{len(result['validation']):05d}.parquet"
-            for k in range(len(result["validation"]))
-        ]
+        + [f"validation-{k:05d}-of-{len(result['validation']):05d}.parquet" for k in range(len(result["validation"]))]
     )
     assert not list((tmp_path / "data").glob(".*"))  # no temporaries left
     seen: dict[str, str] = {}
@@ -348,9 +341,7 @@ def test_bad_jsonl_holds_every_defect(bad_lines: list[str]) -> None:
     assert any(o.get("message_id") in train_ids for o in objects), "no duplicate of a train message_id"
     orphans = [o for o in objects if o.get("parent_id") and o["parent_id"] not in by_id]
     orphans = [o for o in orphans if o["parent_id"] not in train_ids]
-    assert orphans and any(o.get("parent_id") == orphans[0]["message_id"] for o in objects), (
-        "orphan with child"
-    )
+    assert orphans and any(o.get("parent_id") == orphans[0]["message_id"] for o in objects), "orphan with child"
     assert any(
         o.get("parent_id") in by_id
         and by_id[o["parent_id"]].get("parent_id") == o["message_id"]
@@ -360,8 +351,7 @@ def test_bad_jsonl_holds_every_defect(bad_lines: list[str]) -> None:
     assert any(o.get("parent_id") == o.get("message_id") for o in objects), "self-loop"
     assert any("parent_id" not in o and o.get("role") == "assistant" for o in objects), "assistant root"
     assert any(
-        o.get("role") == "prompter" and by_id.get(o.get("parent_id"), {}).get("role") == "prompter"
-        for o in objects
+        o.get("role") == "prompter" and by_id.get(o.get("parent_id"), {}).get("role") == "prompter" for o in objects
     ), "prompter replying to a prompter"
     texts = [o["text"] for o in objects if "text" in o]
     assert "" in texts and any(t and not t.strip() for t in texts), "empty / whitespace-only text"
@@ -385,21 +375,13 @@ def test_bad_jsonl_also_holds_complete_valid_trees(bad_lines: list[str]) -> None
     for tree_id, msgs in trees.items():
         ids = {m["message_id"] for m in msgs}
         roots = [m for m in msgs if "parent_id" not in m]
-        if (
-            roots
-            and roots[0]["message_id"] == tree_id
-            and all(m.get("parent_id", tree_id) in ids for m in msgs)
-        ):
+        if roots and roots[0]["message_id"] == tree_id and all(m.get("parent_id", tree_id) in ids for m in msgs):
             complete += 1
     assert complete >= 4
     sample = records[0]
-    assert isinstance(sample.get("emojis", {}), dict) and all(
-        v is not None for r in records for v in r.values()
-    )
+    assert isinstance(sample.get("emojis", {}), dict) and all(v is not None for r in records for v in r.values())
     assert any(
-        isinstance(v, dict) and {"value", "count"} <= set(v)
-        for r in records
-        for v in r.get("labels", {}).values()
+        isinstance(v, dict) and {"value", "count"} <= set(v) for r in records for v in r.get("labels", {}).values()
     )
 
 

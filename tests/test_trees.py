@@ -4,12 +4,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from oasst_builders import m, write_jsonl
 
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ingest import read_path
 from chatdata.structure import validate_structure
 from chatdata.trees import flatten, gate
-from oasst_builders import m, write_jsonl
 
 
 def _tree(tmp_path: Path, records: list) -> pl.DataFrame:
@@ -48,15 +48,23 @@ def test_gates_drop_subtrees_with_reasons(tmp_path: Path) -> None:
         "a3": ("synthetic", "synthetic"),
         "a4": ("spam", "review_rejected"),
     }
-    assert g.counts == {"ancestor_rejected": 1, "deleted": 1, "spam: review_rejected": 1,
-                        "spam: review_undecided": 1, "synthetic": 1}
+    assert g.counts == {
+        "ancestor_rejected": 1,
+        "deleted": 1,
+        "spam: review_rejected": 1,
+        "spam: review_undecided": 1,
+        "synthetic": 1,
+    }
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [
-    ("tree_state", "growing", "tree_state_not_allowed"),
-    ("review_result", None, "root_review_undecided"),
-    ("review_result", False, "root_review_rejected"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("tree_state", "growing", "tree_state_not_allowed"),
+        ("review_result", None, "root_review_undecided"),
+        ("review_result", False, "root_review_rejected"),
+    ],
+)
 def test_root_gates_drop_whole_tree(tmp_path: Path, field: str, value: object, reason: str) -> None:
     tree = _tree(tmp_path, [m("r", None, "prompter", **{field: value}), m("a", "r", "assistant")])
     g = gate(tree, build_filters(load_specs(["gates"])))
@@ -85,7 +93,11 @@ def test_threads_end_on_assistant(tmp_path: Path) -> None:
 
 def test_threads_keep_user_ended(tmp_path: Path) -> None:
     f = flatten(_tree(tmp_path, THREAD_TREE), "threads", keep_user_ended=True)
-    assert sorted(_texts(f.frame)) == [["Q", "A", "user leaf 1"], ["Q", "A", "user leaf 2"], ["Q", "B", "Q2", "B2"]]
+    assert sorted(_texts(f.frame)) == [
+        ["Q", "A", "user leaf 1"],
+        ["Q", "A", "user leaf 2"],
+        ["Q", "B", "Q2", "B2"],
+    ]
     assert f.rejects.is_empty()
 
 
@@ -96,7 +108,7 @@ def test_lone_prompt_gives_no_dialogue(tmp_path: Path) -> None:
 
 
 def test_top_ranked_follows_best_surviving_rank(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, GATE_TREE + [m("a5", "r", "assistant", text="A5", rank=None)])
+    tree = _tree(tmp_path, [*GATE_TREE, m("a5", "r", "assistant", text="A5", rank=None)])
     g = gate(tree, build_filters(load_specs(["gates"])))
     f = flatten(g.frame, "top_ranked")
     assert _texts(f.frame) == [["Q", "A0", "Q2", "B"]]
@@ -119,13 +131,20 @@ def test_top_ranked_gap_null_and_tie_rules(tmp_path: Path) -> None:
     f = flatten(_tree(tmp_path, records), "top_ranked")
     assert _texts(f.frame) == [["Q", "rank2", "Q2", "early"]]
     reasons = {row["message_id"]: row["reason"] for row in f.rejects.iter_rows(named=True)}
-    assert reasons == {"u": "not_top_ranked", "x3": "not_top_ranked", "leaf": "not_top_ranked",
-                       "late": "not_top_ranked"}
+    assert reasons == {
+        "u": "not_top_ranked",
+        "x3": "not_top_ranked",
+        "leaf": "not_top_ranked",
+        "late": "not_top_ranked",
+    }
 
 
 def test_top_ranked_trims_trailing_user_turn(tmp_path: Path) -> None:
-    records = [m("r", None, "prompter", text="Q"), m("a", "r", "assistant", text="A", rank=0),
-               m("p", "a", "prompter", text="follow-up without answer")]
+    records = [
+        m("r", None, "prompter", text="Q"),
+        m("a", "r", "assistant", text="A", rank=0),
+        m("p", "a", "prompter", text="follow-up without answer"),
+    ]
     f = flatten(_tree(tmp_path, records), "top_ranked")
     assert _texts(f.frame) == [["Q", "A"]]
     assert f.rejects["reason"].to_list() == ["trailing_user_turn"]

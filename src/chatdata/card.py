@@ -179,9 +179,7 @@ class SplitFiles:
 def _ordered_splits(build: Mapping[str, Any]) -> list[SplitFiles]:
     outputs = build.get("outputs") or {}
     if "default" not in outputs:
-        raise ChatdataError(
-            "build.json has no 'default' output config; rebuild the folder with `chatdata build`"
-        )
+        raise ChatdataError("build.json has no 'default' output config; rebuild the folder with `chatdata build`")
     recipe_order = list((build.get("recipe") or {}).get("splits") or [])
     configs = ["default", *sorted(c for c in outputs if c != "default")]
     out = []
@@ -211,9 +209,7 @@ def _local(folder: Path, rel: str) -> Path:
         raise ChatdataError(f"build.json lists output file '{one_line(rel)}' outside the folder; rebuild it")
     path = folder / p
     if not path.is_file():
-        raise ChatdataError(
-            f"{path}: listed in build.json but missing; rebuild the folder with `chatdata build`"
-        )
+        raise ChatdataError(f"{path}: listed in build.json but missing; rebuild the folder with `chatdata build`")
     return path
 
 
@@ -323,23 +319,15 @@ def _safe_name(name: str) -> str:
 def source_datasets(source: Mapping[str, Any]) -> list[str]:
     """The Hub id when the source was one (it has a pinned revision); otherwise the source files' names."""
     spec = str(source.get("spec") or "")
-    if (
-        source.get("revision")
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", spec)
-        and ".." not in spec
-        and "--" not in spec
-    ):
+    if source.get("revision") and re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and ".." not in spec and "--" not in spec:
         return [spec]
     names = [
-        _safe_name(PurePosixPath(str(f.get("path", "")).replace("\\", "/")).name)
-        for f in source.get("files") or []
+        _safe_name(PurePosixPath(str(f.get("path", "")).replace("\\", "/")).name) for f in source.get("files") or []
     ]
     return sorted(set(names)) or [_safe_name(PurePosixPath(spec.replace("\\", "/")).name)]
 
 
-def card_metadata(
-    build: Mapping[str, Any], folder: Path, languages: list[str] | None = None
-) -> dict[str, Any]:
+def card_metadata(build: Mapping[str, Any], folder: Path, languages: list[str] | None = None) -> dict[str, Any]:
     """The YAML front matter: license, languages, sizes, sources, tags, ``configs`` and ``dataset_info``, with
     row counts and byte sizes taken from the files themselves (and checked against ``build.json``)."""
     folder = Path(folder)
@@ -361,9 +349,7 @@ def card_metadata(
                 if schema is None:
                     schema = meta.schema.to_arrow_schema().remove_metadata()
                 elif not meta.schema.to_arrow_schema().remove_metadata().equals(schema):
-                    raise ChatdataError(
-                        f"{path}: schema differs from the other files of config '{config}'; rebuild"
-                    )
+                    raise ChatdataError(f"{path}: schema differs from the other files of config '{config}'; rebuild")
                 rows += meta.num_rows
                 size += path.stat().st_size
             if rows != sf.rows:
@@ -394,9 +380,7 @@ def card_metadata(
     tags = ["chatdata", "oasst", "conversational", "dpo" if output == "prefs" else "sft"]
     if recipe.get("text_format"):
         tags.append(_safe_name(str(recipe["text_format"])))
-    langs = (
-        languages or sorted({p for c in recipe.get("languages") or [] if (p := _primary(str(c)))}) or ["en"]
-    )
+    langs = languages or sorted({p for c in recipe.get("languages") or [] if (p := _primary(str(c)))}) or ["en"]
     return {
         "license": "apache-2.0",
         "language": langs,
@@ -464,9 +448,7 @@ def load_rows(folder: Path, splits: Iterable[SplitFiles]) -> pl.DataFrame:
             if needed:
                 frame = pl.read_parquet(path, columns=needed)
             else:
-                frame = pl.DataFrame(
-                    {"_": pl.Series([None] * pq.read_metadata(path).num_rows, dtype=pl.Null)}
-                )
+                frame = pl.DataFrame({"_": pl.Series([None] * pq.read_metadata(path).num_rows, dtype=pl.Null)})
             frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
     if not frames:
         return pl.DataFrame({"split": []}, schema={"split": pl.String})
@@ -499,9 +481,7 @@ def length_stats(rows: pl.DataFrame, split_order: list[str]) -> list[dict[str, A
 
 
 def _count_table(rows: pl.DataFrame, col: str, split_order: list[str]) -> list[dict[str, Any]]:
-    counts = (
-        rows.select("split", pl.col(col).fill_null("(none)").alias("value")).group_by("value", "split").len()
-    )
+    counts = rows.select("split", pl.col(col).fill_null("(none)").alias("value")).group_by("value", "split").len()
     totals = (
         counts.group_by("value")
         .agg(pl.col("len").sum().alias("total"))
@@ -595,9 +575,7 @@ def reject_summary(rejects: pl.DataFrame) -> list[dict[str, Any]]:
     return grouped.to_dicts()
 
 
-def phrase_stats(
-    build: Mapping[str, Any], rows: pl.DataFrame, rejects: pl.DataFrame | None
-) -> dict[str, Any] | None:
+def phrase_stats(build: Mapping[str, Any], rows: pl.DataFrame, rejects: pl.DataFrame | None) -> dict[str, Any] | None:
     """Most frequent matched phrases: in dropped dialogues (``matched_phrases`` inside the rejects' payload)
     and in published rows (a ``matched_phrases`` column), counting each phrase once per row."""
     names = _filter_names(build, "uncensor", "phrase")
@@ -608,14 +586,9 @@ def phrase_stats(
     by_filter: list[tuple[str, int]] = []
     if rejects is not None and names:
         mine = rejects.filter(pl.col("filter").is_in(names))
-        by_filter = sorted(
-            ((str(f), n) for f, n in mine.group_by("filter").len().iter_rows()), key=lambda x: x[0]
-        )
+        by_filter = sorted(((str(f), n) for f, n in mine.group_by("filter").len().iter_rows()), key=lambda x: x[0])
         dropped = mine.select(
-            pl.col("payload")
-            .str.json_path_match("$.matched_phrases")
-            .str.json_decode(pl.List(pl.String))
-            .alias("m")
+            pl.col("payload").str.json_path_match("$.matched_phrases").str.json_decode(pl.List(pl.String)).alias("m")
         )
     kept = rows.select(pl.col("matched_phrases").alias("m")) if kept_col else dropped.head(0)
 
@@ -626,9 +599,7 @@ def phrase_stats(
     d, k = counts(dropped), counts(kept)
     order = sorted(set(d) | set(k), key=lambda p: (-d.get(p, 0), -k.get(p, 0), p))[:TOP_N]
     n_dropped = dropped.height
-    kept_matching = (
-        int(kept.select(pl.col("m").list.len().fill_null(0) > 0).to_series().sum()) if kept_col else None
-    )
+    kept_matching = int(kept.select(pl.col("m").list.len().fill_null(0) > 0).to_series().sum()) if kept_col else None
     specs = [f for f in build.get("filters") or [] if f.get("name") in names]
     return {
         "filters": names,
@@ -664,9 +635,7 @@ def decontamination_stats(
     names = set(_filter_names(build, "decontam"))
     if rejects is not None:
         names |= {
-            str(f)
-            for f in rejects.get_column("filter").drop_nulls().unique().to_list()
-            if "decontam" in f.lower()
+            str(f) for f in rejects.get_column("filter").drop_nulls().unique().to_list() if "decontam" in f.lower()
         }
     stages = [r for r in build.get("ledger") or [] if "decontam" in str(r.get("stage", "")).lower()]
     record = _find(build, DECONTAM_KEYS)
@@ -677,12 +646,9 @@ def decontamination_stats(
     mine = pl.DataFrame(schema={"reason": pl.String, "evidence": pl.String})
     if rejects is not None:
         mine = rejects.filter(
-            pl.col("filter").is_in(sorted(names))
-            | pl.col("stage").str.to_lowercase().str.contains("decontam")
+            pl.col("filter").is_in(sorted(names)) | pl.col("stage").str.to_lowercase().str.contains("decontam")
         ).select("reason", "evidence")
-    reasons = sorted(
-        ((str(r), n) for r, n in mine.group_by("reason").len().iter_rows()), key=lambda x: (-x[1], x[0])
-    )
+    reasons = sorted(((str(r), n) for r, n in mine.group_by("reason").len().iter_rows()), key=lambda x: (-x[1], x[0]))
     items = (
         mine.select(pl.col("evidence").str.extract(r"([A-Za-z][\w.-]*/[\w.-]+)", 1).alias("item"))
         .drop_nulls()
@@ -842,9 +808,7 @@ def funnel_rows(ledger: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "rows_in": int(r["rows_in"]),
                 "out": label,
                 "dropped": int(sum(rejected.values())),
-                "reasons": sorted(
-                    ((str(k), int(v)) for k, v in rejected.items()), key=lambda kv: (-kv[1], kv[0])
-                ),
+                "reasons": sorted(((str(k), int(v)) for k, v in rejected.items()), key=lambda kv: (-kv[1], kv[0])),
                 "moved": sorted((str(k), int(v)) for k, v in (r.get("moved") or {}).items()),
                 "notes": _fmt_notes(r.get("notes")),
             }
@@ -934,26 +898,18 @@ def _write_plots(
         written["funnel"] = "funnel.png"
     if "turns" in rows.columns and rows.get_column("turns").drop_nulls().len():
         cols = [c for c in ("split", "turns", "chars", "tokens") if c in rows.columns]
-        plots.lengths_plot(
-            rows.select(cols).filter(pl.col("split").is_in(split_order)), folder / "lengths.png"
-        )
+        plots.lengths_plot(rows.select(cols).filter(pl.col("split").is_in(split_order)), folder / "lengths.png")
         written["lengths"] = "lengths.png"
     if langs is not None:
         sources = {"oasst lang": "lang", "detected": "lang_detected"}
         present = {k: v for k, v in sources.items() if v in rows.columns}
         distinct = {
-            _primary(x) or x
-            for v in present.values()
-            for x in rows.get_column(v).drop_nulls().unique().to_list()
+            _primary(x) or x for v in present.values() for x in rows.get_column(v).drop_nulls().unique().to_list()
         }
         if len(distinct) > 1:
             frames = [
                 rows.group_by(
-                    pl.col(col)
-                    .str.to_lowercase()
-                    .str.replace(r"[-_].*$", "")
-                    .fill_null("(none)")
-                    .alias("lang")
+                    pl.col(col).str.to_lowercase().str.replace(r"[-_].*$", "").fill_null("(none)").alias("lang")
                 ).agg(pl.len().alias(label))
                 for label, col in present.items()
             ]
@@ -997,14 +953,7 @@ def card_context(
     spec = str(source.get("spec") or "")
     hub_source = source_datasets(source) == [spec]
     records = sum(int(f.get("records") or 0) for f in source.get("files") or [])
-    known = (
-        CORE_KEYS
-        | set(MASK_KEYS)
-        | set(DECONTAM_KEYS)
-        | set(LANGUAGE_KEYS)
-        | set(PHRASE_KEYS)
-        | set(PAIR_KEYS)
-    )
+    known = CORE_KEYS | set(MASK_KEYS) | set(DECONTAM_KEYS) | set(LANGUAGE_KEYS) | set(PHRASE_KEYS) | set(PAIR_KEYS)
     notes = build.get("notes")
     extras = [(k, scrub_paths(build[k])) for k in sorted(build) if k not in known]
     if isinstance(notes, Mapping):
@@ -1032,9 +981,7 @@ def card_context(
         "split_order": split_order,
         "sft_splits": [s for s in split_order if s.endswith("_sft")] or split_order,
         "pref_splits": [s for s in split_order if s.endswith("_prefs")],
-        "columns": pq.read_schema(_local(folder, default[0].paths[0])).names
-        if default and default[0].paths
-        else [],
+        "columns": pq.read_schema(_local(folder, default[0].paths[0])).names if default and default[0].paths else [],
         "funnel": funnel_rows(list(build.get("ledger") or [])),
         "lengths": length_stats(rows, split_order),
         "languages": langs,
@@ -1072,9 +1019,7 @@ def card_context(
     }
 
 
-def render_card(
-    build: dict[str, Any], folder: Path, *, repo_id: str | None = None, plots: bool = True
-) -> str:
+def render_card(build: dict[str, Any], folder: Path, *, repo_id: str | None = None, plots: bool = True) -> str:
     """The README.md text for the dataset folder ``folder`` built as ``build`` (writes the PNG plots too).
 
     ``repo_id`` (``org/name``) is used in the usage snippets; without it they say ``YOUR_ORG/<recipe>``.

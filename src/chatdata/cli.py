@@ -6,7 +6,7 @@ import json
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -46,7 +46,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     """chatdata: curate OpenAssistant trees into StarChat-style chat fine-tuning datasets."""
 
@@ -64,43 +66,122 @@ def recipes() -> None:
 
 @app.command()
 def build(
-    recipe_names: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE]...", help="Recipes to build (default: oasst_en); see `chatdata recipes`.")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="A local file/folder of oasst data or a Hub dataset id (OpenAssistant/oasst1). Default: the bundled sample.")] = None,
-    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) to pin the source to.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; each recipe goes to OUT/RECIPE.")] = Path("out"),
-    test_fraction: Annotated[Optional[float], typer.Option(help="Share of trees in the test split when the source has no split of its own.", min=0.0, max=0.99)] = None,
+    recipe_names: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[RECIPE]...", help="Recipes to build (default: oasst_en); see `chatdata recipes`."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="A local file/folder of oasst data or a Hub dataset id (OpenAssistant/oasst1). "
+            "Default: the bundled sample.",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to pin the source to.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; each recipe goes to OUT/RECIPE.")] = Path(
+        "out"
+    ),
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of trees in the test split when the source has no split of its own.",
+            min=0.0,
+            max=0.99,
+        ),
+    ] = None,
     split_seed: Annotated[str, typer.Option(help="Salt for the tree-hash split.")] = "",
-    leak_policy: Annotated[str, typer.Option(help="What to do with test trees whose prompt is also in train: move | drop.")] = "move",
+    leak_policy: Annotated[
+        str, typer.Option(help="What to do with test trees whose prompt is also in train: move | drop.")
+    ] = "move",
     max_shard_size: Annotated[int, typer.Option(help="Largest Parquet shard in MB.", min=1)] = 500,
-    engine: Annotated[Engine, typer.Option(help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); local: run the stages in this process.")] = Engine.prefect,
-    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Publish each built recipe to ORG/NAME (use {recipe} in the name with several recipes).")] = None,
-    decontaminate: Annotated[Optional[bool], typer.Option("--decontaminate/--no-decontaminate", help="Drop dialogues overlapping HumanEval prompts (default: the recipe's setting, on for all recipes).")] = None,
-    pair_mode: Annotated[Optional[str], typer.Option(help="Preference pairs: best_vs_worst (default) or all_pairs.")] = None,
-    on_special: Annotated[str, typer.Option(help="Content holding a special-token string: reject (default) or escape.")] = "reject",
-    tokenizer: Annotated[Optional[str], typer.Option(help="Validate label masks with this tokenizer (tokenizer.json, a folder or a Hub id).")] = None,
-    dialect: Annotated[str, typer.Option(help="Chat rendering for --tokenizer: starchat, chatml, guanaco or template.")] = "starchat",
-    mask_convention: Annotated[str, typer.Option(help="Label-mask convention: starchat (header, reply, <|end|> and newline trained) or content_only.")] = "starchat",
-    max_length: Annotated[int, typer.Option(help="Training length for --tokenizer; rows with no trained token after truncation are rejected.", min=8)] = 2048,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); "
+            "local: run the stages in this process."
+        ),
+    ] = Engine.prefect,
+    push_to: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to",
+            help="Publish each built recipe to ORG/NAME (use {recipe} in the name with several recipes).",
+        ),
+    ] = None,
+    decontaminate: Annotated[
+        bool | None,
+        typer.Option(
+            "--decontaminate/--no-decontaminate",
+            help="Drop dialogues overlapping HumanEval prompts (default: the recipe's setting, on for all recipes).",
+        ),
+    ] = None,
+    pair_mode: Annotated[
+        str | None, typer.Option(help="Preference pairs: best_vs_worst (default) or all_pairs.")
+    ] = None,
+    on_special: Annotated[
+        str, typer.Option(help="Content holding a special-token string: reject (default) or escape.")
+    ] = "reject",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Validate label masks with this tokenizer (tokenizer.json, a folder or a Hub id)."),
+    ] = None,
+    dialect: Annotated[
+        str, typer.Option(help="Chat rendering for --tokenizer: starchat, chatml, guanaco or template.")
+    ] = "starchat",
+    mask_convention: Annotated[
+        str,
+        typer.Option(
+            help="Label-mask convention: starchat (header, reply, <|end|> and newline trained) or content_only."
+        ),
+    ] = "starchat",
+    max_length: Annotated[
+        int,
+        typer.Option(
+            help="Training length for --tokenizer; rows with no trained token after truncation are rejected.",
+            min=8,
+        ),
+    ] = 2048,
 ) -> None:
     """Build recipes into Hub-style dataset folders (Parquet, README.md card, build.json)."""
     names = recipe_names or ["oasst_en"]
     try:
         if push_to:
             _check_push_target(push_to, names)
-        from chatdata.pipeline import BuildSettings, STAGES, run_local
+        from chatdata.pipeline import STAGES, BuildSettings, run_local
         from chatdata.recipes import get_recipe
 
         for n in names:
             get_recipe(n)
-        settings = BuildSettings(source=source, revision=revision, test_fraction=test_fraction,
-                                 split_seed=split_seed, leak_policy=leak_policy,
-                                 max_shard_bytes=max_shard_size * 1024 * 1024, decontaminate=decontaminate,
-                                 pair_mode=pair_mode, on_special=on_special, tokenizer=tokenizer, dialect=dialect,
-                                 mask_convention=mask_convention, max_length=max_length)
+        settings = BuildSettings(
+            source=source,
+            revision=revision,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            leak_policy=leak_policy,
+            max_shard_bytes=max_shard_size * 1024 * 1024,
+            decontaminate=decontaminate,
+            pair_mode=pair_mode,
+            on_special=on_special,
+            tokenizer=tokenizer,
+            dialect=dialect,
+            mask_convention=mask_convention,
+            max_length=max_length,
+        )
         settings.validate()
         total = len(STAGES) + (len(names) - 1) * (len(STAGES) - 2)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=console, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             bar = progress.add_task("starting", total=total)
 
             def on_stage(recipe: str, stage: str) -> None:
@@ -121,8 +202,11 @@ def build(
 
         try:
             for n in names:
-                out_console.print(publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary(),
-                                  highlight=False, markup=False)
+                out_console.print(
+                    publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary(),
+                    highlight=False,
+                    markup=False,
+                )
         except ChatdataError as exc:
             _fail(exc)
 
@@ -142,18 +226,32 @@ def _check_push_target(push_to: str, names: list[str]) -> None:
 @app.command()
 def inspect(
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="tokenizer.json, a tokenizer folder or a Hub id.")],
-    messages: Annotated[str, typer.Option("--messages", help="JSON file with a list of {role, content} (or {\"messages\": [...]}); - reads stdin.")],
+    messages: Annotated[
+        str,
+        typer.Option(
+            "--messages",
+            help='JSON file with a list of {role, content} (or {"messages": [...]}); - reads stdin.',
+        ),
+    ],
     dialect: Annotated[str, typer.Option(help="starchat, chatml, guanaco or template.")] = "starchat",
     mask_convention: Annotated[str, typer.Option("--mask-convention", help="starchat or content_only.")] = "starchat",
     max_length: Annotated[int, typer.Option("--max-length", help="Truncate to this many tokens.", min=1)] = 2048,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {text, input_ids, labels} and nothing else.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object {text, input_ids, labels} and nothing else.")
+    ] = False,
 ) -> None:
     """Show how one dialogue becomes training tokens: trained tokens highlighted, masked ones dimmed, the verdict."""
     try:
         from chatdata.chat import inspect_messages, load_tokenizer, read_messages
 
-        result = inspect_messages(read_messages(messages), load_tokenizer(tokenizer), dialect, mask_convention,  # type: ignore[arg-type]
-                                  max_length, as_json=as_json)
+        result = inspect_messages(
+            read_messages(messages),
+            load_tokenizer(tokenizer),
+            dialect,
+            mask_convention,  # type: ignore[arg-type]
+            max_length,
+            as_json=as_json,
+        )
     except ChatdataError as exc:
         _fail(exc)
     raise typer.Exit(0 if result["ok"] else 1)
@@ -162,7 +260,9 @@ def inspect(
 @app.command()
 def synth(
     messages: Annotated[int, typer.Option("--messages", "-n", help="About how many messages to generate.", min=1)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the Hub layout (data/train-*.parquet) into.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the Hub layout (data/train-*.parquet) into.")
+    ],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same forest.")] = 0,
     rows_per_file: Annotated[int, typer.Option(help="Rows per Parquet shard.", min=1)] = 500_000,
 ) -> None:
@@ -179,16 +279,28 @@ def publish(
     folder: Annotated[Path, typer.Argument(help="A built dataset folder, e.g. out/oasst_en.")],
     repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME.")],
     private: Annotated[bool, typer.Option("--private", help="Create the repo private (new repos only).")] = False,
-    revision: Annotated[Optional[str], typer.Option(help="Target branch (created from main if missing).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Target branch (created from main if missing).")] = None,
     create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List uploads and deletions with sizes; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List uploads and deletions with sizes; write nothing.")
+    ] = False,
 ) -> None:
-    """Publish a built folder to the Hub in one atomic commit (stale shards deleted). Token: HF_TOKEN or `hf auth login`."""
+    """Publish a built folder to the Hub in one atomic commit (stale shards deleted).
+
+    The token comes from HF_TOKEN or `hf auth login` and is never printed.
+    """
     try:
         from chatdata.hub import publish_folder
 
-        result = publish_folder(folder, repo, private=private, revision=revision, create_pr=create_pr,
-                                dry_run=dry_run, console=console)
+        result = publish_folder(
+            folder,
+            repo,
+            private=private,
+            revision=revision,
+            create_pr=create_pr,
+            dry_run=dry_run,
+            console=console,
+        )
     except ChatdataError as exc:
         _fail(exc)
     out_console.print(result.summary(), highlight=False, markup=False)

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chatdata.errors import InputError
-from chatdata.schema import DETOXIFY_FIELDS, MESSAGE_SCHEMA, REJECT_SCHEMA, REQUIRED_FIELDS, conform, empty_rejects
+from chatdata.schema import (
+    DETOXIFY_FIELDS,
+    MESSAGE_SCHEMA,
+    REJECT_SCHEMA,
+    REQUIRED_FIELDS,
+    conform,
+    empty_rejects,
+)
 
 STAGE = "ingest"
 PATTERNS = ("*.parquet", "*.messages.jsonl", "*.messages.jsonl.gz", "*.trees.jsonl", "*.trees.jsonl.gz")
@@ -90,7 +97,9 @@ def discover(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise InputError(path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1")
+        raise InputError(
+            path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1"
+        )
     found = sorted({p for pat in PATTERNS for p in path.rglob(pat) if p.is_file() and not _hidden(p, path)})
     if not found:
         raise InputError(path, f"no oasst files found (looked for {', '.join(PATTERNS)})")
@@ -193,8 +202,14 @@ def read_parquet(path: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
                 pl.col("message_id").cast(pl.String),
                 pl.col("source"),
                 pl.col("source_line"),
-                pl.struct([pl.col(c).cast(pl.String) if c not in ("detoxify", "emojis", "labels") else pl.col(c)
-                           for c in payload_cols]).struct.json_encode().alias("payload"),
+                pl.struct(
+                    [
+                        pl.col(c).cast(pl.String) if c not in ("detoxify", "emojis", "labels") else pl.col(c)
+                        for c in payload_cols
+                    ]
+                )
+                .struct.json_encode()
+                .alias("payload"),
             ),
             REJECT_SCHEMA,
         )
@@ -208,8 +223,7 @@ def _open_lines(path: Path, name: str) -> Iterator[tuple[int, bytes]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:  # type: ignore[operator]
-            for lineno, line in enumerate(fh, start=1):
-                yield lineno, line
+            yield from enumerate(fh, start=1)
     except (OSError, EOFError) as exc:
         raise InputError(name, f"cannot read file ({exc}); is it a complete (gzip) JSONL file?") from None
 
@@ -257,8 +271,17 @@ class _Columns:
         self.cols: dict[str, list[Any]] = {c: [] for c in MESSAGE_SCHEMA}
         self.rejects: list[dict[str, Any]] = []
 
-    def reject(self, *, unit: str, reason: str, evidence: str, line: int, payload: Any,
-               message_id: Any = None, tree_id: Any = None) -> None:
+    def reject(
+        self,
+        *,
+        unit: str,
+        reason: str,
+        evidence: str,
+        line: int,
+        payload: Any,
+        message_id: Any = None,
+        tree_id: Any = None,
+    ) -> None:
         self.rejects.append(
             {
                 "unit": unit,
@@ -274,8 +297,15 @@ class _Columns:
             }
         )
 
-    def add(self, rec: dict[str, Any], line: int, *, tree_id: Any = None, tree_state: Any = None,
-            fallback_id: str | None = None) -> str | None:
+    def add(
+        self,
+        rec: dict[str, Any],
+        line: int,
+        *,
+        tree_id: Any = None,
+        tree_state: Any = None,
+        fallback_id: str | None = None,
+    ) -> str | None:
         """Validate one JSON message and append it; return its id (or None when rejected).
 
         ``fallback_id`` names a tree node without a usable id in its reject row, so that its replies are
@@ -285,8 +315,15 @@ class _Columns:
             mid = fallback_id
         missing = [f for f in REQUIRED_FIELDS if rec.get(f) is None]
         if missing:
-            self.reject(unit="message", reason="missing_field", evidence=", ".join(missing), line=line,
-                        payload=_strip(rec), message_id=mid, tree_id=tree_id or rec.get("message_tree_id"))
+            self.reject(
+                unit="message",
+                reason="missing_field",
+                evidence=", ".join(missing),
+                line=line,
+                payload=_strip(rec),
+                message_id=mid,
+                tree_id=tree_id or rec.get("message_tree_id"),
+            )
             return None
         values: dict[str, Any] = {}
         wrong = []
@@ -303,8 +340,15 @@ class _Columns:
         if values["rank"] is not None and isinstance(values["rank"], int) and not -(2**31) <= values["rank"] < 2**31:
             wrong.append(f"rank: out of range {values['rank']}")
         if wrong:
-            self.reject(unit="message", reason="wrong_type", evidence="; ".join(wrong), line=line,
-                        payload=_strip(rec), message_id=mid, tree_id=tree_id or rec.get("message_tree_id"))
+            self.reject(
+                unit="message",
+                reason="wrong_type",
+                evidence="; ".join(wrong),
+                line=line,
+                payload=_strip(rec),
+                message_id=mid,
+                tree_id=tree_id or rec.get("message_tree_id"),
+            )
             return None
         if tree_id is not None:
             values["message_tree_id"] = tree_id
@@ -347,12 +391,22 @@ def read_jsonl(path: Path, name: str, *, trees: bool) -> tuple[pl.DataFrame, pl.
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            acc.reject(unit="line", reason="malformed_json", evidence=str(exc).split(":")[0][:120], line=lineno,
-                       payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            acc.reject(
+                unit="line",
+                reason="malformed_json",
+                evidence=str(exc).split(":")[0][:120],
+                line=lineno,
+                payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
+            )
             continue
         if not isinstance(obj, dict):
-            acc.reject(unit="line", reason="not_an_object", evidence=f"got {type(obj).__name__}", line=lineno,
-                       payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            acc.reject(
+                unit="line",
+                reason="not_an_object",
+                evidence=f"got {type(obj).__name__}",
+                line=lineno,
+                payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
+            )
             continue
         if trees:
             _read_tree(acc, obj, lineno, ready_export)
@@ -368,8 +422,14 @@ def _read_tree(acc: _Columns, obj: dict[str, Any], lineno: int, ready_export: bo
     prompt = obj.get("prompt")
     tree_id = obj.get("message_tree_id")
     if not isinstance(prompt, dict):
-        acc.reject(unit="line", reason="missing_field" if prompt is None else "not_an_object",
-                   evidence="prompt", line=lineno, payload=obj, tree_id=tree_id)
+        acc.reject(
+            unit="line",
+            reason="missing_field" if prompt is None else "not_an_object",
+            evidence="prompt",
+            line=lineno,
+            payload=obj,
+            tree_id=tree_id,
+        )
         return
     tree_state = obj.get("tree_state")
     if tree_state is None and ready_export:
@@ -382,8 +442,14 @@ def _read_tree(acc: _Columns, obj: dict[str, Any], lineno: int, ready_export: bo
     while stack:
         node, parent, where = stack.pop()
         if not isinstance(node, dict):
-            acc.reject(unit="message", reason="not_an_object", evidence=f"{where}: got {type(node).__name__}",
-                       line=lineno, payload=node, tree_id=tid)
+            acc.reject(
+                unit="message",
+                reason="not_an_object",
+                evidence=f"{where}: got {type(node).__name__}",
+                line=lineno,
+                payload=node,
+                tree_id=tid,
+            )
             continue
         # the nesting defines the parent: a stale or missing parent_id inside a tree is overridden
         own_id = node.get("message_id")
@@ -393,8 +459,14 @@ def _read_tree(acc: _Columns, obj: dict[str, Any], lineno: int, ready_export: bo
         acc.add(rec, lineno, tree_id=tid, tree_state=tree_state, fallback_id=placeholder)
         replies = node.get("replies") or []
         if not isinstance(replies, list):
-            acc.reject(unit="message", reason="wrong_type", evidence=f"{where}.replies: expected list",
-                       line=lineno, payload=replies, tree_id=tid)
+            acc.reject(
+                unit="message",
+                reason="wrong_type",
+                evidence=f"{where}.replies: expected list",
+                line=lineno,
+                payload=replies,
+                tree_id=tid,
+            )
             continue
         child_parent = own_id if isinstance(own_id, str) else placeholder
         for i in range(len(replies) - 1, -1, -1):

@@ -63,7 +63,9 @@ class Ledger:
             if prev is not None:
                 carried = prev.produced if prev.produced is not None else prev.rows_out
                 if carried != r.rows_in:
-                    raise LedgerError(f"stage '{r.stage}' starts with {r.rows_in} rows but '{prev.stage}' passed {carried}")
+                    raise LedgerError(
+                        f"stage '{r.stage}' starts with {r.rows_in} rows but '{prev.stage}' passed {carried}"
+                    )
             prev = r
 
     def total_rejected(self) -> int:

@@ -72,9 +72,7 @@ def run_mask_stage(ctx: Any, frame: pl.DataFrame) -> StageRecord:
             **stats,
         }
     }
-    (ctx.ws.own / "notes.json").write_bytes(
-        orjson.dumps(notes, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    )
+    (ctx.ws.own / "notes.json").write_bytes(orjson.dumps(notes, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return StageRecord(
         "masks",
         _unit(ctx),

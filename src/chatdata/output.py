@@ -30,7 +30,11 @@ def publish_columns(frame: pl.DataFrame) -> list[str]:
 
 def _file_entry(path: Path, root: Path) -> dict[str, Any]:
     data = path.read_bytes()
-    return {"path": path.relative_to(root).as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
 
 
 def write_dataset(ctx: Any) -> StageRecord:
@@ -60,12 +64,24 @@ def write_dataset(ctx: Any) -> StageRecord:
         for split in recipe.splits:
             part = final.filter(pl.col("split") == split).select(cols)
             paths = write_split(part, tmp / "data", split, max_shard_bytes=settings.max_shard_bytes)
-            splits_out["default"][split] = {"rows": part.height, "files": [_file_entry(p, tmp) for p in paths]}
-        rej_sorted = rejects.sort("stage", "unit", "message_tree_id", "message_id", "source", "source_line",
-                                  nulls_last=True, maintain_order=True)
+            splits_out["default"][split] = {
+                "rows": part.height,
+                "files": [_file_entry(p, tmp) for p in paths],
+            }
+        rej_sorted = rejects.sort(
+            "stage",
+            "unit",
+            "message_tree_id",
+            "message_id",
+            "source",
+            "source_line",
+            nulls_last=True,
+            maintain_order=True,
+        )
         paths = write_split(rej_sorted, tmp / REJECTS_CONFIG, REJECTS_CONFIG, max_shard_bytes=settings.max_shard_bytes)
         splits_out[REJECTS_CONFIG][REJECTS_CONFIG] = {
-            "rows": rej_sorted.height, "files": [_file_entry(p, tmp) for p in paths]
+            "rows": rej_sorted.height,
+            "files": [_file_entry(p, tmp) for p in paths],
         }
         build = {
             "chatdata_version": __version__,

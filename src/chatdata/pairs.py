@@ -37,9 +37,7 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
         pl.len().over("parent_id").alias("_k"),
         pl.col("rank").rank("ordinal").over("parent_id").cast(pl.Int64).sub(1).alias("_p"),
     ).filter(pl.col("_k") >= 2)
-    ranked = ranked.with_columns(
-        (10.0 * (pl.col("_k") - 1 - pl.col("_p")) / (pl.col("_k") - 1)).alias("_score")
-    )
+    ranked = ranked.with_columns((10.0 * (pl.col("_k") - 1 - pl.col("_p")) / (pl.col("_k") - 1)).alias("_score"))
     side = ranked.select("parent_id", "message_id", "rank", "text", "_p", "_k", "_score")
     pairs = side.join(side, on="parent_id", suffix="_r").filter(pl.col("_p") < pl.col("_p_r"))
     if mode == "best_vs_worst":
@@ -58,8 +56,8 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
             pl.col("text").alias("content"),
         ).alias("_msg"),
     )
-    prefix_ids = pairs.select("parent_id").unique().join(
-        paths.rename({"message_id": "parent_id"}), on="parent_id", how="left"
+    prefix_ids = (
+        pairs.select("parent_id").unique().join(paths.rename({"message_id": "parent_id"}), on="parent_id", how="left")
     )
     prefixes = (
         prefix_ids.explode("path")
@@ -86,38 +84,48 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
             pl.col("_prefix_ids").list.concat(pl.concat_list("message_id", "message_id_r")).alias("message_ids"),
         )
     )
-    out = out.with_columns(
-        pl.col("prompt").map_batches(_sha256_hex, return_dtype=pl.String).alias("prompt_id"),
-        pl.col("chosen").alias("messages"),
-    ).select(
-        "prompt", "prompt_id", "chosen", "rejected", "messages",
-        pl.col("_score").alias("score_chosen"), pl.col("_score_r").alias("score_rejected"),
-        "dialogue_id", "message_tree_id", "message_ids",
-        pl.col("rank").alias("rank_chosen"), pl.col("rank_r").alias("rank_rejected"),
-        "lang", "source_split",
-        pl.col("chosen").list.len().cast(pl.Int32).alias("n_turns"),
-    ).sort("message_tree_id", "dialogue_id")
+    out = (
+        out.with_columns(
+            pl.col("prompt").map_batches(_sha256_hex, return_dtype=pl.String).alias("prompt_id"),
+            pl.col("chosen").alias("messages"),
+        )
+        .select(
+            "prompt",
+            "prompt_id",
+            "chosen",
+            "rejected",
+            "messages",
+            pl.col("_score").alias("score_chosen"),
+            pl.col("_score_r").alias("score_rejected"),
+            "dialogue_id",
+            "message_tree_id",
+            "message_ids",
+            pl.col("rank").alias("rank_chosen"),
+            pl.col("rank_r").alias("rank_rejected"),
+            "lang",
+            "source_split",
+            pl.col("chosen").list.len().cast(pl.Int32).alias("n_turns"),
+        )
+        .sort("message_tree_id", "dialogue_id")
+    )
 
     # account for every message that is in no pair
     used = out.select(pl.col("message_ids").explode().unique().alias("message_id"))
     unused = messages.join(used, on="message_id", how="anti")
     ranked_ids = ranked.select("message_id", "_k")
     bad_ids = pl.concat([bad_pairs.select("message_id"), bad_pairs.select(pl.col("message_id_r").alias("message_id"))])
-    why = (
-        unused.join(ranked_ids, on="message_id", how="left")
-        .with_columns(
-            pl.when(pl.col("message_id").is_in(bad_ids.get_column("message_id").implode()))
-            .then(pl.lit("identical_replies"))
-            .when((pl.col("role") == "assistant") & pl.col("rank").is_null())
-            .then(pl.lit("unranked_reply"))
-            .when((pl.col("role") == "assistant") & pl.col("_k").is_null())
-            .then(pl.lit("single_ranked_reply"))
-            .when(pl.col("role") == "assistant")
-            .then(pl.lit("not_best_or_worst"))
-            .otherwise(pl.lit("no_ranked_reply_pair"))
-            .alias("_why"),
-            pl.format("role={} rank={}", pl.col("role"), pl.col("rank").cast(pl.String).fill_null("null")).alias("_ev"),
-        )
+    why = unused.join(ranked_ids, on="message_id", how="left").with_columns(
+        pl.when(pl.col("message_id").is_in(bad_ids.get_column("message_id").implode()))
+        .then(pl.lit("identical_replies"))
+        .when((pl.col("role") == "assistant") & pl.col("rank").is_null())
+        .then(pl.lit("unranked_reply"))
+        .when((pl.col("role") == "assistant") & pl.col("_k").is_null())
+        .then(pl.lit("single_ranked_reply"))
+        .when(pl.col("role") == "assistant")
+        .then(pl.lit("not_best_or_worst"))
+        .otherwise(pl.lit("no_ranked_reply_pair"))
+        .alias("_why"),
+        pl.format("role={} rank={}", pl.col("role"), pl.col("rank").cast(pl.String).fill_null("null")).alias("_ev"),
     )
     rejects = message_rejects(why, stage=stage, reason=pl.col("_why"), evidence=pl.col("_ev"))
     return StageResult(out, rejects, _reason_counts(rejects))
@@ -126,5 +134,7 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
 def _sha256_hex(s: pl.Series) -> pl.Series:
     import hashlib
 
-    return pl.Series([hashlib.sha256(x.encode("utf-8")).hexdigest() if x is not None else None for x in s.to_list()],
-                     dtype=pl.String)
+    return pl.Series(
+        [hashlib.sha256(x.encode("utf-8")).hexdigest() if x is not None else None for x in s.to_list()],
+        dtype=pl.String,
+    )

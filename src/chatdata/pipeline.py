@@ -47,7 +47,7 @@ from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
 from chatdata.splits import assign_splits, dialogue_rejects
 from chatdata.structure import validate_structure
 from chatdata.trees import _reason_counts, flatten, gate
-from chatdata.writer import DEFAULT_SHARD_BYTES, write_table, to_arrow
+from chatdata.writer import DEFAULT_SHARD_BYTES
 
 BUNDLED = "bundled-sample"
 COMMON_STAGES = ("ingest", "structure")
@@ -170,9 +170,7 @@ def resolve_source(source: str | None, revision: str | None, cache_dir: Path) ->
 
         local, sha = download_source(source, revision=revision, cache_dir=cache_dir)
         return ResolvedSource(local, source, sha)
-    raise ChatdataError(
-        f"source '{source}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
-    )
+    raise ChatdataError(f"source '{source}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1")
 
 
 def _looks_like_repo_id(s: str) -> bool:
@@ -222,9 +220,7 @@ def stage_structure(ctx: StageContext) -> StageRecord:
     result = validate_structure(messages, rejected_ids)
     save(result.messages, d / "tree.parquet")
     save(result.rejects, d / "rejects-structure.parquet")
-    return StageRecord(
-        "structure", "messages", messages.height, result.messages.height, _reason_counts(result.rejects)
-    )
+    return StageRecord("structure", "messages", messages.height, result.messages.height, _reason_counts(result.rejects))
 
 
 def stage_gates(ctx: StageContext) -> StageRecord:
@@ -325,9 +321,7 @@ def stage_render(ctx: StageContext) -> StageRecord:
     bad = checked.filter(pl.col("_reason").is_not_null())
     good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
     if r.text_format and good.height:
-        good = good.with_columns(
-            render_batch(good.get_column("messages"), r.text_format, on_special).alias("text")
-        )  # type: ignore[arg-type]
+        good = good.with_columns(render_batch(good.get_column("messages"), r.text_format, on_special).alias("text"))  # type: ignore[arg-type]
     elif r.text_format:
         good = good.with_columns(pl.lit(None, pl.String).alias("text"))
     rejects = dialogue_rejects(
@@ -430,9 +424,7 @@ def _describe(s: pl.Series) -> dict[str, float]:
 
 def run_stage(stage: str, work: str | Path, recipe: str, settings: dict[str, Any], out: str | Path) -> str:
     """Run one stage by name with plain arguments (what an orchestrator task calls); return the ledger path."""
-    ctx = StageContext(
-        Workspace(Path(work), recipe), get_recipe(recipe), BuildSettings.from_dict(settings), Path(out)
-    )
+    ctx = StageContext(Workspace(Path(work), recipe), get_recipe(recipe), BuildSettings.from_dict(settings), Path(out))
     folder = ctx.ws.dir_for(stage)
     folder.mkdir(parents=True, exist_ok=True)
     record = STAGE_FUNCS[stage](ctx)

@@ -176,9 +176,7 @@ def lengths_plot(frame: pl.DataFrame, path: Path) -> Path:
                 bins = _log_bins(all_values)
                 _log_axis(ax)
                 for i, split in enumerate(splits):
-                    vals = (
-                        frame.filter(pl.col("split") == split).get_column(col).drop_nulls().cast(pl.Float64)
-                    )
+                    vals = frame.filter(pl.col("split") == split).get_column(col).drop_nulls().cast(pl.Float64)
                     if not vals.len():
                         continue
                     ax.hist(
@@ -193,9 +191,7 @@ def lengths_plot(frame: pl.DataFrame, path: Path) -> Path:
             ax.set_title(title)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("share of the split's rows")
-        handles, labels = next(
-            ((h, lab) for h, lab in (a.get_legend_handles_labels() for a in axes) if h), ([], [])
-        )
+        handles, labels = next(((h, lab) for h, lab in (a.get_legend_handles_labels() for a in axes) if h), ([], []))
         if handles:
             fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 4), frameon=False)
         fig.suptitle("Dialogue lengths per split", fontweight="bold", y=0.97)
@@ -259,10 +255,7 @@ def languages_plot(counts: pl.DataFrame, path: Path, *, top: int = 20) -> Path:
         (ax,),
     ):
         width = 0.8 / max(len(sources), 1)
-        top_value = (
-            max((v for c in sources for v in ordered.get_column(c).to_list() if v is not None), default=1)
-            or 1
-        )
+        top_value = max((v for c in sources for v in ordered.get_column(c).to_list() if v is not None), default=1) or 1
         for j, src in enumerate(sources):
             vals = [int(v or 0) for v in ordered.get_column(src).to_list()]
             ys = [i - 0.4 + width * (j + 0.5) for i in range(n)]
@@ -285,9 +278,7 @@ def languages_plot(counts: pl.DataFrame, path: Path, *, top: int = 20) -> Path:
 
 def margins_plot(frame: pl.DataFrame, path: Path) -> Path:
     """Histogram of ``score_chosen - score_rejected`` per split (preference pairs)."""
-    data = frame.select(
-        "split", (pl.col("score_chosen") - pl.col("score_rejected")).alias("margin")
-    ).drop_nulls()
+    data = frame.select("split", (pl.col("score_chosen") - pl.col("score_rejected")).alias("margin")).drop_nulls()
     splits = list(dict.fromkeys(data.get_column("split").to_list()))
     values = data.get_column("margin").cast(pl.Float64).to_list() or [0.0]
     lo, hi = min(values), max(values)

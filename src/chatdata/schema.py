@@ -71,9 +71,7 @@ MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "tree_state": pl.String(),
     "detoxify": pl.Struct({f: pl.Float64() for f in DETOXIFY_FIELDS}),
     "emojis": pl.Struct({"name": pl.List(pl.String()), "count": pl.List(pl.Int32())}),
-    "labels": pl.Struct(
-        {"name": pl.List(pl.String()), "value": pl.List(pl.Float64()), "count": pl.List(pl.Int32())}
-    ),
+    "labels": pl.Struct({"name": pl.List(pl.String()), "value": pl.List(pl.Float64()), "count": pl.List(pl.Int32())}),
     "source": pl.String(),
     "source_line": pl.Int64(),
     "source_split": pl.String(),

@@ -102,9 +102,7 @@ def split_input(stage: str, work: str | Path, recipe: str, k: int) -> ShardPlan:
     return ShardPlan(stage, recipe, k, frame.height, tuple(roots))
 
 
-def run_shard(
-    stage: str, root: str | Path, recipe: str, settings: dict[str, Any], out: str | Path
-) -> dict[str, Any]:
+def run_shard(stage: str, root: str | Path, recipe: str, settings: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Run the library stage on one shard workspace; return its ledger record as a dict."""
     ledger = pipeline.run_stage(stage, root, recipe, settings, out)
     return json.loads(Path(ledger).read_text())
@@ -117,9 +115,7 @@ def merge_records(stage: str, records: Iterable[dict[str, Any]]) -> StageRecord:
         raise ShardError(f"no shard records to merge for stage '{stage}'")
     notes = [r.notes for r in recs if r.notes]
     if notes and any(n != notes[0] for n in notes):
-        raise ShardError(
-            f"stage '{stage}' cannot run sharded: its ledger notes differ per shard and do not add up"
-        )
+        raise ShardError(f"stage '{stage}' cannot run sharded: its ledger notes differ per shard and do not add up")
 
     def add(dicts: list[dict[str, int]]) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -143,9 +139,7 @@ def merge_records(stage: str, records: Iterable[dict[str, Any]]) -> StageRecord:
     )
 
 
-def merge_shards(
-    plan: ShardPlan, work: str | Path, records: list[dict[str, Any]], *, keep: bool = False
-) -> str:
+def merge_shards(plan: ShardPlan, work: str | Path, records: list[dict[str, Any]], *, keep: bool = False) -> str:
     """Write the stage's outputs and ledger record from the shard results; return the ledger path.
 
     Every Parquet output is the shards' outputs concatenated and sorted back into input order (by :data:`ROW`,
@@ -166,23 +160,17 @@ def merge_shards(
         if dest.suffix == ".parquet":
             frame = pl.concat([pipeline.load(p) for p in pieces], how="vertical_relaxed")
             if ROW not in frame.columns:
-                raise ShardError(
-                    f"stage '{plan.stage}' dropped the row order column from {rel}; it cannot run sharded"
-                )
+                raise ShardError(f"stage '{plan.stage}' dropped the row order column from {rel}; it cannot run sharded")
             pipeline.save(frame.sort(ROW).drop(ROW).rechunk(), dest)
         else:
             contents = {p.read_bytes() for p in pieces}
             if len(contents) != 1:
-                raise ShardError(
-                    f"stage '{plan.stage}' wrote a different {rel} per shard; it cannot run sharded"
-                )
+                raise ShardError(f"stage '{plan.stage}' wrote a different {rel} per shard; it cannot run sharded")
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(pieces[0], dest)
     record = merge_records(plan.stage, records)
     if record.rows_in != plan.rows:
-        raise ShardError(
-            f"the shards of '{plan.stage}' read {record.rows_in} rows but the input has {plan.rows}"
-        )
+        raise ShardError(f"the shards of '{plan.stage}' read {record.rows_in} rows but the input has {plan.rows}")
     folder = pipeline.Workspace(work, plan.recipe).dir_for(plan.stage)
     path = pipeline.save_record(record, folder)
     if not keep:

@@ -43,8 +43,15 @@ def normalise_prompt(expr: pl.Expr) -> pl.Expr:
     return expr.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
 
 
-def dialogue_rejects(frame: pl.DataFrame, *, stage: str, reason: pl.Expr | str, evidence: pl.Expr | str,
-                     filter_name: pl.Expr | str | None = None, unit: str = "dialogue") -> pl.DataFrame:
+def dialogue_rejects(
+    frame: pl.DataFrame,
+    *,
+    stage: str,
+    reason: pl.Expr | str,
+    evidence: pl.Expr | str,
+    filter_name: pl.Expr | str | None = None,
+    unit: str = "dialogue",
+) -> pl.DataFrame:
     """Reject rows for whole dialogues (or pairs); the payload is the dialogue's row as JSON."""
     if frame.is_empty():
         return empty_rejects()
@@ -84,8 +91,8 @@ def assign_splits(
         raise ValueError("test_fraction must be in [0, 1)")
     if frame.is_empty():
         return SplitResult(frame.with_columns(pl.lit(None, pl.String).alias("split")), empty_rejects())
-    trees = frame.select("message_tree_id", "source_split").unique("message_tree_id", keep="first").sort(
-        "message_tree_id"
+    trees = (
+        frame.select("message_tree_id", "source_split").unique("message_tree_id", keep="first").sort("message_tree_id")
     )
     trees = trees.with_columns(tree_hash_fraction(trees.get_column("message_tree_id"), seed))
     by_source = pl.col("source_split").is_not_null() & pl.lit(honour_source)
@@ -103,7 +110,8 @@ def assign_splits(
 
     # prompt leaks: the first user turn, normalised, per tree
     first_user = (
-        pl.col(prompt_column).list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
+        pl.col(prompt_column)
+        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
         .list.first()
         .struct.field("content")
     )
@@ -125,8 +133,14 @@ def assign_splits(
             out = out.with_columns(pl.when(is_leak).then(pl.lit(train)).otherwise(pl.col("split")).alias("split"))
         else:
             leaked = out.filter(is_leak)
-            rejects.append(dialogue_rejects(leaked, stage=STAGE, reason="cross_split_prompt",
-                                            evidence=pl.format("prompt also in {}", pl.lit(train))))
+            rejects.append(
+                dialogue_rejects(
+                    leaked,
+                    stage=STAGE,
+                    reason="cross_split_prompt",
+                    evidence=pl.format("prompt also in {}", pl.lit(train)),
+                )
+            )
             counts["cross_split_prompt"] = leaked.height
             out = out.filter(~is_leak)
 
@@ -134,9 +148,9 @@ def assign_splits(
     if dedupe:
         key = pl.concat_str(
             [
-                pl.col(c).list.eval(
-                    pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content")
-                ).list.join("\x1e")
+                pl.col(c)
+                .list.eval(pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content"))
+                .list.join("\x1e")
                 for c in dedupe_columns
             ],
             separator="\x1d",
@@ -147,8 +161,14 @@ def assign_splits(
         if dups.height:
             firsts = out.filter(first).select("split", "_key", pl.col("dialogue_id").alias("_first"))
             dups = dups.join(firsts, on=["split", "_key"], how="left")
-            rejects.append(dialogue_rejects(dups, stage=STAGE, reason="duplicate_dialogue",
-                                            evidence=pl.format("same as {} in {}", pl.col("_first"), pl.col("split"))))
+            rejects.append(
+                dialogue_rejects(
+                    dups,
+                    stage=STAGE,
+                    reason="duplicate_dialogue",
+                    evidence=pl.format("same as {} in {}", pl.col("_first"), pl.col("split")),
+                )
+            )
             counts["duplicate_dialogue"] = dups.height
         out = out.filter(first)
     out = out.drop([c for c in out.columns if c.startswith("_")])

@@ -36,7 +36,9 @@ def _own_checks(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _inherit(parent_own: pl.Expr, parent_id: pl.Expr, parent_bad_id: pl.Expr, parent_bad_reason: pl.Expr) -> list[pl.Expr]:
+def _inherit(
+    parent_own: pl.Expr, parent_id: pl.Expr, parent_bad_id: pl.Expr, parent_bad_reason: pl.Expr
+) -> list[pl.Expr]:
     return [
         pl.when(parent_own.is_not_null()).then(parent_id).otherwise(parent_bad_id).alias("_bad_id"),
         pl.when(parent_own.is_not_null()).then(parent_own).otherwise(parent_bad_reason).alias("_bad_reason"),
@@ -108,9 +110,9 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
                 evidence=pl.format(
                     "first seen at {} ({})",
                     pl.col("_first_at"),
-                    pl.when(pl.col("text") == pl.col("_first_text")).then(pl.lit("same text")).otherwise(
-                        pl.lit("different text")
-                    ),
+                    pl.when(pl.col("text") == pl.col("_first_text"))
+                    .then(pl.lit("same text"))
+                    .otherwise(pl.lit("different text")),
                 ),
             )
         )
@@ -172,8 +174,14 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
             )
 
     own_bad = reached.filter(pl.col("_own").is_not_null())
-    rejects.append(message_rejects(own_bad, stage=STAGE, reason=pl.col("_own"),
-                                   evidence=pl.format("role={} depth={}", pl.col("role"), pl.col("depth"))))
+    rejects.append(
+        message_rejects(
+            own_bad,
+            stage=STAGE,
+            reason=pl.col("_own"),
+            evidence=pl.format("role={} depth={}", pl.col("role"), pl.col("depth")),
+        )
+    )
     inherited = reached.filter(pl.col("_own").is_null() & pl.col("_bad_id").is_not_null())
     rejects.append(
         message_rejects(
@@ -213,9 +221,13 @@ def propagate(messages: pl.DataFrame, reason: str = "_reason") -> pl.DataFrame:
                 pl.col("_bad_id").alias("_pbad_id"),
                 pl.col("_bad_reason").alias("_pbad_reason"),
             )
-            level = level.join(parents, left_on="parent_id", right_on="_pid", how="left").with_columns(
-                *_inherit(pl.col("_pown"), pl.col("parent_id"), pl.col("_pbad_id"), pl.col("_pbad_reason"))
-            ).drop("_pown", "_pbad_id", "_pbad_reason")
+            level = (
+                level.join(parents, left_on="parent_id", right_on="_pid", how="left")
+                .with_columns(
+                    *_inherit(pl.col("_pown"), pl.col("parent_id"), pl.col("_pbad_id"), pl.col("_pbad_reason"))
+                )
+                .drop("_pown", "_pbad_id", "_pbad_reason")
+            )
         out.append(level)
         prev = level
     return pl.concat(out, how="vertical")

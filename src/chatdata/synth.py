@@ -186,8 +186,7 @@ _TEXT: dict[str, dict[str, list[str]]] = {
             "I'm sorry, but I cannot help with that request.",
             "As an AI language model, I cannot provide instructions that could cause harm to other people.",
             "I'm sorry, but I have to follow ethical guidelines, so I won't write that.",
-            "Unfortunately, I cannot provide this kind of information, because it may be used for illegal "
-            "activities.",
+            "Unfortunately, I cannot provide this kind of information, because it may be used for illegal activities.",
             "As an AI, I don't have personal opinions on this topic.",
         ],
         "refusal_alt": [
@@ -442,8 +441,7 @@ _TEXT: dict[str, dict[str, list[str]]] = {
         ],
         "refusal": [
             "Es tut mir leid, aber bei dieser Anfrage kann ich dir nicht helfen.",
-            "Als KI-Sprachmodell kann ich dazu keine Anleitung geben, weil sie anderen Menschen schaden "
-            "könnte.",
+            "Als KI-Sprachmodell kann ich dazu keine Anleitung geben, weil sie anderen Menschen schaden könnte.",
         ],
         "refusal_alt": ["Wenn du eine andere Frage hast, helfe ich dir gerne."],
         "short": ["Ja.", "Nein.", "Gern geschehen!"],
@@ -540,8 +538,7 @@ _TEXT: dict[str, dict[str, list[str]]] = {
             "Historiquement, les premières explications étaient assez différentes de celles que nous "
             "utilisons "
             "aujourd'hui.",
-            "Les outils modernes permettent de mesurer et d'observer beaucoup plus facilement ce qui se "
-            "passe.",
+            "Les outils modernes permettent de mesurer et d'observer beaucoup plus facilement ce qui se passe.",
             "Si tu veux approfondir, un bon livre ou un cours en ligne est un excellent point de départ.",
             "On peut aussi le comparer à de l'eau qui coule dans un tuyau.",
             "La comparaison n'est pas parfaite, mais elle donne la bonne intuition.",
@@ -645,8 +642,7 @@ _TEXT: dict[str, dict[str, list[str]]] = {
             "Prima di tutto, conviene dividere il problema in alcune parti più piccole.",
             "Ogni parte può poi essere studiata da sola prima di mettere insieme tutto.",
             "In pratica, il risultato dipende da molti fattori che si influenzano a vicenda.",
-            "Gli scienziati studiano questo fenomeno da decenni e oggi i principi fondamentali sono ben "
-            "noti.",
+            "Gli scienziati studiano questo fenomeno da decenni e oggi i principi fondamentali sono ben noti.",
             "Un errore comune è pensare che tutto accada nello stesso momento.",
             "In realtà, il processo si svolge in diverse fasi.",
             "Piccoli cambiamenti possono avere effetti molto grandi.",
@@ -865,8 +861,7 @@ _TEXT: dict[str, dict[str, list[str]]] = {
             "Primer, és útil dividir el problema en unes quantes parts més petites.",
             "Després es pot estudiar cada part per separat abans d'ajuntar-ho tot.",
             "A la pràctica, el resultat depèn de molts factors que s'influeixen entre ells.",
-            "Els científics fa dècades que estudien aquesta qüestió i avui els principis bàsics es coneixen "
-            "bé.",
+            "Els científics fa dècades que estudien aquesta qüestió i avui els principis bàsics es coneixen bé.",
             "Un error habitual és pensar que tot passa alhora.",
             "En realitat, el procés té lloc en diverses etapes.",
             "Els canvis petits poden tenir efectes molt grans.",
@@ -1442,23 +1437,20 @@ _CODE_TASKS: list[tuple[str, str, str]] = [
         "How do I reverse a list in Python without using `reversed()`?",
         "def reverse_list(items):\n    return items[::-1]\n\n\nnumbers = [1, 2, 3, 4]\n"
         "print(reverse_list(numbers))  # [4, 3, 2, 1]\n",
-        "The slice `items[::-1]` walks the list backwards and returns a new list, so the original stays "
-        "unchanged.",
+        "The slice `items[::-1]` walks the list backwards and returns a new list, so the original stays unchanged.",
     ),
     (
         "What is the difference between `list.sort()` and `sorted()` in Python?",
         'names = ["Charlie", "alice", "Bob"]\nordered = sorted(names, key=str.lower)  # returns a new list\n'
         "names.sort(key=str.lower)  # sorts in place and returns None\nprint(ordered == names)  # True\n",
-        "`sorted()` works on any iterable and returns a new list, while `list.sort()` changes the list in "
-        "place.",
+        "`sorted()` works on any iterable and returns a new list, while `list.sort()` changes the list in place.",
     ),
     (
         "Write a Python function that checks whether a string is a palindrome.",
         "def is_palindrome(text: str) -> bool:\n    cleaned = [c.lower() for c in text if c.isalnum()]\n"
         '    return cleaned == cleaned[::-1]\n\n\nprint(is_palindrome("A man, a plan, a canal: Panama"))  # '
         "True\n",
-        'The function ignores spaces, punctuation and case, so `is_palindrome("Racecar")` also returns '
-        "`True`.",
+        'The function ignores spaces, punctuation and case, so `is_palindrome("Racecar")` also returns `True`.',
     ),
     (
         "How can I read a CSV file in Python and compute the average of one column?",
@@ -1467,13 +1459,11 @@ _CODE_TASKS: list[tuple[str, str, str]] = [
         "        values = [float(row[column]) for row in csv.DictReader(f)]\n"
         "    return sum(values) / len(values) if values else 0.0\n\n\n"
         'print(column_average("sales.csv", "amount"))\n',
-        "For very large files you could use `pandas.read_csv()` instead, which is faster and handles missing "
-        "values.",
+        "For very large files you could use `pandas.read_csv()` instead, which is faster and handles missing values.",
     ),
     (
         "Why is `for i in range(len(items))` considered unpythonic, and how should I write it?",
-        'items = ["apple", "banana", "cherry"]\n\nfor index, item in enumerate(items):\n    print(index, '
-        "item)\n",
+        'items = ["apple", "banana", "cherry"]\n\nfor index, item in enumerate(items):\n    print(index, item)\n',
         "`enumerate()` gives you the index and the element at the same time, which is easier to read than "
         "indexing with `items[i]`.",
     ),
@@ -1505,8 +1495,7 @@ _CODE_TASKS: list[tuple[str, str, str]] = [
         "    for idx, elem in enumerate(numbers):\n        for idx2, elem2 in enumerate(numbers):\n"
         "            if idx != idx2:\n                distance = abs(elem - elem2)\n"
         "                if distance < threshold:\n                    return True\n\n    return False\n",
-        "Sorting the list first and comparing neighbours with `zip(numbers, numbers[1:])` makes it O(n log "
-        "n).",
+        "Sorting the list first and comparing neighbours with `zip(numbers, numbers[1:])` makes it O(n log n).",
     ),
 ]
 
@@ -1612,9 +1601,7 @@ def _table() -> _PieceTable:
     for li, lang in enumerate(langs):
         banks = _expand(lang)
         if len(_TEXT[lang]["topics"]) != n_topics or not _is_prime(len(banks["body"])):
-            raise RuntimeError(
-                f"synth bank for {lang!r}: {n_topics} topics and a prime-sized body are required"
-            )
+            raise RuntimeError(f"synth bank for {lang!r}: {n_topics} topics and a prime-sized body are required")
         for bi, bank in enumerate(_BANKS):
             items = banks.get(bank, [])
             base[li, bi], size[li, bi] = len(pieces) // 2, len(items)
@@ -1803,15 +1790,11 @@ def _grow(rng: _Rng, target: int) -> _Shape:
         have += rows
     row_off = np.cumsum([0] + [len(p[0]) for p in parts])
     tree_off = np.cumsum([0] + [len(p[3]) for p in parts])
-    parent = np.concatenate(
-        [np.where(p[0] >= 0, p[0] + o, -1) for p, o in zip(parts, row_off[:-1], strict=True)]
-    )
+    parent = np.concatenate([np.where(p[0] >= 0, p[0] + o, -1) for p, o in zip(parts, row_off[:-1], strict=True)])
     tree = np.concatenate([p[2] + o for p, o in zip(parts, tree_off[:-1], strict=True)])
     sizes = np.concatenate([p[4] for p in parts])
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    return _Shape(
-        parent, np.concatenate([p[1] for p in parts]), tree, starts, np.concatenate([p[3] for p in parts])
-    )
+    return _Shape(parent, np.concatenate([p[1] for p in parts]), tree, starts, np.concatenate([p[3] for p in parts]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1984,9 +1967,7 @@ def _texts(
     b.put("topic_sent", r, rng.below(b.size("topic_sent", r) // nt) * nt + topic[r])
     size = b.size("body", normal)
     k = np.clip(np.rint(np.exp(1.4 + 0.8 * rng.normal(len(normal)))).astype(np.int64), 1, size)
-    n_bullets = np.where(
-        (k >= 4) & (rng.u(len(normal)) < 0.2), np.minimum(k - 2, 2 + rng.below(4, len(k))), 0
-    )
+    n_bullets = np.where((k >= 4) & (rng.u(len(normal)) < 0.2), np.minimum(k - 2, 2 + rng.below(4, len(k))), 0)
     n_body = k - n_bullets
     n_first = np.where((n_body >= 4) & (rng.u(len(normal)) < 0.7), (n_body + 1) // 2, n_body)
     start, stride = rng.below(size), 1 + rng.below(size - 1)  # body sizes are prime: no repeats in a reply
@@ -2053,9 +2034,7 @@ _LABELS = (
     "violence",
 )
 _FLAG_P = np.array([0.03, 0.08, 0.02, 0.01, 0.02, 0.01, 0.01])  # the 7 yes/no labels
-_SCALE_MEAN = np.array(
-    [0.65, 0.08, 0.2, 0.65, 0.45, 0.04]
-)  # quality, toxicity, humor, helpfulness, creativity, ...
+_SCALE_MEAN = np.array([0.65, 0.08, 0.2, 0.65, 0.45, 0.04])  # quality, toxicity, humor, helpfulness, creativity, ...
 
 
 def _struct(name: str, children: list[pa.Array], null: np.ndarray) -> pa.Array:
@@ -2287,9 +2266,7 @@ def _mix(langs: Mapping[str, float] | Sequence[str] | None) -> dict[str, float]:
     mix = dict(langs) if isinstance(langs, Mapping) else dict.fromkeys(langs, 1.0)
     unknown = [lang for lang in mix if lang not in _TEXT]
     if unknown or not mix:
-        raise ChatdataError(
-            f"synth: cannot write text in {unknown or 'no language'}; choose from {', '.join(_TEXT)}"
-        )
+        raise ChatdataError(f"synth: cannot write text in {unknown or 'no language'}; choose from {', '.join(_TEXT)}")
     if any(not (w >= 0) for w in mix.values()) or sum(mix.values()) <= 0:
         raise ChatdataError("synth: language weights must be non-negative and not all zero")
     return mix
@@ -2401,9 +2378,7 @@ def write_forest(
     """
     _check_count(n_messages, seed)
     if rows_per_file < 1 or row_group_size < 1 or not (0.0 <= validation_share <= 1.0):
-        raise ChatdataError(
-            "synth: rows_per_file and row_group_size must be >= 1, validation_share in [0, 1]"
-        )
+        raise ChatdataError("synth: rows_per_file and row_group_size must be >= 1, validation_share in [0, 1]")
     mix = _mix(langs)
     folder = Path(path_or_dir) / "data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -2582,9 +2557,7 @@ def write_sample(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     per defect, its 1-based line number and message ids.
     """
     out = Path(out_dir)
-    shards = write_forest(
-        out, SAMPLE_MESSAGES, seed=SAMPLE_SEED, rows_per_file=10**9, row_group_size=SAMPLE_ROW_GROUP
-    )
+    shards = write_forest(out, SAMPLE_MESSAGES, seed=SAMPLE_SEED, rows_per_file=10**9, row_group_size=SAMPLE_ROW_GROUP)
     if not shards["train"] or not shards["validation"]:
         raise RuntimeError("synth: the sample must have both splits")
     first_train_id = pq.read_table(shards["train"][0], columns=["message_id"]).column(0)[0].as_py()
@@ -2612,17 +2585,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chatdata.synth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_sample = sub.add_parser("sample", help="regenerate the bundled sample")
-    p_sample.add_argument(
-        "--out", type=Path, default=None, help="folder (default: the package's data/sample)"
-    )
+    p_sample.add_argument("--out", type=Path, default=None, help="folder (default: the package's data/sample)")
     p_forest = sub.add_parser("forest", help="write a big synthetic forest in Hub layout")
     p_forest.add_argument("--messages", type=int, required=True, help="about this many messages")
     p_forest.add_argument("--out", type=Path, required=True, help="folder; shards go to OUT/data/")
     p_forest.add_argument("--seed", type=int, default=0)
     p_forest.add_argument("--rows-per-file", type=int, default=500_000)
-    p_forest.add_argument(
-        "--langs", default=None, help="comma-separated lang codes (default: the oasst-like mix)"
-    )
+    p_forest.add_argument("--langs", default=None, help="comma-separated lang codes (default: the oasst-like mix)")
     args = parser.parse_args(argv)
     try:
         if args.command == "sample":

@@ -31,7 +31,15 @@ from chatdata.structure import propagate
 FlattenMode = Literal["threads", "top_ranked"]
 
 #: Columns of a dialogue table produced by :func:`flatten`.
-DIALOGUE_COLUMNS = ("dialogue_id", "message_tree_id", "message_ids", "messages", "lang", "source_split", "n_turns")
+DIALOGUE_COLUMNS = (
+    "dialogue_id",
+    "message_tree_id",
+    "message_ids",
+    "messages",
+    "lang",
+    "source_split",
+    "n_turns",
+)
 
 
 @dataclass
@@ -57,18 +65,25 @@ def gate(messages: pl.DataFrame, filters: list[Filter], stage: str = "gates") ->
         return StageResult(messages, empty_rejects(), {})
     outcome = apply_filters(messages, filters)
     dropped = outcome.dropped.select("message_id", "reject_filter", "reject_reason", "reject_evidence")
-    marked = messages.join(dropped, on="message_id", how="left").with_columns(
-        pl.col("reject_reason").alias("_reason")
-    )
+    marked = messages.join(dropped, on="message_id", how="left").with_columns(pl.col("reject_reason").alias("_reason"))
     walked = propagate(marked, "_reason")
     own = walked.filter(pl.col("_reason").is_not_null())
     below = walked.filter(pl.col("_reason").is_null() & pl.col("_bad_id").is_not_null())
     rejects = pl.concat(
         [
-            message_rejects(own, stage=stage, reason=pl.col("reject_reason"), evidence=pl.col("reject_evidence"),
-                            filter_name=None).with_columns(own.get_column("reject_filter").alias("filter")),
-            message_rejects(below, stage=stage, reason="ancestor_rejected",
-                            evidence=pl.format("{}: {}", pl.col("_bad_id"), pl.col("_bad_reason"))),
+            message_rejects(
+                own,
+                stage=stage,
+                reason=pl.col("reject_reason"),
+                evidence=pl.col("reject_evidence"),
+                filter_name=None,
+            ).with_columns(own.get_column("reject_filter").alias("filter")),
+            message_rejects(
+                below,
+                stage=stage,
+                reason="ancestor_rejected",
+                evidence=pl.format("{}: {}", pl.col("_bad_id"), pl.col("_bad_reason")),
+            ),
         ],
         how="vertical",
     )
@@ -100,8 +115,12 @@ def _build_dialogues(ends: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame
     if ends.is_empty():
         return pl.DataFrame(
             schema={
-                "dialogue_id": pl.String, "message_tree_id": pl.String, "message_ids": pl.List(pl.String),
-                "messages": pl.List(CHAT_MESSAGE), "lang": pl.String, "source_split": pl.String,
+                "dialogue_id": pl.String,
+                "message_tree_id": pl.String,
+                "message_ids": pl.List(pl.String),
+                "messages": pl.List(CHAT_MESSAGE),
+                "lang": pl.String,
+                "source_split": pl.String,
                 "n_turns": pl.Int32,
             }
         )
@@ -133,16 +152,24 @@ def _build_dialogues(ends: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame
     )
 
 
-def flatten(messages: pl.DataFrame, mode: FlattenMode = "threads", *, keep_user_ended: bool = False,
-            stage: str = "flatten") -> StageResult:
+def flatten(
+    messages: pl.DataFrame,
+    mode: FlattenMode = "threads",
+    *,
+    keep_user_ended: bool = False,
+    stage: str = "flatten",
+) -> StageResult:
     """Flatten surviving trees (``depth`` required) into dialogues; see the module docstring for the rules."""
     if mode not in ("threads", "top_ranked"):
         raise ValueError(f"unknown flatten mode {mode!r}; use 'threads' or 'top_ranked'")
     if messages.is_empty():
-        return StageResult(_build_dialogues(pl.DataFrame(schema={"end_id": pl.String, "path": pl.List(pl.String)}),
-                                            messages), empty_rejects(), {})
-    has_child = messages.select(pl.col("parent_id").alias("message_id")).unique().with_columns(
-        pl.lit(True).alias("_has_child")
+        return StageResult(
+            _build_dialogues(pl.DataFrame(schema={"end_id": pl.String, "path": pl.List(pl.String)}), messages),
+            empty_rejects(),
+            {},
+        )
+    has_child = (
+        messages.select(pl.col("parent_id").alias("message_id")).unique().with_columns(pl.lit(True).alias("_has_child"))
     )
     nodes = messages.join(has_child, on="message_id", how="left").with_columns(pl.col("_has_child").fill_null(False))
     if mode == "threads":
@@ -151,9 +178,7 @@ def flatten(messages: pl.DataFrame, mode: FlattenMode = "threads", *, keep_user_
         ends, on_path_reason = _top_ranked_ends(nodes)
     dialogues = _build_dialogues(ends, messages)
     used = dialogues.select(pl.col("message_ids").explode().unique().alias("message_id"))
-    unused = nodes.join(used, on="message_id", how="anti").join(
-        on_path_reason, on="message_id", how="left"
-    )
+    unused = nodes.join(used, on="message_id", how="anti").join(on_path_reason, on="message_id", how="left")
     rejects = message_rejects(
         unused,
         stage=stage,
@@ -220,13 +245,15 @@ def _top_ranked_ends(nodes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         done = step.filter(pl.col("message_id").is_null()).select("_cur", "path")
         finished.append(done)
         frontier = step.filter(pl.col("message_id").is_not_null()).select(
-            pl.col("message_id").alias("_cur"), pl.concat_list(pl.col("path"), pl.col("message_id")).alias("path")
+            pl.col("message_id").alias("_cur"),
+            pl.concat_list(pl.col("path"), pl.col("message_id")).alias("path"),
         )
     walked = pl.concat(finished, how="vertical").rename({"_cur": "end_id"})
     roles = nodes.select(pl.col("message_id").alias("end_id"), pl.col("role").alias("_end_role"))
     walked = walked.join(roles, on="end_id", how="left")
     trimmed = walked.with_columns(
-        pl.when(pl.col("_end_role") == "prompter").then(pl.col("path").list.head(pl.col("path").list.len() - 1))
+        pl.when(pl.col("_end_role") == "prompter")
+        .then(pl.col("path").list.head(pl.col("path").list.len() - 1))
         .otherwise(pl.col("path"))
         .alias("path")
     ).filter(pl.col("path").list.len() >= 2)

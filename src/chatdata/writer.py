@@ -55,7 +55,9 @@ def write_table(table: pa.Table, path: Path) -> None:
     )
 
 
-def write_split(frame: pl.DataFrame, folder: Path, split: str, *, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Path]:
+def write_split(
+    frame: pl.DataFrame, folder: Path, split: str, *, max_shard_bytes: int = DEFAULT_SHARD_BYTES
+) -> list[Path]:
     """Write ``{split}-0000i-of-0000N.parquet`` shards into ``folder`` and return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     table = to_arrow(frame)

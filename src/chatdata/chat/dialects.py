@@ -121,9 +121,7 @@ def get_dialect(dialect: str | Dialect) -> Dialect:
 def _fixed(dialect: str | Dialect) -> Dialect:
     d = get_dialect(dialect)
     if not d.fixed:
-        raise ChatdataError(
-            "the 'template' dialect needs a tokenizer: use chatdata.chat.template.render_template"
-        )
+        raise ChatdataError("the 'template' dialect needs a tokenizer: use chatdata.chat.template.render_template")
     return d
 
 
@@ -220,9 +218,7 @@ def _message_reason(
 # rendering and parsing (one dialogue)
 
 
-def render(
-    messages: Sequence[Mapping[str, str]], dialect: str | Dialect, on_special: OnSpecial = "reject"
-) -> str:
+def render(messages: Sequence[Mapping[str, str]], dialect: str | Dialect, on_special: OnSpecial = "reject") -> str:
     """Render one dialogue; raise :class:`DialogueError` (message = reject reason) when it is invalid."""
     d = _fixed(dialect)
     reason = check_messages(messages, d, on_special)
@@ -230,8 +226,7 @@ def render(
         raise DialogueError(reason)
     esc = on_special == "escape"
     return "".join(
-        d.turn(m["role"], escape_specials(m["content"], d.specials) if esc else m["content"])
-        for m in messages
+        d.turn(m["role"], escape_specials(m["content"], d.specials) if esc else m["content"]) for m in messages
     )
 
 
@@ -340,9 +335,7 @@ def check_dialogues(
         )
         .when(expected.is_not_null() & (role != expected))
         .then(
-            pl.concat_str(
-                [pl.lit("role_order: turn "), turn_s, pl.lit(" is "), role, pl.lit(", expected "), expected]
-            )
+            pl.concat_str([pl.lit("role_order: turn "), turn_s, pl.lit(" is "), role, pl.lit(", expected "), expected])
         )
         .when(content.is_null())
         .then(
@@ -359,9 +352,7 @@ def check_dialogues(
     )
     if specials:
         # first special in ``specials`` order that occurs, as check_messages reports it
-        found = pl.coalesce(
-            [pl.when(content.str.contains(s, literal=True)).then(pl.lit(repr(s))) for s in specials]
-        )
+        found = pl.coalesce([pl.when(content.str.contains(s, literal=True)).then(pl.lit(repr(s))) for s in specials])
         reason = reason.when(content.str.contains_any(specials)).then(
             pl.concat_str(
                 [
@@ -425,9 +416,7 @@ def turn_frame(
     head_len = pl.col("header").str.len_chars() + len(d.lead)
     tail_len = len(d.end) + len(d.sep)
     ex = ex.with_columns(
-        pl.concat_str([pl.col("header"), pl.lit(d.lead), pl.col("content"), pl.lit(d.end + d.sep)]).alias(
-            "piece"
-        ),
+        pl.concat_str([pl.col("header"), pl.lit(d.lead), pl.col("content"), pl.lit(d.end + d.sep)]).alias("piece"),
         (head_len + pl.col("content").str.len_chars() + tail_len).cast(pl.Int64).alias("_len"),
     )
     ex = ex.with_columns((pl.col("_len").cum_sum().over("row") - pl.col("_len")).alias("h0"))

@@ -52,11 +52,7 @@ def read_messages(source: str | Path | TextIO) -> list[dict[str, str]]:
         raise InputError(name, 'expected a non-empty JSON list of {"role": ..., "content": ...} objects')
     out: list[dict[str, str]] = []
     for i, m in enumerate(data, start=1):
-        if (
-            not isinstance(m, Mapping)
-            or not isinstance(m.get("role"), str)
-            or not isinstance(m.get("content"), str)
-        ):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
             raise InputError(name, f"message {i} is not an object with string 'role' and 'content'")
         out.append({"role": m["role"], "content": m["content"]})
     return out

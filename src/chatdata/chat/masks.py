@@ -168,14 +168,10 @@ def build_masks(
         turns = turn_frame(series[valid] if valid else series.clear(), d, on_special, extra_specials=specials)
         valid_rows = np.asarray(valid, dtype=np.uint32)
         turns = turns.with_columns(pl.Series("row", valid_rows[turns.get_column("row").to_numpy()]))
-        text_of = dict(
-            turns.group_by("row", maintain_order=True).agg(pl.col("piece").str.join("")).iter_rows()
-        )
+        text_of = dict(turns.group_by("row", maintain_order=True).agg(pl.col("piece").str.join("")).iter_rows())
         turns = turns.drop("piece")
     else:
-        text_of, turns, template_reasons = render_template(
-            series, tokenizer, specials, valid, on_special == "escape"
-        )
+        text_of, turns, template_reasons = render_template(series, tokenizer, specials, valid, on_special == "escape")
         for row, reason in template_reasons.items():
             reasons[row] = reason
         valid = [i for i in valid if i in text_of]
@@ -216,9 +212,7 @@ def build_masks(
     return MaskBatch(frame=frame, notes=notes)
 
 
-def _append_eos(
-    texts: list[str], turns: pl.DataFrame, valid: list[int], eos: str
-) -> tuple[list[str], pl.DataFrame]:
+def _append_eos(texts: list[str], turns: pl.DataFrame, valid: list[int], eos: str) -> tuple[list[str], pl.DataFrame]:
     """Guanaco has no end marker: close a dialogue that ends on a reply with the eos token (QLoRA did)."""
     last = turns.group_by("row", maintain_order=True).agg(pl.col("role").last().alias("last_role"))
     ends_on_reply = set(last.filter(pl.col("last_role") == "assistant").get_column("row").to_list())
@@ -339,9 +333,7 @@ def _label(
         cut = (tok_row[idx] == erow) & (pos[idx] >= max_length)
         for k in np.flatnonzero(~good & ~cut).tolist():
             what = "is not trained" if single[k] else "is not one token of its own"
-            problems[int(erow[k])].append(
-                f"end_token: the end of turn {int(eturn[k]) + 1} ({end_text[k]!r}) {what}"
-            )
+            problems[int(erow[k])].append(f"end_token: the end of turn {int(eturn[k]) + 1} ({end_text[k]!r}) {what}")
 
     if pad_id is not None:
         for k in np.flatnonzero(count(trained & (ids == pad_id))).tolist():

@@ -51,13 +51,9 @@ def load_tokenizer(spec: str | os.PathLike[str], *, revision: str | None = None)
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors, JSON errors ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TokenizerError(
-            f"cannot load tokenizer {text!r}: {first}; pass a local tokenizer.json or folder"
-        ) from exc
+        raise TokenizerError(f"cannot load tokenizer {text!r}: {first}; pass a local tokenizer.json or folder") from exc
     if not getattr(tok, "is_fast", False):
-        raise TokenizerError(
-            f"tokenizer {text!r} is not a fast tokenizer; label masks need character offsets"
-        )
+        raise TokenizerError(f"tokenizer {text!r} is not a fast tokenizer; label masks need character offsets")
     return tok
 
 
@@ -78,9 +74,7 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, dialect: str | Dialect
     vocab = tokenizer.get_vocab()
     missing = [t for t in d.added_tokens if t not in vocab]
     if missing:
-        tokenizer.add_tokens(
-            [AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True
-        )
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
         ids = tokenizer.convert_tokens_to_ids(missing)
         added = ", ".join(f"{t}={i}" for t, i in zip(missing, ids, strict=True))
         notes.append(
@@ -93,14 +87,10 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, dialect: str | Dialect
             "set tokenizer.eos_token"
         )
     if d.name == "template" and not getattr(tokenizer, "chat_template", None):
-        raise TokenizerError(
-            "the tokenizer has no chat_template; pick the starchat, chatml or guanaco dialect"
-        )
+        raise TokenizerError("the tokenizer has no chat_template; pick the starchat, chatml or guanaco dialect")
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     if pad is None:
-        notes.append(
-            "the tokenizer has no pad token: the collator must pad with a token that is never trained"
-        )
+        notes.append("the tokenizer has no pad token: the collator must pad with a token that is never trained")
     elif pad == eos:
         notes.append(
             f"pad token = eos token (id {pad}): a collator that masks padding would mask eos; "

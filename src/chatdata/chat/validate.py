@@ -96,7 +96,5 @@ def mask_stats(masks: pl.DataFrame, max_length: int) -> dict[str, Any]:
         "trained_tokens": int(trained),
         "trained_share": round(trained / kept, 4) if kept else None,
         "truncated_rows": ok.get_column("truncated").sum(),
-        "truncation_drops": int(
-            masks.get_column("reason").str.contains(r"(^|; )truncated:").fill_null(False).sum()
-        ),
+        "truncation_drops": int(masks.get_column("reason").str.contains(r"(^|; )truncated:").fill_null(False).sum()),
     }

@@ -120,20 +120,29 @@ def apply_filters(frame: pl.DataFrame, filters: list[Filter], *, score: bool = T
         for f in filters:
             scored = f.score(scored)
     reasons = []
-    evidences = []
     for f in filters:
         reason, evidence = f.decide()
-        reasons.append(pl.when(reason.is_not_null()).then(pl.struct(
-            pl.lit(f.name).alias("f"), reason.cast(pl.String).alias("r"), evidence.cast(pl.String).alias("e")
-        )))
+        reasons.append(
+            pl.when(reason.is_not_null()).then(
+                pl.struct(
+                    pl.lit(f.name).alias("f"),
+                    reason.cast(pl.String).alias("r"),
+                    evidence.cast(pl.String).alias("e"),
+                )
+            )
+        )
     if not reasons:
         return FilterOutcome(scored, scored.head(0), {})
     decided = scored.with_columns(pl.coalesce(reasons).alias("_reject"))
-    dropped = decided.filter(pl.col("_reject").is_not_null()).with_columns(
-        pl.col("_reject").struct.field("f").alias("reject_filter"),
-        pl.col("_reject").struct.field("r").alias("reject_reason"),
-        pl.col("_reject").struct.field("e").alias("reject_evidence"),
-    ).drop("_reject")
+    dropped = (
+        decided.filter(pl.col("_reject").is_not_null())
+        .with_columns(
+            pl.col("_reject").struct.field("f").alias("reject_filter"),
+            pl.col("_reject").struct.field("r").alias("reject_reason"),
+            pl.col("_reject").struct.field("e").alias("reject_evidence"),
+        )
+        .drop("_reject")
+    )
     kept = decided.filter(pl.col("_reject").is_null()).drop("_reject")
     counts: dict[str, int] = {}
     if dropped.height:

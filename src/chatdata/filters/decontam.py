@@ -13,6 +13,7 @@ import json
 from collections import defaultdict
 from functools import lru_cache
 from importlib import resources
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -62,7 +63,7 @@ class DecontamFilter(Filter):
     reads = ("messages",)
     writes = ("contamination",)
     score_keys = ("benchmark", "n", "roles")
-    defaults = {"benchmark": "humaneval", "n": 10, "roles": ["user"]}
+    defaults: ClassVar[dict[str, Any]] = {"benchmark": "humaneval", "n": 10, "roles": ["user"]}
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
         index = ngram_index(str(self.settings["benchmark"]), int(self.settings["n"]))
@@ -79,8 +80,10 @@ class DecontamFilter(Filter):
         hits = distinct.with_columns(normalise(pl.col("_t")).alias("_n")).filter(
             pl.col("_n").str.contains_any(patterns)
         )
-        grams = pl.DataFrame({"_g": list(index), "_tasks": [list(v) for v in index.values()]},
-                             schema={"_g": pl.String, "_tasks": pl.List(pl.String)})
+        grams = pl.DataFrame(
+            {"_g": list(index), "_tasks": [list(v) for v in index.values()]},
+            schema={"_g": pl.String, "_tasks": pl.List(pl.String)},
+        )
         found = (
             hits.with_columns(pl.col("_n").str.extract_many(patterns, overlapping=True).alias("_g"))
             .explode("_g")
@@ -106,8 +109,8 @@ class DecontamFilter(Filter):
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         c = pl.col("contamination")
         return (
-            pl.when(c.list.len() > 0).then(pl.lit(f"{self.settings['benchmark']}_overlap")).otherwise(
-                pl.lit(None, pl.String)
-            ),
+            pl.when(c.list.len() > 0)
+            .then(pl.lit(f"{self.settings['benchmark']}_overlap"))
+            .otherwise(pl.lit(None, pl.String)),
             pl.format("{}-gram overlap with {}", pl.lit(self.settings["n"]), c.list.join(", ")),
         )

@@ -5,6 +5,8 @@ Each gate marks a message; the tree stage drops the marked message together with
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import polars as pl
 
 from chatdata.filters.base import Filter, register
@@ -19,7 +21,7 @@ class TreeStateGate(Filter):
 
     kind = "tree_state"
     reads = ("parent_id", "tree_state")
-    defaults = {"allowed": ["ready_for_export"]}
+    defaults: ClassVar[dict[str, Any]] = {"allowed": ["ready_for_export"]}
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         allowed = list(self.settings["allowed"])
@@ -36,7 +38,7 @@ class RootReviewGate(Filter):
 
     kind = "root_review"
     reads = ("parent_id", "review_result")
-    defaults = {"null_is_spam": True}
+    defaults: ClassVar[dict[str, Any]] = {"null_is_spam": True}
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         rr = pl.col("review_result")
@@ -57,7 +59,7 @@ class ReviewGate(Filter):
 
     kind = "review"
     reads = ("review_result",)
-    defaults = {"null_is_spam": True}
+    defaults: ClassVar[dict[str, Any]] = {"null_is_spam": True}
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         rr = pl.col("review_result")
@@ -106,12 +108,14 @@ class DetoxifyGate(Filter):
 
     kind = "detoxify"
     reads = ("detoxify",)
-    defaults = {"field": "toxicity", "max_score": 0.9}
+    defaults: ClassVar[dict[str, Any]] = {"field": "toxicity", "max_score": 0.9}
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         field = str(self.settings["field"])
         score = pl.col("detoxify").struct.field(field)
         return (
-            pl.when(score > float(self.settings["max_score"])).then(pl.lit(f"{field}_above_threshold")).otherwise(_NULL),
+            pl.when(score > float(self.settings["max_score"]))
+            .then(pl.lit(f"{field}_above_threshold"))
+            .otherwise(_NULL),
             pl.format(f"{field}={{}}", score.round(4).cast(pl.String).fill_null("null")),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import polars as pl
 
 from chatdata.filters.base import Filter, register
@@ -19,7 +21,7 @@ class LangFieldFilter(Filter):
     kind = "lang_field"
     level = "dialogue"
     reads = ("lang",)
-    defaults = {"targets": ["en"]}
+    defaults: ClassVar[dict[str, Any]] = {"targets": ["en"]}
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         targets = [str(t).lower() for t in self.settings["targets"]]

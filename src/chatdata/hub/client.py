@@ -103,20 +103,14 @@ def server_message(exc: BaseException) -> str:
     return headers.get("X-Error-Message") or str(exc).split("\n")[0]
 
 
-def translate(
-    exc: BaseException, *, repo_id: str, action: str, token: str | None, revision: str | None = None
-):
+def translate(exc: BaseException, *, repo_id: str, action: str, token: str | None, revision: str | None = None):
     """Map a ``huggingface_hub``/transport exception to a one-line ``HubError`` (returned, not raised)."""
     status = status_of(exc)
     where = f"{repo_id}@{revision}" if revision else repo_id
     if isinstance(exc, OfflineModeIsEnabled):
-        return HubError(
-            f"cannot {action} {where}: HF_HUB_OFFLINE=1 forbids network access; unset it to use the Hub"
-        )
+        return HubError(f"cannot {action} {where}: HF_HUB_OFFLINE=1 forbids network access; unset it to use the Hub")
     if status == 401 and not isinstance(exc, RepositoryNotFoundError):
-        return HubAuthError(
-            f"the Hub rejected the token (401) while trying to {action} {where}: {LOGIN_HINT}"
-        )
+        return HubAuthError(f"the Hub rejected the token (401) while trying to {action} {where}: {LOGIN_HINT}")
     if status == 403:
         return HubAuthError(
             f"the token may not {action} {where} (403 Forbidden: "
@@ -127,18 +121,14 @@ def translate(
         return HubError(f"revision {revision!r} does not exist in dataset repo {repo_id}; check --revision")
     if isinstance(exc, RepositoryNotFoundError):
         return HubError(
-            f"dataset repo {repo_id} not found (or private and the token cannot read it) while trying to "
-            f"{action} it"
+            f"dataset repo {repo_id} not found (or private and the token cannot read it) while trying to {action} it"
         )
     if isinstance(exc, (EntryNotFoundError, LocalEntryNotFoundError)):
         return HubError(f"cannot {action} {where}: {one_line(exc, token, 200)}")
     if isinstance(exc, HfHubHTTPError):
         return HubError(
-            f"the Hub answered {status} while trying to {action} {where}: "
-            f"{one_line(server_message(exc), token)}"
+            f"the Hub answered {status} while trying to {action} {where}: {one_line(server_message(exc), token)}"
         )
     if isinstance(exc, TRANSPORT_ERRORS):
-        return HubError(
-            f"cannot reach the Hub to {action} {where}: {type(exc).__name__}: {one_line(exc, token, 160)}"
-        )
+        return HubError(f"cannot reach the Hub to {action} {where}: {type(exc).__name__}: {one_line(exc, token, 160)}")
     return HubError(f"failed to {action} {where}: {type(exc).__name__}: {one_line(exc, token)}")

@@ -87,10 +87,7 @@ class PublishResult:
 
     def summary(self) -> str:
         """One line: what happened (or would happen)."""
-        what = (
-            f"{len(self.uploads)} file(s) to upload ({_human(self.upload_bytes)}), "
-            f"{len(self.deletions)} to delete"
-        )
+        what = f"{len(self.uploads)} file(s) to upload ({_human(self.upload_bytes)}), {len(self.deletions)} to delete"
         where = f"{self.repo_id}@{self.revision}"
         if self.dry_run:
             tail = f" ({'' if self.remote_listed else 'remote not read: '}{self.note})" if self.note else ""
@@ -152,9 +149,7 @@ def scan_folder(folder: Path) -> dict[str, _LocalFile]:
     if "README.md" not in files:
         raise InputError(folder, "has no README.md dataset card; rebuild the folder with `chatdata build`")
     if not any(p.endswith(".parquet") for p in files):
-        raise InputError(
-            folder, "has no .parquet data files, nothing to publish; rebuild it with `chatdata build`"
-        )
+        raise InputError(folder, "has no .parquet data files, nothing to publish; rebuild it with `chatdata build`")
     _check_card(folder / "README.md", list(files))
     return files
 
@@ -173,9 +168,7 @@ def _card_metadata(readme: Path) -> dict[str, Any]:
     try:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise InputError(
-            readme, f"invalid YAML front matter ({one_line(exc, limit=120)}); rebuild the card"
-        ) from exc
+        raise InputError(readme, f"invalid YAML front matter ({one_line(exc, limit=120)}); rebuild the card") from exc
     if not isinstance(meta, dict):
         raise InputError(readme, "YAML front matter must be a mapping; rebuild the card")
     return meta
@@ -192,9 +185,7 @@ def _check_card(readme: Path, paths: list[str]) -> None:
             data_files = [data_files]
         for entry in data_files:
             split, patterns = (
-                (entry.get("split", "train"), entry.get("path"))
-                if isinstance(entry, dict)
-                else ("train", entry)
+                (entry.get("split", "train"), entry.get("path")) if isinstance(entry, dict) else ("train", entry)
             )
             for pattern in [patterns] if isinstance(patterns, str) else list(patterns or []):
                 if not any(fnmatch.fnmatchcase(p, pattern) for p in paths):
@@ -261,8 +252,7 @@ def _with_retries(
             wait = retry_wait * (2 ** (attempt - 1))
             _say(
                 console,
-                f"{describe}: transient error ({type(exc).__name__}), retry {attempt}/{max_retries} in "
-                f"{wait:.1f}s",
+                f"{describe}: transient error ({type(exc).__name__}), retry {attempt}/{max_retries} in {wait:.1f}s",
             )
             time.sleep(wait)
 
@@ -323,8 +313,7 @@ def publish_folder(
             for line in result.lines():
                 _say(console, line)
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
-            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path].abspath))
-            for f in uploads
+            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path].abspath)) for f in uploads
         ]
         operations += [CommitOperationDelete(path_in_repo=f.path, is_folder=False) for f in deletions]
         description = f"{len(uploads)} file(s) added or updated, {len(deletions)} stale file(s) deleted"

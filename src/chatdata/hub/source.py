@@ -70,9 +70,7 @@ def download_source(
             )
         )
     except Exception as exc:
-        cause = (
-            exc.__cause__ if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None else exc
-        )
+        cause = exc.__cause__ if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None else exc
         raise translate(cause, repo_id=repo_id, action="download", token=token, revision=wanted) from exc
     sha = _checked_sha(path, repo_id)
     return _with_data(path, repo_id, wanted), sha
@@ -87,7 +85,5 @@ def _with_data(path: Path, repo_id: str, revision: str) -> Path:
 def _checked_sha(path: Path, repo_id: str) -> str:
     """A cache snapshot lives in ``.../snapshots/<sha>``: that folder name is the commit sha."""
     if not _SHA_RE.match(path.name):
-        raise HubError(
-            f"cannot tell which commit the cached copy of {repo_id} at {path} is; re-download it online"
-        )
+        raise HubError(f"cannot tell which commit the cached copy of {repo_id} at {path} is; re-download it online")
     return path.name
