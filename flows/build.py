@@ -66,24 +66,25 @@ class BuildParams(BaseModel):
     source: str | None = Field(None, description="local file/folder or Hub dataset id; None = bundled sample")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the source")
     out: str = Field("out", description="output folder; each recipe goes to OUT/RECIPE")
-    work: str | None = Field(
-        None, description="stage workspace (default OUT/.work); keep it to make reruns cheap"
-    )
+    work: str | None = Field(None, description="stage workspace (default OUT/.work); keep it to make reruns cheap")
     test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
     split_seed: str = _DEFAULTS.split_seed
     leak_policy: Literal["move", "drop"] = "move"
     max_shard_bytes: int = Field(_DEFAULTS.max_shard_bytes, gt=0)
+    decontaminate: bool | None = Field(None, description="drop HumanEval overlaps (None: the recipe's setting)")
+    pair_mode: str | None = Field(None, description="preference pairs: best_vs_worst or all_pairs")
+    on_special: str = Field(_DEFAULTS.on_special, description="special-token strings in content: reject or escape")
+    tokenizer: str | None = Field(None, description="validate label masks with this tokenizer")
+    dialect: str = Field(_DEFAULTS.dialect, description="chat rendering for the mask check")
+    mask_convention: str = Field(_DEFAULTS.mask_convention, description="starchat or content_only")
+    max_length: int = Field(_DEFAULTS.max_length, ge=8, description="training length for the mask check")
     force: bool = Field(False, description="run every stage even when its inputs are unchanged")
     push_to: str | None = Field(None, description="publish to this Hub dataset repo ({recipe} for several)")
     private: bool = Field(False, description="create the Hub repo private (only when it does not exist)")
     push_revision: str | None = Field(None, description="Hub branch to publish to (default main)")
     create_pr: bool = Field(False, description="open a pull request instead of committing")
-    dask_address: str | None = Field(
-        None, description="Dask scheduler (tcp://host:8786) for the sharded stages"
-    )
-    shards: int = Field(
-        16, ge=1, le=4096, description="tree-shards per sharded stage (independent of workers)"
-    )
+    dask_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786) for the sharded stages")
+    shards: int = Field(16, ge=1, le=4096, description="tree-shards per sharded stage (independent of workers)")
 
     @field_validator("recipes")
     @classmethod
@@ -117,6 +118,12 @@ class BuildParams(BaseModel):
                     validate_repo_id(self.push_to.replace("{recipe}", r))
                 except ChatdataError as exc:
                     raise ValueError(str(exc)) from None
+        check = getattr(pipeline.BuildSettings, "validate", None)  # the library's own one-line checks
+        if check is not None:
+            try:
+                check(self.settings())
+            except ChatdataError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def settings(self) -> pipeline.BuildSettings:
@@ -317,9 +324,7 @@ def _card_summary(folder: Path) -> str:
     return text.split("\n## ", 1)[0].strip()
 
 
-def _artifacts(
-    recipe: str, folder: Path, results: list[dict[str, Any]], pushed: dict[str, Any] | None
-) -> str:
+def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]], pushed: dict[str, Any] | None) -> str:
     import json
 
     build = json.loads((folder / "build.json").read_text())
@@ -337,9 +342,7 @@ def _artifacts(
         for r in build["ledger"]
     ]
     slug = _slug(recipe)
-    create_table_artifact(
-        table=rows, key=f"ledger-{slug}", description=f"{recipe}: rows in/out and rejects per stage"
-    )
+    create_table_artifact(table=rows, key=f"ledger-{slug}", description=f"{recipe}: rows in/out and rejects per stage")
     splits = ", ".join(f"{s}: {v['rows']}" for s, v in build["outputs"]["default"].items())
     ran = [s for s, v in status.items() if v == "ran"]
     lines = [

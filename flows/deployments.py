@@ -88,9 +88,7 @@ def serve(recipes: list[str] | None = None) -> None:
     for d in load_deployments():
         if recipes and d["name"] not in recipes:
             continue
-        schedules = [
-            CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")) for s in d.get("schedules") or []
-        ]
+        schedules = [CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC")) for s in d.get("schedules") or []]
         runners.append(
             build_flow.to_deployment(
                 name=d["name"],

@@ -22,9 +22,7 @@ from chatdata import shards
 
 
 @task(name="shard", task_run_name="{recipe}:{stage}:{label}", cache_policy=NO_CACHE)
-def shard_task(
-    stage: str, root: str, recipe: str, settings: dict[str, Any], out: str, label: str
-) -> dict[str, Any]:
+def shard_task(stage: str, root: str, recipe: str, settings: dict[str, Any], out: str, label: str) -> dict[str, Any]:
     """Run one library stage on one tree-shard; return its ledger record."""
     return shards.run_shard(stage, root, recipe, settings, out)
 

@@ -46,11 +46,19 @@ from chatdata.resources import data_cards_dir, filters_dir
 
 MARKER_VERSION = 1
 
-#: Which stages read which setting. A setting missing here (e.g. one added later) keys every stage: always
-#: correct, only slower. ``chatdata.pipeline.SETTINGS_READ_BY`` replaces this table when the pipeline has it.
+#: The first stage that reads each setting (later stages follow through the upstream keys). A setting missing
+#: here (e.g. one added later) keys every stage: always correct, only slower.
+#: ``chatdata.pipeline.SETTINGS_READ_BY`` replaces this table when the pipeline declares one.
 DEFAULT_SETTINGS_READ_BY: dict[str, tuple[str, ...]] = {
     "source": ("ingest",),
     "revision": ("ingest",),
+    "pair_mode": ("flatten",),
+    "decontaminate": ("score",),
+    "on_special": ("render",),
+    "tokenizer": ("masks",),
+    "dialect": ("masks",),
+    "mask_convention": ("masks",),
+    "max_length": ("masks",),
     "test_fraction": ("splits",),
     "split_seed": ("splits",),
     "leak_policy": ("splits",),
@@ -69,9 +77,7 @@ def stage_settings(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tree_files(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
 
 
 @functools.lru_cache(maxsize=1)
@@ -196,9 +202,7 @@ def commit(stage: str, key: str, work: str | Path, recipe: str, out: str | Path)
     files = {str(p.resolve()): sha256_file(p) for p in stage_outputs(stage, work, recipe, out) if p.is_file()}
     marker = marker_path(stage, work, recipe)
     tmp = marker.with_name(marker.name + f".{os.getpid()}.tmp")
-    tmp.write_text(
-        json.dumps({"version": MARKER_VERSION, "stage": stage, "key": key, "files": files}, indent=1)
-    )
+    tmp.write_text(json.dumps({"version": MARKER_VERSION, "stage": stage, "key": key, "files": files}, indent=1))
     tmp.replace(marker)
     return marker
 
