@@ -324,7 +324,8 @@ def _card_summary(folder: Path) -> str:
     return text.split("\n## ", 1)[0].strip()
 
 
-def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]], pushed: dict[str, Any] | None) -> str:
+def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]]) -> str:
+    """A ledger table and a markdown summary (card introduction, where the output went) for one recipe."""
     import json
 
     build = json.loads((folder / "build.json").read_text())
@@ -343,8 +344,14 @@ def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]], pushed:
     ]
     slug = _slug(recipe)
     create_table_artifact(table=rows, key=f"ledger-{slug}", description=f"{recipe}: rows in/out and rejects per stage")
-    splits = ", ".join(f"{s}: {v['rows']}" for s, v in build["outputs"]["default"].items())
+    splits = ", ".join(
+        f"{split}: {v['rows']}"
+        for config, by_split in build["outputs"].items()
+        if config != "rejects"
+        for split, v in by_split.items()
+    )
     ran = [s for s, v in status.items() if v == "ran"]
+    source = build.get("source") or {}
     lines = [
         _card_summary(folder),
         "",
@@ -352,20 +359,25 @@ def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]], pushed:
         "",
         f"- output: `{folder.resolve()}`",
         f"- rows: {splits}; rejects: {sum(r['rejected'] for r in rows)}",
-        f"- source: `{build['source'].get('spec')}`"
-        + (f" @ `{build['source']['revision']}`" if build["source"].get("revision") else ""),
+        f"- source: `{source.get('spec')}`" + (f" @ `{source['revision']}`" if source.get("revision") else ""),
         f"- settings sha256: `{build.get('settings_sha256', '')[:16]}`",
         f"- stages run: {', '.join(ran) or 'none (every stage unchanged)'}; cached: {len(status) - len(ran)}",
     ]
-    if pushed:
-        where = pushed.get("pr_url") or pushed.get("commit_url") or pushed["repo_id"]
-        lines.append(f"- published: {where} ({pushed['summary']})")
     create_markdown_artifact(
         markdown="\n".join(lines) + "\n",
         key=f"summary-{slug}",
         description=f"{recipe}: card summary and where the output went",
     )
     return splits
+
+
+def _published_artifact(recipe: str, folder: Path, pushed: dict[str, Any]) -> None:
+    where = pushed.get("pr_url") or pushed.get("commit_url") or pushed["repo_id"]
+    create_markdown_artifact(
+        markdown=f"# {recipe} published\n\n`{folder.resolve()}` -> {where}\n\n{pushed['summary']}\n",
+        key=f"published-{_slug(recipe)}",
+        description=f"{recipe}: Hub commit",
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- flow
@@ -450,16 +462,17 @@ def build_flow(params: BuildParams) -> dict[str, Any]:
                     progress.advance(f"{recipe}:{stage} {res['status']}")
                 folder = Path(out) / recipe
                 outputs[recipe] = str(folder)
+                mine = [r for r in results if r["recipe"] == recipe or r["stage"] in pipeline.COMMON_STAGES]
+                splits = _artifacts(recipe, folder, mine)
+                ran = sum(r["status"] == "ran" for r in results if r["recipe"] == recipe)
+                logger.info("built %s -> %s (%s); %d stage(s) ran", recipe, folder, splits, ran)
                 if params.push_to:
                     repo_id = params.push_to.replace("{recipe}", recipe)
                     pushed[recipe] = publish_task(
                         str(folder), repo_id, recipe, params.private, params.push_revision, params.create_pr
                     )
+                    _published_artifact(recipe, folder, pushed[recipe])
                     progress.advance(f"published {recipe} to {repo_id}")
-                mine = [r for r in results if r["recipe"] == recipe or r["stage"] in pipeline.COMMON_STAGES]
-                splits = _artifacts(recipe, folder, mine, pushed.get(recipe))
-                ran = sum(r["status"] == "ran" for r in results if r["recipe"] == recipe)
-                logger.info("built %s -> %s (%s); %d stage(s) ran", recipe, folder, splits, ran)
     finally:
         _ShardProgress.current = None
     return {"outputs": outputs, "stages": results, "pushed": pushed}
