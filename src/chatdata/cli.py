@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -138,6 +139,19 @@ def build(
             help="Label-mask convention: starchat (header, reply, <|end|> and newline trained) or content_only."
         ),
     ] = "starchat",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run the per-tree stages as tree-shards on this Dask scheduler (tcp://HOST:8786)."),
+    ] = None,
+    shards: Annotated[
+        int, typer.Option(help="Tree-shards per sharded stage (independent of the worker count).", min=1, max=4096)
+    ] = 16,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run every stage even if its inputs are unchanged.")
+    ] = False,
+    work: Annotated[
+        Path | None, typer.Option(help="Stage workspace (default OUT/.work); keep it for cheap reruns.")
+    ] = None,
     max_length: Annotated[
         int,
         typer.Option(
@@ -189,24 +203,33 @@ def build(
                 progress.advance(bar)
 
             if engine is Engine.local:
-                run_local(names, settings, out, on_stage=on_stage)
+                if dask_address:
+                    raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
+                run_local(names, settings, out, work=work, on_stage=on_stage)
+                result = None
             else:
-                _run_prefect(names, settings, out, on_stage)
+                result = _run_prefect(
+                    names, settings, out, on_stage,
+                    push_to=push_to, dask_address=dask_address, shards=shards, force=force, work=work,
+                )  # fmt: skip
             progress.update(bar, description="done", completed=total)
     except ChatdataError as exc:
         _fail(exc)
     for n in names:
         _summary(out / n)
-    if push_to:
+    if result is not None:
+        cached = sum(1 for r in result.get("stages", []) if r.get("status") == "cached")
+        if cached:
+            out_console.print(f"{cached} stage(s) reused from the workspace cache (inputs unchanged)")
+        for info in result.get("pushed", {}).values():
+            out_console.print(info["summary"], highlight=False, markup=False)
+    elif push_to:
         from chatdata.hub import publish_folder
 
         try:
             for n in names:
-                out_console.print(
-                    publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary(),
-                    highlight=False,
-                    markup=False,
-                )
+                summary = publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary()
+                out_console.print(summary, highlight=False, markup=False)
         except ChatdataError as exc:
             _fail(exc)
 
@@ -306,18 +329,28 @@ def publish(
     out_console.print(result.summary(), highlight=False, markup=False)
 
 
-def _run_prefect(names: list[str], settings: object, out: Path, on_stage: object) -> None:
+def _run_prefect(
+    names: list[str], settings: object, out: Path, on_stage: Callable[[str, str], None], **extra: Any
+) -> dict[str, Any]:
+    """Run the Prefect flow in this process (ephemeral server unless PREFECT_API_URL is set)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from dataclasses import asdict
 
-    from flows.build import BuildParams, build_flow, set_progress_callback
+    from flows.build import build_flow, make_params, set_progress_callback
 
-    params = BuildParams(recipes=names, out=str(out), **{k: v for k, v in asdict(settings).items()})  # type: ignore[call-overload]
-    set_progress_callback(on_stage)  # type: ignore[arg-type]
+    work = extra.pop("work")
+    params = make_params(
+        recipes=names,
+        out=str(out),
+        work=str(work) if work else None,
+        **asdict(settings),
+        **extra,  # type: ignore[call-overload]
+    )
+    set_progress_callback(on_stage)
     try:
-        build_flow(params)
+        return build_flow(params)
     finally:
         set_progress_callback(None)
 
