@@ -72,11 +72,39 @@ ROWS = [
 # ------------------------------------------------------------------------------------------------ children
 
 
+#: a child whose resident set grows beyond this is killed (``--max-rss-gb``): the machine is shared
+LIMITS = {"max_rss_gb": 16.0}
+
+
+class JobFailed(RuntimeError):
+    """A child failed or was stopped; ``info`` says how far it got."""
+
+    def __init__(self, message: str, info: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.info = {"error": message, **info}
+
+
+def _rss_gb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def child(kind: str, params: dict[str, Any], scratch: Path, timeout: float | None = None) -> dict[str, Any]:
-    """Run one job in a fresh interpreter; add its wall time and peak RSS (from ``wait4``)."""
+    """Run one job in a fresh interpreter; add its wall time and peak RSS (from ``wait4``).
+
+    The child is killed when its RSS passes ``LIMITS["max_rss_gb"]`` or it runs past ``timeout``; then
+    :class:`JobFailed` carries the time, the RSS and the steps it had finished (``<result>.partial``).
+    """
     scratch.mkdir(parents=True, exist_ok=True)
     result_path = scratch / f"{kind}-result.json"
+    partial_path = Path(str(result_path) + ".partial")
     result_path.unlink(missing_ok=True)
+    partial_path.unlink(missing_ok=True)
     params = {**params, "result": str(result_path)}
     env = {
         **os.environ,
@@ -88,19 +116,35 @@ def child(kind: str, params: dict[str, Any], scratch: Path, timeout: float | Non
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.workers", kind, json.dumps(params)], env=env, cwd=REPO)
     deadline = None if timeout is None else start + timeout
+    limit = LIMITS["max_rss_gb"]
+    seen = 0.0
+    polls = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        if deadline is not None and time.perf_counter() > deadline:
+        polls += 1
+        if polls % 4 == 0:
+            seen = max(seen, _rss_gb(proc.pid))
+        over = seen > limit
+        late = deadline is not None and time.perf_counter() > deadline
+        if over or late:
             proc.kill()
             os.wait4(proc.pid, 0)
-            raise RuntimeError(f"{kind} took longer than {timeout:.0f} s")
+            proc.returncode = -9
+            why = f"RSS passed {limit:g} GB" if over else f"ran longer than {timeout:.0f} s"
+            wall = time.perf_counter() - start
+            steps = json.loads(partial_path.read_text()) if partial_path.exists() else []
+            raise JobFailed(f"{kind} stopped: {why} after {wall:.0f} s", {"wall": wall, "rss_gb": seen, "steps": steps})
         time.sleep(0.05)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or not result_path.exists():
-        raise RuntimeError(f"{kind} failed (exit {proc.returncode}); see the traceback above")
+        steps = json.loads(partial_path.read_text()) if partial_path.exists() else []
+        raise JobFailed(
+            f"{kind} failed (exit {proc.returncode}); see the traceback above",
+            {"wall": wall, "rss_gb": usage.ru_maxrss * 1024 / 1e9, "steps": steps},
+        )
     result = json.loads(result_path.read_text())
     result["wall"] = wall
     result["peak_rss_gb"] = usage.ru_maxrss * 1024 / 1e9
@@ -488,21 +532,26 @@ def report(res: dict[str, Any]) -> str:
             f"chatdata {masks['naive']['chatdata_trained_tokens_same_rows']:,}. The tokenizer-alone row is the "
             "ceiling of any path that uses this tokenizer."
         )
-    scaling = res.get("scaling") or []
+    for key in ("same_input_error", "masks_error"):
+        if key in res:
+            parts.append(f"\n**{key.replace('_', ' ')}**: {res[key]['error']}")
+    scaling = [scaling_view(s) for s in res.get("scaling") or []]
     if scaling:
         parts.append("\n### Scaling: chatdata alone, all four recipes, no tokenizer\n")
         rows = []
         for s in scaling:
             cd, fl = s["chatdata"], s["floor"]
+            floor = fl["read"] + fl["write_data"] if fl else None
+            stopped = f" ({cd['error']}; last stage finished: {cd['last']})" if cd.get("error") else ""
             rows.append(
                 [
                     f"{s['messages']:,}",
-                    _s(cd["wall"]),
+                    _s(cd["wall"]) + stopped,
                     _s(cd["stage_sum"]),
-                    _rate(s["messages"], cd["wall"]),
-                    _gb(cd["peak_rss_gb"]),
-                    _s(fl["read"] + fl["write_data"]),
-                    _ratio(cd["stage_sum"], fl["read"] + fl["write_data"]),
+                    _rate(s["messages"], cd["wall"]) if not stopped else "—",
+                    _gb(cd["peak_rss_gb"]) + (" at the stop" if stopped else ""),
+                    _s(floor),
+                    _ratio(cd["stage_sum"], floor) if not stopped else "—",
                 ]
             )
         parts.append(
@@ -528,12 +577,14 @@ def report(res: dict[str, Any]) -> str:
                 + [
                     f"{_s(sum(_stage(s, x, 'seconds') for x in cd_stages))} s / "
                     f"{_gb(max(_stage(s, x, 'rss_gb') for x in cd_stages))}"
+                    if any(x in s["chatdata"]["stages"] for x in cd_stages)
+                    else "—"
                     for s in scaling
                 ]
             )
         parts.append("\nPer stage (seconds summed over recipes / process peak RSS when the stage finished):\n")
         parts.append(table(head, srows))
-        if len(scaling) >= 2:
+        if len(scaling) >= 2 and not any(x["chatdata"].get("error") for x in (scaling[0], scaling[-1])):
             a, b = scaling[0], scaling[-1]
             parts.append(
                 f"\nTime ratio {b['messages']:,} / {a['messages']:,} messages: process wall "
@@ -553,6 +604,23 @@ def report(res: dict[str, Any]) -> str:
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 
+def scaling_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """A scaling entry; one whose chatdata run was stopped shows the stages it had finished."""
+    if "error" not in entry:
+        return entry
+    info = entry["error"]
+    steps = info.get("steps") or []
+    cd = {
+        "stages": stage_totals(steps),
+        "wall": info["wall"],
+        "stage_sum": sum(x["seconds"] for x in steps),
+        "peak_rss_gb": info["rss_gb"],
+        "error": info["error"],
+        "last": f"{steps[-1]['recipe']}/{steps[-1]['stage']}" if steps else "none",
+    }
+    return {"messages": entry["messages"], "chatdata": cd, "floor": None}
+
+
 def _stage(run: dict[str, Any], stage: str, key: str) -> float:
     return run["chatdata"]["stages"].get(stage, {}).get(key, 0.0)
 
@@ -570,25 +638,28 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": r >= 20,
             }
         )
-    sizes = {s["messages"]: s for s in res.get("scaling") or []}
+    sizes = {s["messages"]: scaling_view(s) for s in res.get("scaling") or []}
+
+    def wall(v: dict[str, Any]) -> tuple[str, float]:
+        cd = v["chatdata"]
+        if cd.get("error"):
+            return f"stopped: {cd['error']} (last stage finished: {cd['last']})", float("inf")
+        return f"{cd['wall']:.1f} s", cd["wall"]
+
     one = sizes.get(1_000_000)
     if one:
-        w = one["chatdata"]["wall"]
-        out.append(
-            {
-                "target": "1M messages, four recipes, no tokenizer: < 60 s wall",
-                "measured": f"{w:.1f} s",
-                "met": w < 60,
-            }
-        )
-    for n, s in sorted(sizes.items()):
+        text, w = wall(one)
+        out.append({"target": "1M messages, four recipes, no tokenizer: < 60 s wall", "measured": text, "met": w < 60})
+    for n, v in sorted(sizes.items()):
         if n >= 1_000_000:
-            g = s["chatdata"]["peak_rss_gb"]
-            out.append({"target": f"peak RSS < 3 GB at {n:,} messages", "measured": f"{g:.2f} GB", "met": g < 3})
+            g = v["chatdata"]["peak_rss_gb"]
+            more = " (at the stop)" if v["chatdata"].get("error") else ""
+            out.append({"target": f"peak RSS < 3 GB at {n:,} messages", "measured": f"{g:.2f} GB{more}", "met": g < 3})
     five = sizes.get(5_000_000)
     if one and five:
-        q = five["chatdata"]["wall"] / one["chatdata"]["wall"]
-        out.append({"target": "5M time within 5.5× of the 1M time", "measured": f"{q:.2f}×", "met": q <= 5.5})
+        (_, w1), (t5, w5) = wall(one), wall(five)
+        measured = f"{w5 / w1:.2f}×" if w5 != float("inf") else t5
+        out.append({"target": "5M time within 5.5× of the 1M time", "measured": measured, "met": w5 / w1 <= 5.5})
     masks = res.get("masks")
     if masks:
         for label, m in (("oasst_en threads", masks), ("2-turn example", masks["short"])):
@@ -662,9 +733,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep chatdata's outputs under DATA_DIR/runs")
     parser.add_argument("--write-results", action="store_true", help="rewrite the tables in bench/RESULTS.md")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
+    parser.add_argument(
+        "--max-rss-gb", type=float, default=16.0, help="kill a configuration whose RSS passes this (default 16)"
+    )
     args = parser.parse_args(argv)
 
     quick = args.quick
+    LIMITS["max_rss_gb"] = args.max_rss_gb
     ref_n = args.ref_messages or (5_000 if quick else 50_000)
     sizes = args.sizes or ([5_000, 20_000] if quick else [1_000_000, 5_000_000])
     mask_rows = args.mask_rows or (2_000 if quick else 20_000)
@@ -686,49 +761,71 @@ def main(argv: list[str] | None = None) -> int:
     }
     counts_ok = True
     kept_runs: dict[int, dict[str, Any]] = {}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every configuration, so a long run that dies leaves what it measured
+        args.json.write_text(json.dumps(res, indent=1, default=str))
 
     if not args.skip_reference:
         source, gen = forest(data_dir, ref_n, args.seed, log)
-        cd = run_chatdata(source, work, ref_n)
-        ref = run_reference(source, work, ref_n)
-        floor = run_floor(source, cd["out"], work)
-        counts, counts_ok = compare_counts(cd, ref)
-        res["same_input"] = {
-            "messages": ref_n,
-            "chatdata": cd,
-            "reference": ref,
-            "floor": floor,
-            "counts": counts,
-            "counts_ok": counts_ok,
-            "forest_seconds": gen,
-        }
-        print("label-mask validation ...", flush=True)
-        res["masks"] = child(
-            "masks",
-            {
-                "dialogues": str(Path(cd["out"]) / "oasst_en" / "data"),
-                "rows": mask_rows,
-                "ref_rows": mask_ref_rows,
-                "max_length": 2048,
-                "vocab_size": 8_000,
-            },
-            work / "scratch",
-        )
-        kept_runs[ref_n] = {"messages": ref_n, "chatdata": cd, "floor": floor}
+        try:
+            cd = run_chatdata(source, work, ref_n)
+            ref = run_reference(source, work, ref_n)
+            floor = run_floor(source, cd["out"], work)
+        except JobFailed as exc:
+            print(f"  {exc}", flush=True)
+            res["same_input_error"] = exc.info
+            counts_ok = False
+        else:
+            counts, counts_ok = compare_counts(cd, ref)
+            res["same_input"] = {
+                "messages": ref_n,
+                "chatdata": cd,
+                "reference": ref,
+                "floor": floor,
+                "counts": counts,
+                "counts_ok": counts_ok,
+                "forest_seconds": gen,
+            }
+            save()
+            print("label-mask validation ...", flush=True)
+            try:
+                res["masks"] = child(
+                    "masks",
+                    {
+                        "dialogues": str(Path(cd["out"]) / "oasst_en" / "data"),
+                        "rows": mask_rows,
+                        "ref_rows": mask_ref_rows,
+                        "max_length": 2048,
+                        "vocab_size": 8_000,
+                    },
+                    work / "scratch",
+                )
+            except JobFailed as exc:
+                print(f"  {exc}", flush=True)
+                res["masks_error"] = exc.info
+            save()
+            kept_runs[ref_n] = {"messages": ref_n, "chatdata": cd, "floor": floor}
 
     if not args.skip_scaling:
-        scaling = []
+        scaling: list[dict[str, Any]] = []
+        res["scaling"] = scaling
         for n in sizes:
             if n in kept_runs:
                 scaling.append(kept_runs[n])
                 continue
             source, gen = forest(data_dir, n, args.seed, log)
-            cd = run_chatdata(source, work, n)
-            floor = run_floor(source, cd["out"], work)
-            scaling.append({"messages": n, "chatdata": cd, "floor": floor, "forest_seconds": gen})
+            try:
+                cd = run_chatdata(source, work, n)
+                floor = run_floor(source, cd["out"], work)
+            except JobFailed as exc:
+                print(f"  {exc}", flush=True)
+                scaling.append({"messages": n, "error": exc.info, "forest_seconds": gen})
+            else:
+                scaling.append({"messages": n, "chatdata": cd, "floor": floor, "forest_seconds": gen})
             if not args.keep:
-                shutil.rmtree(cd["out"], ignore_errors=True)
-        res["scaling"] = scaling
+                shutil.rmtree(work / f"chatdata-{n}", ignore_errors=True)
+            save()
     if not args.keep:
         for r in kept_runs.values():
             shutil.rmtree(r["chatdata"]["out"], ignore_errors=True)
@@ -738,8 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     res["log"] = log
     text = report(res)
     print("\n" + text)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(res, indent=1, default=str))
+    save()
     print(f"results: {args.json}")
     if args.write_results:
         write_results_md(text)

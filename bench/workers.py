@@ -66,6 +66,7 @@ def job_chatdata(p: dict[str, Any]) -> dict[str, Any]:
                     "rss_gb": peak_gb(),
                 }
             )
+            Path(p["result"] + ".partial").write_text(json.dumps(steps))
         done_common = True
     counts = {}
     for recipe in p["recipes"]:
