@@ -116,7 +116,14 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
                 ),
             )
         )
-    m = first
+    # walk on a slim frame (ids, roles, flags) and join the full rows back once at the end
+    slim_cols = ["_order", "message_id", "parent_id", "message_tree_id", "role", "_own"]
+    rest_cols = first.drop([c for c in slim_cols if c != "_order"])
+    m = first.select(slim_cols)
+
+    def full(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.join(rest_cols, on="_order", how="left")
+
     nulls = [pl.lit(None, _S).alias("_bad_id"), pl.lit(None, _S).alias("_bad_reason")]
     roots = m.filter(pl.col("parent_id").is_null()).with_columns(
         pl.lit(0, pl.Int32).alias("depth"),
@@ -153,11 +160,11 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
         orphan_levels, cyclic = _descend(heads, rest, check_roles=False)
         orphaned = pl.concat(orphan_levels, how="diagonal_relaxed")
         heads_out = orphaned.filter(pl.col("_own").is_in(["orphan", "parent_rejected"]) & pl.col("_bad_id").is_null())
-        rejects.append(message_rejects(heads_out, stage=STAGE, reason=pl.col("_own"), evidence=pl.col("_ev")))
+        rejects.append(message_rejects(full(heads_out), stage=STAGE, reason=pl.col("_own"), evidence=pl.col("_ev")))
         below = orphaned.join(heads_out.select("message_id"), on="message_id", how="anti")
         rejects.append(
             message_rejects(
-                below,
+                full(below),
                 stage=STAGE,
                 reason="ancestor_rejected",
                 evidence=pl.format("{}: {}", pl.col("_bad_id"), pl.col("_bad_reason")),
@@ -166,7 +173,7 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
         if cyclic.height:
             rejects.append(
                 message_rejects(
-                    cyclic,
+                    full(cyclic),
                     stage=STAGE,
                     reason="cycle",
                     evidence=pl.format("parent chain from {} never reaches a root", pl.col("parent_id")),
@@ -176,7 +183,7 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
     own_bad = reached.filter(pl.col("_own").is_not_null())
     rejects.append(
         message_rejects(
-            own_bad,
+            full(own_bad),
             stage=STAGE,
             reason=pl.col("_own"),
             evidence=pl.format("role={} depth={}", pl.col("role"), pl.col("depth")),
@@ -185,15 +192,15 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
     inherited = reached.filter(pl.col("_own").is_null() & pl.col("_bad_id").is_not_null())
     rejects.append(
         message_rejects(
-            inherited,
+            full(inherited),
             stage=STAGE,
             reason="ancestor_rejected",
             evidence=pl.format("{}: {}", pl.col("_bad_id"), pl.col("_bad_reason")),
         )
     )
-    good = (
+    good = full(
         reached.filter(pl.col("_own").is_null() & pl.col("_bad_id").is_null())
-        .with_columns(pl.col("_root").alias("message_tree_id"))
+        .select("_order", "message_id", "parent_id", "role", "depth", pl.col("_root").alias("message_tree_id"))
         .sort("_order")
     )
     out = good.select(*MESSAGE_SCHEMA, "depth")

@@ -65,10 +65,18 @@ def gate(messages: pl.DataFrame, filters: list[Filter], stage: str = "gates") ->
         return StageResult(messages, empty_rejects(), {})
     outcome = apply_filters(messages, filters)
     dropped = outcome.dropped.select("message_id", "reject_filter", "reject_reason", "reject_evidence")
-    marked = messages.join(dropped, on="message_id", how="left").with_columns(pl.col("reject_reason").alias("_reason"))
-    walked = propagate(marked, "_reason")
-    own = walked.filter(pl.col("_reason").is_not_null())
-    below = walked.filter(pl.col("_reason").is_null() & pl.col("_bad_id").is_not_null())
+    # propagate on a slim frame (ids and depth), then pick whole rows by position once
+    slim = (
+        messages.select("message_id", "parent_id", "depth")
+        .with_row_index("_o")
+        .join(dropped, on="message_id", how="left")
+        .with_columns(pl.col("reject_reason").alias("_reason"))
+    )
+    walked = propagate(slim, "_reason").sort("_o")
+    flags = walked.select("_reason", "_bad_id", "_bad_reason", "reject_filter", "reject_reason", "reject_evidence")
+    rows = pl.concat([messages, flags], how="horizontal")
+    own = rows.filter(pl.col("_reason").is_not_null())
+    below = rows.filter(pl.col("_reason").is_null() & pl.col("_bad_id").is_not_null())
     rejects = pl.concat(
         [
             message_rejects(
@@ -87,8 +95,8 @@ def gate(messages: pl.DataFrame, filters: list[Filter], stage: str = "gates") ->
         ],
         how="vertical",
     )
-    kept = walked.filter(pl.col("_reason").is_null() & pl.col("_bad_id").is_null()).select(messages.columns)
-    kept = kept.join(messages.select("message_id").with_row_index("_o"), on="message_id").sort("_o").drop("_o")
+    keep = flags.select(pl.col("_reason").is_null() & pl.col("_bad_id").is_null()).to_series()
+    kept = messages.filter(keep)
     return StageResult(kept, rejects, _reason_counts(rejects))
 
 
