@@ -125,3 +125,18 @@ def test_stage_contract_lists_every_stage() -> None:
     for stage in pipeline.STAGES:
         assert stage in pipeline.STAGE_FUNCS
         assert f"\n{stage}" in pipeline.__doc__  # the docstring table documents what each stage reads and writes
+
+
+def test_recipes_share_identical_stages_within_one_tree(real_trees: Path, tmp_path: Path) -> None:
+    work = tmp_path / "out" / ".work"
+    run_local(["guanaco", "guanaco_uncensored"], BuildSettings(source=str(real_trees)), tmp_path / "out")
+    a, b = work / "guanaco" / "dialogues.parquet", work / "guanaco_uncensored" / "dialogues.parquet"
+    assert a.read_bytes() == b.read_bytes()
+    memos = sorted(p.name.split("-")[0] for p in (work / "common" / "memo").iterdir())
+    assert memos == ["flatten", "gates"]  # one memo per distinct (stage, inputs, settings), reused by the 2nd recipe
+    # a new tree (different source) clears the memo before any recipe stage can read it
+    src = write_jsonl(tmp_path / "other.messages.jsonl", BAD)
+    run_local(["guanaco"], BuildSettings(source=str(src)), tmp_path / "out")
+    ledger = json.loads((tmp_path / "out" / "guanaco" / "build.json").read_text())["ledger"]
+    assert ledger[2]["stage"] == "gates" and ledger[2]["rows_in"] == ledger[1]["rows_out"]
+    Ledger([StageRecord.from_dict(r) for r in ledger]).check()

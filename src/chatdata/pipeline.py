@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -214,6 +216,7 @@ def stage_ingest(ctx: StageContext) -> StageRecord:
 
 def stage_structure(ctx: StageContext) -> StageRecord:
     d = ctx.ws.common
+    shutil.rmtree(d / "memo", ignore_errors=True)  # recipe-stage memos belong to the tree this stage replaces
     messages = load(d / "messages.parquet")
     ingest_rejects = load(d / "rejects-ingest.parquet")
     rejected_ids = ingest_rejects.get_column("message_id").drop_nulls()
@@ -223,16 +226,64 @@ def stage_structure(ctx: StageContext) -> StageRecord:
     return StageRecord("structure", "messages", messages.height, result.messages.height, _reason_counts(result.rejects))
 
 
+def _memo_key(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+
+
+def _memoised(
+    ctx: StageContext, name: str, key: str, files: tuple[str, ...], run: Callable[[], StageRecord]
+) -> StageRecord:
+    """Recipes that share a stage's inputs and settings share its outputs within one common tree.
+
+    The memo lives in ``common/memo`` and is cleared whenever the ``structure`` stage rebuilds the tree, so it never
+    outlives the input it was computed from. Files are hard-linked (artifacts are replaced by rename, never rewritten
+    in place, so a link cannot change under a reader).
+    """
+    memo = ctx.ws.common / "memo" / f"{name}-{key}"
+    if (memo / "record.json").is_file():
+        for f in files:
+            target = ctx.ws.own / f
+            target.unlink(missing_ok=True)
+            try:
+                os.link(memo / f, target)
+            except OSError:
+                shutil.copyfile(memo / f, target)
+        return StageRecord.from_dict(json.loads((memo / "record.json").read_text()))
+    record = run()
+    tmp = memo.with_name(memo.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(ctx.ws.own / f, tmp / f)
+    (tmp / "record.json").write_bytes(orjson.dumps(record.to_dict()))
+    shutil.rmtree(memo, ignore_errors=True)
+    tmp.rename(memo)
+    return record
+
+
+def _gates_key(ctx: StageContext) -> str:
+    return _memo_key([s.to_dict() for s in load_specs(list(ctx.recipe.gates))])
+
+
 def stage_gates(ctx: StageContext) -> StageRecord:
-    tree = load(ctx.ws.common / "tree.parquet")
-    filters = build_filters(load_specs(list(ctx.recipe.gates)))
-    result = gate(tree, filters)
-    save(result.frame, ctx.ws.own / "gated.parquet")
-    save(result.rejects, ctx.ws.own / "rejects-gates.parquet")
-    return StageRecord("gates", "messages", tree.height, result.frame.height, result.counts)
+    def run() -> StageRecord:
+        tree = load(ctx.ws.common / "tree.parquet")
+        result = gate(tree, build_filters(load_specs(list(ctx.recipe.gates))))
+        save(result.frame, ctx.ws.own / "gated.parquet")
+        save(result.rejects, ctx.ws.own / "rejects-gates.parquet")
+        return StageRecord("gates", "messages", tree.height, result.frame.height, result.counts)
+
+    return _memoised(ctx, "gates", _gates_key(ctx), ("gated.parquet", "rejects-gates.parquet"), run)
 
 
 def stage_flatten(ctx: StageContext) -> StageRecord:
+    r = ctx.recipe
+    how = (r.flatten, r.keep_user_ended, (ctx.settings.pair_mode or r.pair_mode) if r.flatten == "pairs" else None)
+    key = _memo_key(_gates_key(ctx), how)
+    return _memoised(ctx, "flatten", key, ("dialogues.parquet", "rejects-flatten.parquet"), lambda: _flatten(ctx))
+
+
+def _flatten(ctx: StageContext) -> StageRecord:
     gated = load(ctx.ws.own / "gated.parquet")
     r = ctx.recipe
     if r.flatten == "pairs":
