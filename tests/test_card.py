@@ -30,6 +30,7 @@ from chatdata.card import (
     size_category,
 )
 from chatdata.errors import ChatdataError
+from chatdata.output import file_entry
 from chatdata.schema import REJECT_SCHEMA
 from chatdata.writer import write_split
 
@@ -64,15 +65,6 @@ def _dialogue(rng: random.Random, turns: int, phrase: str | None = None) -> list
             content += f" {phrase} "
         out.append({"role": "user" if t % 2 == 0 else "assistant", "content": content})
     return out
-
-
-def _file_entry(path: Path, root: Path) -> dict[str, Any]:
-    data = path.read_bytes()
-    return {
-        "path": path.relative_to(root).as_posix(),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
 
 
 def _ledger(n_in: int, final: int, dropped: dict[str, int], unit: str = "dialogues") -> list[dict[str, Any]]:
@@ -230,9 +222,9 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
     for split in splits:
         part = frame.filter(pl.col("split") == split).select(publish)
         paths = write_split(part, folder / "data", split)
-        outputs["default"][split] = {"rows": part.height, "files": [_file_entry(p, folder) for p in paths]}
+        outputs["default"][split] = {"rows": part.height, "files": [file_entry(p, folder) for p in paths]}
     paths = write_split(rej, folder / "rejects", "rejects")
-    outputs["rejects"]["rejects"] = {"rows": rej.height, "files": [_file_entry(p, folder) for p in paths]}
+    outputs["rejects"]["rejects"] = {"rows": rej.height, "files": [file_entry(p, folder) for p in paths]}
 
     filters = [
         {

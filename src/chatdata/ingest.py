@@ -313,17 +313,14 @@ class _Columns:
         mid = rec.get("message_id")
         if not isinstance(mid, str) and fallback_id is not None:
             mid = fallback_id
+
+        def reject(reason: str, evidence: str) -> None:
+            self.reject(unit="message", reason=reason, evidence=evidence, line=line, payload=_strip(rec),
+                        message_id=mid, tree_id=tree_id or rec.get("message_tree_id"))  # fmt: skip
+
         missing = [f for f in REQUIRED_FIELDS if rec.get(f) is None]
         if missing:
-            self.reject(
-                unit="message",
-                reason="missing_field",
-                evidence=", ".join(missing),
-                line=line,
-                payload=_strip(rec),
-                message_id=mid,
-                tree_id=tree_id or rec.get("message_tree_id"),
-            )
+            reject("missing_field", ", ".join(missing))
             return None
         values: dict[str, Any] = {}
         wrong = []
@@ -340,15 +337,7 @@ class _Columns:
         if values["rank"] is not None and isinstance(values["rank"], int) and not -(2**31) <= values["rank"] < 2**31:
             wrong.append(f"rank: out of range {values['rank']}")
         if wrong:
-            self.reject(
-                unit="message",
-                reason="wrong_type",
-                evidence="; ".join(wrong),
-                line=line,
-                payload=_strip(rec),
-                message_id=mid,
-                tree_id=tree_id or rec.get("message_tree_id"),
-            )
+            reject("wrong_type", "; ".join(wrong))
             return None
         if tree_id is not None:
             values["message_tree_id"] = tree_id

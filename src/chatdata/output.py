@@ -28,7 +28,7 @@ def publish_columns(frame: pl.DataFrame) -> list[str]:
     return first + rest
 
 
-def _file_entry(path: Path, root: Path) -> dict[str, Any]:
+def file_entry(path: Path, root: Path) -> dict[str, Any]:
     data = path.read_bytes()
     return {
         "path": path.relative_to(root).as_posix(),
@@ -66,7 +66,7 @@ def write_dataset(ctx: Any) -> StageRecord:
             paths = write_split(part, tmp / "data", split, max_shard_bytes=settings.max_shard_bytes)
             splits_out["default"][split] = {
                 "rows": part.height,
-                "files": [_file_entry(p, tmp) for p in paths],
+                "files": [file_entry(p, tmp) for p in paths],
             }
         rej_sorted = rejects.sort(
             "stage",
@@ -81,7 +81,7 @@ def write_dataset(ctx: Any) -> StageRecord:
         paths = write_split(rej_sorted, tmp / REJECTS_CONFIG, REJECTS_CONFIG, max_shard_bytes=settings.max_shard_bytes)
         splits_out[REJECTS_CONFIG][REJECTS_CONFIG] = {
             "rows": rej_sorted.height,
-            "files": [_file_entry(p, tmp) for p in paths],
+            "files": [file_entry(p, tmp) for p in paths],
         }
         build = {
             "chatdata_version": __version__,

@@ -38,18 +38,10 @@ def download_source(
     validate_repo_id(repo_id)
     wanted = revision or "main"
     cache = str(cache_dir) if cache_dir is not None else None
+    common = {"repo_type": "dataset", "revision": wanted, "cache_dir": cache, "allow_patterns": list(SOURCE_PATTERNS)}
     if _offline():
         try:
-            path = Path(
-                snapshot_download(
-                    repo_id,
-                    repo_type="dataset",
-                    revision=wanted,
-                    cache_dir=cache,
-                    allow_patterns=list(SOURCE_PATTERNS),
-                    local_files_only=True,
-                )
-            )
+            path = Path(snapshot_download(repo_id, local_files_only=True, **common))  # type: ignore[arg-type]
         except (LocalEntryNotFoundError, FileNotFoundError) as exc:
             raise HubError(
                 f"HF_HUB_OFFLINE=1 is set and {repo_id}@{wanted} is not in the cache "
@@ -58,17 +50,7 @@ def download_source(
             ) from exc
         return _with_data(path, repo_id, wanted), _checked_sha(path, repo_id)
     try:
-        path = Path(
-            snapshot_download(
-                repo_id,
-                repo_type="dataset",
-                revision=wanted,
-                cache_dir=cache,
-                allow_patterns=list(SOURCE_PATTERNS),
-                endpoint=endpoint,
-                token=token,
-            )
-        )
+        path = Path(snapshot_download(repo_id, endpoint=endpoint, token=token, **common))  # type: ignore[arg-type]
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc, LocalEntryNotFoundError) and exc.__cause__ is not None else exc
         raise translate(cause, repo_id=repo_id, action="download", token=token, revision=wanted) from exc
