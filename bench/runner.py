@@ -380,6 +380,126 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def same_section(same: dict[str, Any]) -> list[str]:
+    """Tables for one chatdata-vs-reference comparison."""
+    parts: list[str] = []
+    n = same["messages"]
+    cd, ref, floor = same["chatdata"], same["reference"], same["floor"]
+    rows = []
+    for label, cd_stages, ref_stages in ROWS:
+        c = sum(cd["stages"].get(s, {}).get("seconds", 0.0) for s in cd_stages)
+        c_rss = max((cd["stages"].get(s, {}).get("rss_gb", 0.0) for s in cd_stages), default=None)
+        r = sum(ref["stages"].get(s, 0.0) for s in ref_stages) if ref_stages else None
+        r_rss = max((ref["stage_totals"].get(s, {}).get("rss_gb", 0.0) for s in ref_stages), default=None)
+        rows.append(
+            [
+                label,
+                _s(c),
+                _rate(n, c),
+                _gb(c_rss),
+                _s(r),
+                _rate(n, r) if r else "—",
+                _gb(r_rss),
+                _ratio(r, c),
+            ]
+        )
+    rows.append(
+        [
+            "**end to end (sum of stages)**",
+            f"**{_s(cd['stage_sum'])}**",
+            _rate(n, cd["stage_sum"]),
+            _gb(cd["peak_rss_gb"]),
+            f"**{_s(ref['stage_sum'])}**",
+            _rate(n, ref["stage_sum"]),
+            _gb(ref["peak_rss_gb"]),
+            f"**{_ratio(ref['stage_sum'], cd['stage_sum'])}**",
+        ]
+    )
+    rows.append(
+        [
+            "process wall (interpreter start and imports included)",
+            _s(cd["wall"]),
+            _rate(n, cd["wall"]),
+            _gb(cd["peak_rss_gb"]),
+            _s(ref["wall"]),
+            _rate(n, ref["wall"]),
+            _gb(ref["peak_rss_gb"]),
+            _ratio(ref["wall"], cd["wall"]),
+        ]
+    )
+    parts.append(f"### Same input: {n:,} messages, all four recipes, no tokenizer\n")
+    parts.append(
+        "Seconds per stage summed over the four recipes (chatdata runs `gates` … `write` once per "
+        "recipe; the reference builds and gates the trees once for all four). msgs/s = input messages / "
+        "seconds. Peak RSS = the process's peak when the stage finished. ratio = reference / chatdata.\n"
+    )
+    parts.append(
+        table(
+            ["stage", "chatdata s", "msgs/s", "peak RSS", "reference s", "msgs/s", "peak RSS", "ratio"],
+            rows,
+        )
+    )
+    parts.append(
+        f"\nReference detail: {ref['langdetect_calls']:,} langdetect calls (messages of English-rooted "
+        "trees "
+        f"that reach a dialogue, once each); its `filters` row is almost all langdetect."
+    )
+    fl_data = floor["read"] + floor["write_data"]
+    parts.append("\n### I/O floor on the same input\n")
+    parts.append(
+        table(
+            ["what", "seconds", "bytes", "chatdata end to end / floor"],
+            [
+                [
+                    "read the input Parquet (pyarrow)",
+                    _s(floor["read"]),
+                    f"{floor['input_bytes'] / 1e6:,.1f} MB",
+                    "",
+                ],
+                [
+                    "write the four datasets' splits (pyarrow, zstd)",
+                    _s(floor["write_data"]),
+                    f"{floor['bytes_data'] / 1e6:,.1f} MB",
+                    "",
+                ],
+                [
+                    "write the four rejects tables",
+                    _s(floor["write_rejects"]),
+                    f"{floor['bytes_rejects'] / 1e6:,.1f} MB",
+                    "",
+                ],
+                ["floor: read + datasets", _s(fl_data), "", _ratio(cd["stage_sum"], fl_data)],
+                [
+                    "floor: read + datasets + rejects",
+                    _s(floor["total"]),
+                    "",
+                    _ratio(cd["stage_sum"], floor["total"]),
+                ],
+            ],
+        )
+    )
+    parts.append("\n### Output rows: chatdata and the reference on the same input\n")
+    crow = [
+        [
+            c["recipe"],
+            c["what"],
+            f"{c['chatdata']:,}",
+            f"{c['reference']:,}",
+            f"{c['diff']:+,}",
+            {True: "yes", False: "**NO**", None: "(may differ)"}[c["ok"]],
+        ]
+        for c in same["counts"]
+    ]
+    parts.append(table(["recipe", "count", "chatdata", "reference", "diff", "agrees"], crow))
+    parts.append(
+        "\nguanaco and guanaco_uncensored must agree exactly. For oasst_en and oasst_prefs everything up to "
+        "the language decision must agree exactly; that decision differs by design (fastText on cleaned "
+        "text in chatdata, langdetect on raw text in the reference), so the filters after it and the final "
+        f"rows may differ, the final rows by at most {ENGLISH_TOLERANCE:.0%}."
+    )
+    return parts
+
+
 def report(res: dict[str, Any]) -> str:
     m = res["machine"]
     parts = [
@@ -392,122 +512,27 @@ def report(res: dict[str, Any]) -> str:
         f"{m['loadavg_start']}, at end {res.get('loadavg_end')} (the machine is shared: other jobs ran too). "
         f"Command: `{res['command']}`.",
     ]
-    same = res.get("same_input")
-    if same:
-        n = same["messages"]
-        cd, ref, floor = same["chatdata"], same["reference"], same["floor"]
-        rows = []
-        for label, cd_stages, ref_stages in ROWS:
-            c = sum(cd["stages"].get(s, {}).get("seconds", 0.0) for s in cd_stages)
-            c_rss = max((cd["stages"].get(s, {}).get("rss_gb", 0.0) for s in cd_stages), default=None)
-            r = sum(ref["stages"].get(s, 0.0) for s in ref_stages) if ref_stages else None
-            r_rss = max((ref["stage_totals"].get(s, {}).get("rss_gb", 0.0) for s in ref_stages), default=None)
-            rows.append(
-                [
-                    label,
-                    _s(c),
-                    _rate(n, c),
-                    _gb(c_rss),
-                    _s(r),
-                    _rate(n, r) if r else "—",
-                    _gb(r_rss),
-                    _ratio(r, c),
-                ]
-            )
-        rows.append(
-            [
-                "**end to end (sum of stages)**",
-                f"**{_s(cd['stage_sum'])}**",
-                _rate(n, cd["stage_sum"]),
-                _gb(cd["peak_rss_gb"]),
-                f"**{_s(ref['stage_sum'])}**",
-                _rate(n, ref["stage_sum"]),
-                _gb(ref["peak_rss_gb"]),
-                f"**{_ratio(ref['stage_sum'], cd['stage_sum'])}**",
-            ]
-        )
-        rows.append(
-            [
-                "process wall (interpreter start and imports included)",
-                _s(cd["wall"]),
-                _rate(n, cd["wall"]),
-                _gb(cd["peak_rss_gb"]),
-                _s(ref["wall"]),
-                _rate(n, ref["wall"]),
-                _gb(ref["peak_rss_gb"]),
-                _ratio(ref["wall"], cd["wall"]),
-            ]
-        )
-        parts.append(f"### Same input: {n:,} messages, all four recipes, no tokenizer\n")
-        parts.append(
-            "Seconds per stage summed over the four recipes (chatdata runs `gates` … `write` once per "
-            "recipe; the reference builds and gates the trees once for all four). msgs/s = input messages / "
-            "seconds. Peak RSS = the process's peak when the stage finished. ratio = reference / chatdata.\n"
-        )
+    entries = res.get("same_inputs") or ([res["same_input"]] if res.get("same_input") else [])
+    if len(entries) > 1:
+        parts.append("### chatdata vs the reference, by input size\n")
         parts.append(
             table(
-                ["stage", "chatdata s", "msgs/s", "peak RSS", "reference s", "msgs/s", "peak RSS", "ratio"],
-                rows,
-            )
-        )
-        parts.append(
-            f"\nReference detail: {ref['langdetect_calls']:,} langdetect calls (messages of English-rooted "
-            "trees "
-            f"that reach a dialogue, once each); its `filters` row is almost all langdetect."
-        )
-        fl_data = floor["read"] + floor["write_data"]
-        parts.append("\n### I/O floor on the same input\n")
-        parts.append(
-            table(
-                ["what", "seconds", "bytes", "chatdata end to end / floor"],
+                ["messages", "chatdata s", "reference s", "ratio (stages)", "ratio (process walls)", "counts agree"],
                 [
                     [
-                        "read the input Parquet (pyarrow)",
-                        _s(floor["read"]),
-                        f"{floor['input_bytes'] / 1e6:,.1f} MB",
-                        "",
-                    ],
-                    [
-                        "write the four datasets' splits (pyarrow, zstd)",
-                        _s(floor["write_data"]),
-                        f"{floor['bytes_data'] / 1e6:,.1f} MB",
-                        "",
-                    ],
-                    [
-                        "write the four rejects tables",
-                        _s(floor["write_rejects"]),
-                        f"{floor['bytes_rejects'] / 1e6:,.1f} MB",
-                        "",
-                    ],
-                    ["floor: read + datasets", _s(fl_data), "", _ratio(cd["stage_sum"], fl_data)],
-                    [
-                        "floor: read + datasets + rejects",
-                        _s(floor["total"]),
-                        "",
-                        _ratio(cd["stage_sum"], floor["total"]),
-                    ],
+                        f"{e['messages']:,}",
+                        _s(e["chatdata"]["stage_sum"]),
+                        _s(e["reference"]["stage_sum"]),
+                        _ratio(e["reference"]["stage_sum"], e["chatdata"]["stage_sum"]),
+                        _ratio(e["reference"]["wall"], e["chatdata"]["wall"]),
+                        "yes" if e["counts_ok"] else "**NO**",
+                    ]
+                    for e in entries
                 ],
             )
         )
-        parts.append("\n### Output rows: chatdata and the reference on the same input\n")
-        crow = [
-            [
-                c["recipe"],
-                c["what"],
-                f"{c['chatdata']:,}",
-                f"{c['reference']:,}",
-                f"{c['diff']:+,}",
-                {True: "yes", False: "**NO**", None: "(may differ)"}[c["ok"]],
-            ]
-            for c in same["counts"]
-        ]
-        parts.append(table(["recipe", "count", "chatdata", "reference", "diff", "agrees"], crow))
-        parts.append(
-            "\nguanaco and guanaco_uncensored must agree exactly. For oasst_en and oasst_prefs everything up to "
-            "the language decision must agree exactly; that decision differs by design (fastText on cleaned "
-            "text in chatdata, langdetect on raw text in the reference), so the filters after it and the final "
-            f"rows may differ, the final rows by at most {ENGLISH_TOLERANCE:.0%}."
-        )
+    for e in entries:
+        parts.extend(same_section(e))
     masks = res.get("masks")
     if masks:
         parts.append("\n### Label-mask validation (StarChat format, byte-level BPE tokenizer)\n")
@@ -540,7 +565,7 @@ def report(res: dict[str, Any]) -> str:
         agree = "equal" if n_naive == n_ours else "DIFFERENT"
         parts.append(
             f"\noasst_en threads: the {masks['distinct_dialogues']:,} dialogues chatdata built from the "
-            f"{res['same_input']['messages'] if same else '?':,}-message forest, repeated. 2-turn example: the "
+            f"{masks.get('from_messages', 0):,}-message forest, repeated. 2-turn example: the "
             "published StarChat example (user 'Hello, can you help me?'), repeated. Tokenizer: byte-level BPE, "
             f"vocabulary {masks['vocab_size']:,}, trained here in {masks['tokenizer_train_seconds']:.1f} s (not "
             f"timed). Trained tokens on the naive path's rows ({agree}): naive {masks['naive']['trained_tokens']:,}, "
@@ -730,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--ref-messages",
-        type=int,
+        type=parse_sizes,
         default=None,
         help="messages for the chatdata-vs-reference comparison (default 50000)",
     )
@@ -758,8 +783,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         res = json.loads(args.from_json.read_text())
         same = res.get("same_input")
-        if same:
-            same["counts"], same["counts_ok"] = compare_counts(same["chatdata"], same["reference"])
+        for entry in res.get("same_inputs") or ([same] if same else []):
+            entry["counts"], entry["counts_ok"] = compare_counts(entry["chatdata"], entry["reference"])
+        if same and res.get("same_inputs"):
+            res["same_input"] = same = res["same_inputs"][-1]
         res["targets"] = targets(res)
         text = report(res)
         print(text)
@@ -770,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     LIMITS["max_rss_gb"] = args.max_rss_gb
-    ref_n = args.ref_messages or (5_000 if quick else 50_000)
+    ref_ns = sorted(args.ref_messages or ([5_000] if quick else [50_000]))
     sizes = args.sizes or ([5_000, 20_000] if quick else [1_000_000, 5_000_000])
     mask_rows = args.mask_rows or (2_000 if quick else 20_000)
     mask_ref_rows = args.mask_ref_rows or (500 if quick else 5_000)
@@ -782,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "command": "bench/run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": {
-            "ref_messages": ref_n,
+            "ref_messages": ref_ns,
             "sizes": sizes,
             "seed": args.seed,
             "mask_rows": mask_rows,
@@ -797,27 +824,35 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(res, indent=1, default=str))
 
     if not args.skip_reference:
-        source, gen = forest(data_dir, ref_n, args.seed, log)
-        try:
-            cd = run_chatdata(source, work, ref_n)
-            ref = run_reference(source, work, ref_n)
-            floor = run_floor(source, cd["out"], work)
-        except JobFailed as exc:
-            print(f"  {exc}", flush=True)
-            res["same_input_error"] = exc.info
-            counts_ok = False
-        else:
-            counts, counts_ok = compare_counts(cd, ref)
-            res["same_input"] = {
-                "messages": ref_n,
+        res["same_inputs"] = []
+        for n in ref_ns:
+            source, gen = forest(data_dir, n, args.seed, log)
+            try:
+                cd = run_chatdata(source, work, n)
+                ref = run_reference(source, work, n)
+                floor = run_floor(source, cd["out"], work)
+            except JobFailed as exc:
+                print(f"  {exc}", flush=True)
+                res["same_input_error"] = exc.info
+                counts_ok = False
+                continue
+            counts, ok = compare_counts(cd, ref)
+            counts_ok &= ok
+            same = {
+                "messages": n,
                 "chatdata": cd,
                 "reference": ref,
                 "floor": floor,
                 "counts": counts,
-                "counts_ok": counts_ok,
+                "counts_ok": ok,
                 "forest_seconds": gen,
             }
+            res["same_inputs"].append(same)
+            res["same_input"] = same  # the largest N: what the targets use
             save()
+            kept_runs[n] = {"messages": n, "chatdata": cd, "floor": floor}
+            if "masks" in res:
+                continue
             print("label-mask validation ...", flush=True)
             try:
                 res["masks"] = child(
@@ -831,11 +866,11 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     work / "scratch",
                 )
+                res["masks"]["from_messages"] = n
             except JobFailed as exc:
                 print(f"  {exc}", flush=True)
                 res["masks_error"] = exc.info
             save()
-            kept_runs[ref_n] = {"messages": ref_n, "chatdata": cd, "floor": floor}
 
     if not args.skip_scaling:
         scaling: list[dict[str, Any]] = []
