@@ -409,8 +409,7 @@ def special_reason(row: dict[str, Any], columns: tuple[str, ...], dialects: tupl
 
 def guanaco_text(messages: list[dict[str, str]]) -> str:
     return "".join(
-        f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}"
-        for m in messages
+        f"### Human: {m['content']}" if m["role"] == "user" else f"### Assistant: {m['content']}" for m in messages
     )
 
 
@@ -425,9 +424,7 @@ def assign_splits(rows: list[dict[str, Any]], names: tuple[str, str], prefs: boo
     """Split by tree (source split), move leaking test trees to train, drop duplicates within a split."""
     train, test = names
     for row in rows:
-        if (
-            row["source_split"] is None
-        ):  # no source split: sha256 of the tree id, 5 % test (chatdata's default)
+        if row["source_split"] is None:  # no source split: sha256 of the tree id, 5 % test (chatdata's default)
             u = int.from_bytes(hashlib.sha256(row["message_tree_id"].encode()).digest()[:8], "big") / 2**64
             row["split"] = test if u < 0.05 else train
         else:
@@ -466,8 +463,7 @@ def write_split(rows: list[dict[str, Any]], path: Path) -> int:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     public = [
-        {k: v for k, v in r.items() if not k.startswith("_") and k not in ("split", "source_split")}
-        for r in rows
+        {k: v for k, v in r.items() if not k.startswith("_") and k not in ("split", "source_split")} for r in rows
     ]
     if not public:
         path.write_bytes(b"")
@@ -546,9 +542,7 @@ def run(
         rendered = timed("render", recipe, render)
         c["render_rejected"] = len(kept) - len(rendered)
         names = ("train_prefs", "test_prefs") if prefs else ("train_sft", "test_sft")
-        splits, moved, dups = timed(
-            "splits", recipe, lambda r=rendered, n=names, p=prefs: assign_splits(r, n, p)
-        )
+        splits, moved, dups = timed("splits", recipe, lambda r=rendered, n=names, p=prefs: assign_splits(r, n, p))
         c.update(moved=moved, duplicate_dialogue=dups, rows={k: len(v) for k, v in splits.items()})
 
         def write(splits=splits, recipe=recipe) -> int:
