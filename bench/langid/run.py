@@ -98,8 +98,7 @@ def compose_dialogues(turns: list[dict], seed: int = 0) -> list[dict]:
                 "lang": ROOT_LANG.get(lang, lang),
                 "kind": "short_turns",
                 "messages": [
-                    {"role": "user" if j % 2 == 0 else "assistant", "content": c}
-                    for j, c in enumerate(shorts)
+                    {"role": "user" if j % 2 == 0 else "assistant", "content": c} for j, c in enumerate(shorts)
                 ],
             }
         )
@@ -185,9 +184,7 @@ def dialogue_frame(dialogues: list[dict]) -> pl.DataFrame:
 
 
 def language_filter(backend: str, **settings: object) -> LanguageFilter:
-    spec = FilterSpec(
-        name="english", filter="language", level="dialogue", settings={"backend": backend, **settings}
-    )
+    spec = FilterSpec(name="english", filter="language", level="dialogue", settings={"backend": backend, **settings})
     return LanguageFilter(spec)
 
 
