@@ -22,12 +22,12 @@ def run_mask_stage(ctx: Any, frame: pl.DataFrame) -> StageRecord:
     from chatdata.chat.tokenizer import load_tokenizer
     from chatdata.chat.validate import validate_masks
     from chatdata.pipeline import _unit, save
-    from chatdata.splits import dialogue_rejects
-    from chatdata.trees import _reason_counts
+    from chatdata.splits import reject_where
+    from chatdata.trees import reason_counts
 
     s = ctx.settings
     tokenizer = load_tokenizer(s.tokenizer)
-    columns = ("chosen", "rejected") if ctx.recipe.output == "prefs" else ("messages",)
+    columns = ctx.recipe.message_columns
     reason = pl.lit(None, pl.String)
     stats: dict[str, Any] = {}
     checked = frame
@@ -52,15 +52,7 @@ def run_mask_stage(ctx: Any, frame: pl.DataFrame) -> StageRecord:
             checked = checked.with_columns(result.get_column("n_tokens"), result.get_column("n_trained"))
     for note in stats[columns[0]].get("notes", []):
         log.warning("%s", note)
-    checked = checked.with_columns(reason.alias("_reason"))
-    bad = checked.filter(pl.col("_reason").is_not_null())
-    good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
-    rejects = dialogue_rejects(
-        bad,
-        stage="masks",
-        reason=pl.col("_reason").str.split(":").list.first().str.split(" [").list.first(),
-        evidence=pl.col("_reason"),
-    )
+    good, rejects = reject_where(checked, reason, stage="masks")
     save(good, ctx.ws.own / "masked.parquet")
     save(rejects, ctx.ws.own / "rejects-masks.parquet")
     notes = {
@@ -78,6 +70,6 @@ def run_mask_stage(ctx: Any, frame: pl.DataFrame) -> StageRecord:
         _unit(ctx),
         frame.height,
         good.height,
-        _reason_counts(rejects),
+        reason_counts(rejects),
         notes={"tokenizer": s.tokenizer},
     )

@@ -22,7 +22,7 @@ from typing import Literal
 import polars as pl
 
 from chatdata.schema import ROLE_MAP, message_rejects
-from chatdata.trees import StageResult, _paths, _reason_counts
+from chatdata.trees import StageResult, reason_counts, root_paths
 
 PairMode = Literal["best_vs_worst", "all_pairs"]
 
@@ -48,7 +48,7 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
     pairs = pairs.join(bad_pairs.select("message_id", "message_id_r"), on=["message_id", "message_id_r"], how="anti")
 
     # the prefix: the path from the root to the user message the replies answer
-    paths = _paths(messages)
+    paths = root_paths(messages)
     info = messages.select(
         "message_id",
         pl.struct(
@@ -128,7 +128,7 @@ def build_pairs(messages: pl.DataFrame, mode: PairMode = "best_vs_worst", stage:
         pl.format("role={} rank={}", pl.col("role"), pl.col("rank").cast(pl.String).fill_null("null")).alias("_ev"),
     )
     rejects = message_rejects(why, stage=stage, reason=pl.col("_why"), evidence=pl.col("_ev"))
-    return StageResult(out, rejects, _reason_counts(rejects))
+    return StageResult(out, rejects, reason_counts(rejects))
 
 
 def _sha256_hex(s: pl.Series) -> pl.Series:

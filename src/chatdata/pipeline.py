@@ -46,9 +46,9 @@ from chatdata.pairs import build_pairs
 from chatdata.recipes import DECONTAM_SPEC, Recipe, get_recipe
 from chatdata.resources import sample_dir
 from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
-from chatdata.splits import assign_splits, dialogue_rejects
+from chatdata.splits import assign_splits, dialogue_rejects, reject_where
 from chatdata.structure import validate_structure
-from chatdata.trees import _reason_counts, flatten, gate
+from chatdata.trees import flatten, gate, reason_counts
 from chatdata.writer import DEFAULT_SHARD_BYTES
 
 BUNDLED = "bundled-sample"
@@ -210,7 +210,7 @@ def stage_ingest(ctx: StageContext) -> StageRecord:
         "records",
         result.messages.height + n_rej,
         result.messages.height,
-        _reason_counts(result.rejects),
+        reason_counts(result.rejects),
     )
 
 
@@ -223,7 +223,7 @@ def stage_structure(ctx: StageContext) -> StageRecord:
     result = validate_structure(messages, rejected_ids)
     save(result.messages, d / "tree.parquet")
     save(result.rejects, d / "rejects-structure.parquet")
-    return StageRecord("structure", "messages", messages.height, result.messages.height, _reason_counts(result.rejects))
+    return StageRecord("structure", "messages", messages.height, result.messages.height, reason_counts(result.rejects))
 
 
 def _memo_key(*parts: Any) -> str:
@@ -294,7 +294,7 @@ def _flatten(ctx: StageContext) -> StageRecord:
     save(result.rejects, ctx.ws.own / "rejects-flatten.parquet")
     used = gated.height - result.rejects.height
     per_tree = result.frame.group_by("message_tree_id").len().get_column("len")
-    unit = "pairs" if r.flatten == "pairs" else "dialogues"
+    unit = _unit(ctx)
     notes = {f"{unit}_per_tree": _describe(per_tree)} if per_tree.len() else {}
     return StageRecord(
         "flatten",
@@ -357,30 +357,23 @@ def stage_render(ctx: StageContext) -> StageRecord:
     frame = load(ctx.ws.own / "filtered.parquet")
     r = ctx.recipe
     on_special = ctx.settings.on_special
-    columns = ("chosen", "rejected") if r.output == "prefs" else ("messages",)
     found = [
         pl.lit(check_dialogues(frame.get_column(column), dialect, on_special)).pipe(  # type: ignore[arg-type]
             lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(
                 pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))
             )
         )
-        for column in columns
+        for column in r.message_columns
         for dialect in r.check_dialects
     ]
-    reason = pl.coalesce(found) if found else pl.lit(None, pl.String)
-    checked = frame.with_columns(reason.alias("_reason"))
-    bad = checked.filter(pl.col("_reason").is_not_null())
-    good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
+    good, rejects = reject_where(frame, pl.coalesce(found) if found else pl.lit(None, pl.String), stage="render")
     if r.text_format and good.height:
         good = good.with_columns(render_batch(good.get_column("messages"), r.text_format, on_special).alias("text"))  # type: ignore[arg-type]
     elif r.text_format:
         good = good.with_columns(pl.lit(None, pl.String).alias("text"))
-    rejects = dialogue_rejects(
-        bad, stage="render", reason=pl.col("_reason").str.split(":").list.first(), evidence=pl.col("_reason")
-    )
     save(good, ctx.ws.own / "rendered.parquet")
     save(rejects, ctx.ws.own / "rejects-render.parquet")
-    return StageRecord("render", _unit(ctx), frame.height, good.height, _reason_counts(rejects))
+    return StageRecord("render", _unit(ctx), frame.height, good.height, reason_counts(rejects))
 
 
 def stage_masks(ctx: StageContext) -> StageRecord:

@@ -36,6 +36,11 @@ class Recipe:
     def output(self) -> str:
         return "prefs" if self.flatten == "pairs" else "sft"
 
+    @property
+    def message_columns(self) -> tuple[str, ...]:
+        """The message-list columns a row carries: both sides of a pair, or the dialogue."""
+        return ("chosen", "rejected") if self.flatten == "pairs" else ("messages",)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["output"] = self.output

@@ -49,7 +49,7 @@ class StageResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _reason_counts(rejects: pl.DataFrame) -> dict[str, int]:
+def reason_counts(rejects: pl.DataFrame) -> dict[str, int]:
     if rejects.is_empty():
         return {}
     key = pl.when(pl.col("filter").is_not_null() & (pl.col("filter") != pl.col("reason"))).then(
@@ -97,10 +97,10 @@ def gate(messages: pl.DataFrame, filters: list[Filter], stage: str = "gates") ->
     )
     keep = flags.select(pl.col("_reason").is_null() & pl.col("_bad_id").is_null()).to_series()
     kept = messages.filter(keep)
-    return StageResult(kept, rejects, _reason_counts(rejects))
+    return StageResult(kept, rejects, reason_counts(rejects))
 
 
-def _paths(nodes: pl.DataFrame) -> pl.DataFrame:
+def root_paths(nodes: pl.DataFrame) -> pl.DataFrame:
     """``message_id`` -> ``path`` (ids from the root), built level by level."""
     max_depth = int(nodes.get_column("depth").max() or 0)
     levels = []
@@ -193,7 +193,7 @@ def flatten(
         reason=pl.col("_why").fill_null("not_in_dialogue"),
         evidence=pl.col("_ev"),
     )
-    counts = _reason_counts(rejects)
+    counts = reason_counts(rejects)
     return StageResult(dialogues, rejects, counts)
 
 
@@ -212,7 +212,7 @@ def _why_unused(nodes: pl.DataFrame) -> pl.DataFrame:
 
 
 def _thread_ends(nodes: pl.DataFrame, keep_user_ended: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    paths = _paths(nodes)
+    paths = root_paths(nodes)
     leaves = nodes.filter(~pl.col("_has_child"))
     if keep_user_ended:
         end_ids = leaves.filter(pl.col("depth") > 0).select(pl.col("message_id").alias("end_id"))

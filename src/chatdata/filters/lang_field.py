@@ -9,9 +9,9 @@ import polars as pl
 from chatdata.filters.base import Filter, register
 
 
-def primary_subtag(expr: pl.Expr) -> pl.Expr:
-    """``pt-BR`` -> ``pt``; ``EN`` -> ``en``."""
-    return expr.str.to_lowercase().str.split("-").list.first()
+def primary_subtag_expr(code: pl.Expr) -> pl.Expr:
+    """Polars twin of :func:`chatdata.filters.langid.primary_subtag` (``pt-BR`` -> ``pt``, null -> null)."""
+    return code.cast(pl.String).str.to_lowercase().str.replace(r"[-_].*$", "").str.strip_chars()
 
 
 @register
@@ -25,7 +25,7 @@ class LangFieldFilter(Filter):
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         targets = [str(t).lower() for t in self.settings["targets"]]
-        ok = primary_subtag(pl.col("lang")).is_in(targets)
+        ok = primary_subtag_expr(pl.col("lang")).is_in(targets)
         return (
             pl.when(ok.fill_null(False)).then(pl.lit(None, pl.String)).otherwise(pl.lit("root_lang_not_target")),
             pl.format("lang={}", pl.col("lang").fill_null("null")),

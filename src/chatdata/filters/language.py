@@ -30,16 +30,12 @@ import polars as pl
 
 from chatdata.errors import SpecError
 from chatdata.filters.base import Filter, register
+from chatdata.filters.lang_field import primary_subtag_expr
 from chatdata.filters.langid import BACKENDS, UNDETERMINED, get_backend
 from chatdata.filters.textclean import clean_for_langid, letter_count
 
 _NULL = pl.lit(None, dtype=pl.String)
 VOTE_DTYPE = pl.List(pl.Struct({"lang": pl.String, "share": pl.Float64}))
-
-
-def primary_subtag_expr(code: pl.Expr) -> pl.Expr:
-    """Polars twin of :func:`chatdata.filters.langid.primary_subtag` (``pt-BR`` -> ``pt``, null -> null)."""
-    return code.cast(pl.String).str.to_lowercase().str.replace(r"[-_].*$", "").str.strip_chars()
 
 
 def _turns(frame: pl.DataFrame) -> pl.DataFrame:
