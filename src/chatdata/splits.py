@@ -83,8 +83,48 @@ def reject_where(frame: pl.DataFrame, reason: pl.Expr, *, stage: str) -> tuple[p
     return checked.filter(pl.col("_reason").is_null()).drop("_reason"), rejects
 
 
-def assign_splits(
-    frame: pl.DataFrame,
+def split_keys(
+    frame: pl.DataFrame, *, prompt_column: str = "messages", dedupe_columns: tuple[str, ...] = ("messages",)
+) -> pl.DataFrame:
+    """The light columns a split plan needs, one row per dialogue in ``frame`` order: tree, source split, dialogue
+    id, and 128-bit hashes (two seeded 64-bit halves) of the normalised first user prompt and of the dialogue's
+    roles and contents. Hashes let the plan run over millions of rows from many shards without their text."""
+    first_user = (
+        pl.col(prompt_column)
+        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
+        .list.first()
+        .struct.field("content")
+    )
+    key = pl.concat_str(
+        [
+            pl.col(c)
+            .list.eval(pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content"))
+            .list.join("\x1e")
+            for c in dedupe_columns
+        ],
+        separator="\x1d",
+    )
+    prompt = normalise_prompt(first_user)
+    return frame.select(
+        "message_tree_id",
+        "source_split",
+        "dialogue_id",
+        *[pl.when(prompt.is_not_null()).then(prompt.hash(seed)).alias(f"_p{seed}") for seed in (1, 2)],
+        *[pl.when(key.is_not_null()).then(key.hash(seed)).alias(f"_k{seed}") for seed in (1, 2)],
+    )
+
+
+@dataclass
+class SplitPlan:
+    """Per input row (``_row``): its final ``split`` and, for dropped rows, ``_reason``/``_evidence``."""
+
+    rows: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
+
+
+def plan_splits(
+    keys: pl.DataFrame,
     *,
     names: tuple[str, str] = ("train_sft", "test_sft"),
     test_fraction: float = 0.05,
@@ -92,17 +132,13 @@ def assign_splits(
     honour_source: bool = True,
     leak_policy: LeakPolicy = "move",
     dedupe: bool = True,
-    prompt_column: str = "messages",
-    dedupe_columns: tuple[str, ...] = ("messages",),
-) -> SplitResult:
-    """Assign ``split`` by tree, fix cross-split prompt leaks, drop exact duplicates. See the module docstring."""
+) -> SplitPlan:
+    """Decide every row's split and drops from :func:`split_keys` columns plus a unique ``_row`` per row."""
     train, test = names
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError("test_fraction must be in [0, 1)")
-    if frame.is_empty():
-        return SplitResult(frame.with_columns(pl.lit(None, pl.String).alias("split")), empty_rejects())
     trees = (
-        frame.select("message_tree_id", "source_split").unique("message_tree_id", keep="first").sort("message_tree_id")
+        keys.select("message_tree_id", "source_split").unique("message_tree_id", keep="first").sort("message_tree_id")
     )
     trees = trees.with_columns(tree_hash_fraction(trees.get_column("message_tree_id"), seed))
     by_source = pl.col("source_split").is_not_null() & pl.lit(honour_source)
@@ -116,70 +152,87 @@ def assign_splits(
         .otherwise(pl.lit(train))
         .alias("split")
     )
-    out = frame.join(trees.select("message_tree_id", "split"), on="message_tree_id", how="left")
-
-    # prompt leaks: the first user turn, normalised, per tree
-    first_user = (
-        pl.col(prompt_column)
-        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
-        .list.first()
-        .struct.field("content")
+    out = keys.join(trees.select("message_tree_id", "split"), on="message_tree_id", how="left").with_columns(
+        pl.lit(None, pl.String).alias("_reason"), pl.lit(None, pl.String).alias("_evidence")
     )
-    out = out.with_columns(normalise_prompt(first_user).alias("_prompt"))
-    train_prompts = out.filter(pl.col("split") == train).select("_prompt").unique()
-    leaking_trees = (
-        out.filter(pl.col("split") == test)
-        .join(train_prompts, on="_prompt", how="semi")
-        .select("message_tree_id")
-        .unique()
-    )
-    rejects = [empty_rejects()]
     counts: dict[str, int] = {}
     moved = 0
-    if leaking_trees.height:
-        is_leak = pl.col("message_tree_id").is_in(leaking_trees.get_column("message_tree_id").implode())
+    # prompt leaks: a test tree whose normalised first user prompt also occurs in train
+    prompt = ["_p1", "_p2"]
+    train_prompts = out.filter(pl.col("split") == train).select(prompt).drop_nulls().unique()
+    leaking_trees = (
+        out.filter(pl.col("split") == test).join(train_prompts, on=prompt, how="semi").get_column("message_tree_id")
+    ).unique()
+    if leaking_trees.len():
+        is_leak = pl.col("message_tree_id").is_in(leaking_trees.implode())
         if leak_policy == "move":
             moved = out.filter(is_leak).height
             out = out.with_columns(pl.when(is_leak).then(pl.lit(train)).otherwise(pl.col("split")).alias("split"))
         else:
-            leaked = out.filter(is_leak)
-            rejects.append(
-                dialogue_rejects(
-                    leaked,
-                    stage=STAGE,
-                    reason="cross_split_prompt",
-                    evidence=pl.format("prompt also in {}", pl.lit(train)),
-                )
+            counts["cross_split_prompt"] = out.filter(is_leak).height
+            out = out.with_columns(
+                pl.when(is_leak).then(pl.lit("cross_split_prompt")).alias("_reason"),
+                pl.when(is_leak).then(pl.lit(f"prompt also in {train}")).alias("_evidence"),
             )
-            counts["cross_split_prompt"] = leaked.height
-            out = out.filter(~is_leak)
-
     out = out.sort("split", "message_tree_id", "dialogue_id")
     if dedupe:
-        key = pl.concat_str(
-            [
-                pl.col(c)
-                .list.eval(pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content"))
-                .list.join("\x1e")
-                for c in dedupe_columns
-            ],
-            separator="\x1d",
-        )
-        out = out.with_columns(key.alias("_key"))
-        first = pl.col("_key").is_first_distinct().over("split")
-        dups = out.filter(~first)
+        live = out.filter(pl.col("_reason").is_null())
+        first = pl.struct("_k1", "_k2").is_first_distinct().over("split")
+        dups = live.filter(~first)
         if dups.height:
-            firsts = out.filter(first).select("split", "_key", pl.col("dialogue_id").alias("_first"))
-            dups = dups.join(firsts, on=["split", "_key"], how="left")
-            rejects.append(
-                dialogue_rejects(
-                    dups,
-                    stage=STAGE,
-                    reason="duplicate_dialogue",
-                    evidence=pl.format("same as {} in {}", pl.col("_first"), pl.col("split")),
-                )
+            firsts = live.filter(first).select("split", "_k1", "_k2", pl.col("dialogue_id").alias("_first"))
+            dups = dups.join(firsts, on=["split", "_k1", "_k2"], how="left").select(
+                "_row",
+                pl.lit("duplicate_dialogue").alias("_dup_reason"),
+                pl.format("same as {} in {}", pl.col("_first"), pl.col("split")).alias("_dup_evidence"),
+            )
+            out = out.join(dups, on="_row", how="left", maintain_order="left").with_columns(
+                pl.coalesce("_reason", "_dup_reason").alias("_reason"),
+                pl.coalesce("_evidence", "_dup_evidence").alias("_evidence"),
             )
             counts["duplicate_dialogue"] = dups.height
-        out = out.filter(first)
-    out = out.drop([c for c in out.columns if c.startswith("_")])
-    return SplitResult(out, pl.concat(rejects, how="vertical"), counts, moved)
+    return SplitPlan(out.select("_row", "split", "_reason", "_evidence"), counts, moved)
+
+
+def apply_plan(frame: pl.DataFrame, plan_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``frame`` (with ``_row``) split by a plan: the kept rows in output order (split, tree, dialogue) with a
+    ``split`` column, and the dropped rows as dialogue rejects of the ``splits`` stage."""
+    out = frame.join(plan_rows, on="_row", how="left", maintain_order="left")
+    dropped = out.filter(pl.col("_reason").is_not_null())
+    rejects = dialogue_rejects(dropped, stage=STAGE, reason=pl.col("_reason"), evidence=pl.col("_evidence"))
+    kept = out.filter(pl.col("_reason").is_null()).sort("split", "message_tree_id", "dialogue_id")
+    return kept.drop([c for c in kept.columns if c.startswith("_")]), rejects
+
+
+def assign_splits(
+    frame: pl.DataFrame,
+    *,
+    names: tuple[str, str] = ("train_sft", "test_sft"),
+    test_fraction: float = 0.05,
+    seed: str = "",
+    honour_source: bool = True,
+    leak_policy: LeakPolicy = "move",
+    dedupe: bool = True,
+    prompt_column: str = "messages",
+    dedupe_columns: tuple[str, ...] = ("messages",),
+) -> SplitResult:
+    """Assign ``split`` by tree, fix cross-split prompt leaks, drop exact duplicates. See the module docstring."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError("test_fraction must be in [0, 1)")
+    if frame.is_empty():
+        return SplitResult(frame.with_columns(pl.lit(None, pl.String).alias("split")), empty_rejects())
+    numbered = frame.with_row_index("_row")
+    keys = split_keys(frame, prompt_column=prompt_column, dedupe_columns=dedupe_columns).with_columns(
+        numbered.get_column("_row")
+    )
+    plan = plan_splits(
+        keys,
+        names=names,
+        test_fraction=test_fraction,
+        seed=seed,
+        honour_source=honour_source,
+        leak_policy=leak_policy,
+        dedupe=dedupe,
+    )
+    kept, rejects = apply_plan(numbered, plan.rows)
+    return SplitResult(kept, conform(rejects, REJECT_SCHEMA), plan.counts, plan.moved)
