@@ -19,6 +19,11 @@ import yaml
 
 from chatdata.card import (
     PLOT_FILES,
+    REJECT_COLUMNS,
+    _ordered_splits,
+    _reject_paths,
+    _rejects,
+    card_context,
     card_metadata,
     code_block,
     dump_yaml,
@@ -535,6 +540,24 @@ def test_stale_plots_are_removed_and_plots_can_be_skipped(tmp_path: Path) -> Non
         p.unlink()
     text = render_card(build, folder, plots=False)
     assert not list(folder.glob("*.png")) and ".png)" not in text
+
+
+def test_rejects_are_summarised_without_payloads_and_across_shards(tmp_path: Path) -> None:
+    folder, build = make_folder(tmp_path / "one", "uncensored", hostile=True)
+    keys = ("phrases", "decontam", "rejects")
+    one = card_context(build, folder, plots=False)
+    assert one["phrases"]["dropped_rows"] == 7 and one["rejects"]
+    # the same rejects in several shards (file order kept): the same phrases, decontamination and summary
+    rej = pl.concat([pl.read_parquet(p) for p in _reject_paths(folder, _ordered_splits(build))])
+    for p in (folder / "rejects").glob("*.parquet"):
+        p.unlink()
+    paths = write_split(rej, folder / "rejects", "rejects", max_shard_bytes=2_000)
+    assert len(paths) > 2
+    build["outputs"]["rejects"]["rejects"]["files"] = [file_entry(p, folder) for p in paths]
+    many = card_context(build, folder, plots=False)
+    assert {k: many[k] for k in keys} == {k: one[k] for k in keys}
+    small = _rejects(_reject_paths(folder, _ordered_splits(build)))
+    assert small is not None and tuple(small.columns) == REJECT_COLUMNS and small.height == rej.height
 
 
 def test_data_files_list_exact_paths_when_a_glob_would_match_more(tmp_path: Path) -> None:

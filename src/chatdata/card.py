@@ -545,21 +545,36 @@ def _filter_names(build: Mapping[str, Any], *kinds: str) -> list[str]:
     )
 
 
-def _rejects(folder: Path, splits: list[SplitFiles]) -> pl.DataFrame | None:
-    parts = [s for s in splits if s.config == "rejects"]
-    paths = [_local(folder, p) for s in parts for p in s.paths]
-    if not paths:
-        return None
-    cols = ["stage", "filter", "reason", "evidence", "payload"]
+#: reject columns the card summarises (``payload`` is read only for the phrase filters' rows)
+REJECT_COLUMNS = ("stage", "filter", "reason", "evidence")
+
+
+def _reject_paths(folder: Path, splits: list[SplitFiles]) -> list[Path]:
+    return [_local(folder, p) for s in splits if s.config == "rejects" for p in s.paths]
+
+
+def _scan_rejects(paths: Iterable[Path], columns: Iterable[str]) -> pl.LazyFrame:
+    """The rejects files as one lazy frame of ``columns`` cast to strings, in file order (a column missing
+    from a file is null there)."""
+    columns = list(columns)
     frames = []
     for path in paths:
-        have = [c for c in cols if c in pq.read_schema(path).names]
-        frames.append(pl.read_parquet(path, columns=have))
-    frame = pl.concat(frames, how="diagonal_relaxed")
-    for c in cols:
-        if c not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, pl.String).alias(c))
-    return frame.select(pl.col(c).cast(pl.String) for c in cols)
+        missing = [c for c in columns if c not in pq.read_schema(path).names]
+        frames.append(
+            pl.scan_parquet(path)
+            .with_columns(pl.lit(None, pl.String).alias(c) for c in missing)
+            .select(pl.col(c).cast(pl.String) for c in columns)
+        )
+    if not frames:
+        return pl.LazyFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.concat(frames, how="vertical")
+
+
+def _rejects(paths: list[Path]) -> pl.DataFrame | None:
+    """The small columns of the rejects table (:data:`REJECT_COLUMNS`, strings), never the payloads."""
+    if not paths:
+        return None
+    return _scan_rejects(paths, REJECT_COLUMNS).collect()
 
 
 def reject_summary(rejects: pl.DataFrame) -> list[dict[str, Any]]:
@@ -575,21 +590,32 @@ def reject_summary(rejects: pl.DataFrame) -> list[dict[str, Any]]:
     return grouped.to_dicts()
 
 
-def phrase_stats(build: Mapping[str, Any], rows: pl.DataFrame, rejects: pl.DataFrame | None) -> dict[str, Any] | None:
-    """Most frequent matched phrases: in dropped dialogues (``matched_phrases`` inside the rejects' payload)
-    and in published rows (a ``matched_phrases`` column), counting each phrase once per row."""
+def phrase_stats(build: Mapping[str, Any], rows: pl.DataFrame, reject_paths: Iterable[Path]) -> dict[str, Any] | None:
+    """Most frequent matched phrases: in dropped dialogues (``matched_phrases`` inside the payload of the
+    phrase filters' rejects, read lazily from ``reject_paths`` for those rows only) and in published rows (a
+    ``matched_phrases`` column), counting each phrase once per row."""
     names = _filter_names(build, "uncensor", "phrase")
     kept_col = "matched_phrases" in rows.columns
     if not names and not kept_col:
         return None
     dropped = pl.DataFrame(schema={"m": pl.List(pl.String)})
     by_filter: list[tuple[str, int]] = []
-    if rejects is not None and names:
-        mine = rejects.filter(pl.col("filter").is_in(names))
-        by_filter = sorted(((str(f), n) for f, n in mine.group_by("filter").len().iter_rows()), key=lambda x: x[0])
-        dropped = mine.select(
-            pl.col("payload").str.json_path_match("$.matched_phrases").str.json_decode(pl.List(pl.String)).alias("m")
+    reject_paths = list(reject_paths)
+    if reject_paths and names:
+        mine = (
+            _scan_rejects(reject_paths, ("filter", "payload"))
+            .filter(pl.col("filter").is_in(names))
+            .select(
+                "filter",
+                pl.col("payload")
+                .str.json_path_match("$.matched_phrases")
+                .str.json_decode(pl.List(pl.String))
+                .alias("m"),
+            )
+            .collect()
         )
+        by_filter = sorted(((str(f), n) for f, n in mine.group_by("filter").len().iter_rows()), key=lambda x: x[0])
+        dropped = mine.select("m")
     kept = rows.select(pl.col("matched_phrases").alias("m")) if kept_col else dropped.head(0)
 
     def counts(frame: pl.DataFrame) -> dict[str, int]:
@@ -940,7 +966,8 @@ def card_context(
     default = [s for s in splits if s.config == "default"]
     split_order = [s.split for s in default]
     rows = load_rows(folder, default)
-    rejects = _rejects(folder, splits)
+    reject_paths = _reject_paths(folder, splits)
+    rejects = _rejects(reject_paths)
     langs = language_stats(rows, split_order)
     meta = card_metadata(build, folder, languages=language_codes(rows) or None)
     pairs = pair_stats(rows, split_order)
@@ -987,7 +1014,7 @@ def card_context(
         "languages": langs,
         "language_record": scrub_paths(_find(build, LANGUAGE_KEYS)),
         "language_filters": _filter_names(build, "lang"),
-        "phrases": phrase_stats(build, rows, rejects),
+        "phrases": phrase_stats(build, rows, reject_paths),
         "phrase_record": scrub_paths(_find(build, PHRASE_KEYS)),
         "decontam": decontamination_stats(build, rows, rejects),
         "masks": mask_info(build),
