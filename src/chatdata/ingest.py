@@ -6,6 +6,8 @@ such files, or a Hub dataset id (downloaded through :mod:`chatdata.hub.source`).
 
 Unreadable records never vanish: a malformed line, a record that is not an object, a missing required field or a
 value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload.
+
+:func:`iter_path` streams the input in batches of a bounded number of records; :func:`read_path` concatenates them.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from chatdata.schema import (
     REJECT_SCHEMA,
     REQUIRED_FIELDS,
     conform,
+    empty_messages,
     empty_rejects,
 )
 
 STAGE = "ingest"
 PATTERNS = ("*.parquet", "*.messages.jsonl", "*.messages.jsonl.gz", "*.trees.jsonl", "*.trees.jsonl.gz")
+#: Input records (Parquet rows, JSONL messages and rejects) per streamed batch by default.
+BATCH_ROWS = 200_000
 
 # JSON field -> accepted Python types (bool is not an int here)
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -72,6 +77,15 @@ class IngestResult:
     messages: pl.DataFrame
     rejects: pl.DataFrame
     files: list[SourceFile] = field(default_factory=list)
+
+
+@dataclass
+class IngestBatch:
+    """A slice of one file: canonical messages and ingest rejects; ``file`` is set on the file's last batch only."""
+
+    messages: pl.DataFrame
+    rejects: pl.DataFrame
+    file: SourceFile | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -122,24 +136,53 @@ def file_format(path: Path) -> str:
 
 
 def read_path(path: Path) -> IngestResult:
-    """Read a local file or folder of oasst data."""
-    root = path if path.is_dir() else path.parent
+    """Read a local file or folder of oasst data whole: :func:`iter_path`, concatenated."""
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
     files: list[SourceFile] = []
+    for batch in iter_path(path):
+        frames.append(batch.messages)
+        rejects.append(batch.rejects)
+        if batch.file is not None:
+            files.append(batch.file)
+    messages = pl.concat(frames, how="vertical") if frames else empty_messages()
+    rejected = pl.concat(rejects, how="vertical") if rejects else empty_rejects()
+    return IngestResult(messages=messages, rejects=rejected, files=files)
+
+
+def iter_path(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[IngestBatch]:
+    """Stream a local file or folder of oasst data in batches of about ``batch_rows`` input records.
+
+    Files come in :func:`discover` order, each as one or more batches in file order (at least one, possibly
+    empty); the last batch of a file carries its :class:`SourceFile`. Parquet batches hold at most ``batch_rows``
+    rows; a JSONL batch is cut between lines once it holds ``batch_rows`` records (a tree line may add many).
+    Unreadable files raise :class:`InputError` when reached, possibly after earlier batches of that file."""
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    root = path if path.is_dir() else path.parent
     for f in discover(path):
         name = f.relative_to(root).as_posix()
         fmt = file_format(f)
         if fmt == "parquet":
-            msgs, rej = read_parquet(f, name)
+            batches = _parquet_batches(f, name, batch_rows)
         else:
-            msgs, rej = read_jsonl(f, name, trees=(fmt == "trees"))
-        frames.append(msgs)
-        rejects.append(rej)
-        files.append(SourceFile(path=name, sha256=sha256_file(f), format=fmt, records=msgs.height + rej.height))
-    messages = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=MESSAGE_SCHEMA)
-    rejected = pl.concat(rejects, how="vertical") if rejects else empty_rejects()
-    return IngestResult(messages=messages, rejects=rejected, files=files)
+            batches = _jsonl_batches(f, name, trees=(fmt == "trees"), batch_rows=batch_rows)
+        records = 0
+        last: tuple[pl.DataFrame, pl.DataFrame] | None = None
+        for current in batches:  # one batch of lookahead, so the file's last batch can carry its SourceFile
+            if last is not None:
+                yield IngestBatch(*last)
+            records += current[0].height + current[1].height
+            last = current
+        msgs, rej = last if last is not None else (empty_messages(), empty_rejects())
+        yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha256_file(f), format=fmt, records=records))
+
+
+def _concat(batches: Iterator[tuple[pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    pairs = list(batches)
+    if not pairs:
+        return empty_messages(), empty_rejects()
+    return pl.concat([p[0] for p in pairs], how="vertical"), pl.concat([p[1] for p in pairs], how="vertical")
 
 
 # ---------------------------------------------------------------------------------------------------------- Parquet
@@ -147,17 +190,43 @@ def read_path(path: Path) -> IngestResult:
 
 def read_parquet(path: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read a Hub-style Parquet message table; cells of the wrong type become ingest rejects."""
+    return _concat(_parquet_batches(path, name, BATCH_ROWS))
+
+
+def _parquet_batches(path: Path, name: str, batch_rows: int) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Convert a Parquet message table ``batch_rows`` rows at a time (nothing for an empty table)."""
+
+    def unreadable(exc: Exception) -> InputError:
+        return InputError(name, f"cannot read Parquet ({exc}); is the file complete?")
+
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(name, f"cannot read Parquet ({exc}); is the file complete?") from None
-    missing = [c for c in REQUIRED_FIELDS if c not in table.column_names]
-    if missing:
-        raise InputError(name, f"missing required column(s) {missing}; is this an oasst message table?")
-    table = table.drop_columns([c for c in ("user_id",) if c in table.column_names])
-    raw = pl.from_arrow(table)
+        raise unreadable(exc) from None
+    with pf:
+        schema = pf.schema_arrow
+        missing = [c for c in REQUIRED_FIELDS if c not in schema.names]
+        if missing:
+            raise InputError(name, f"missing required column(s) {missing}; is this an oasst message table?")
+        columns = [c for c in schema.names if c != "user_id"] if "user_id" in schema.names else None
+        batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
+        rows = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise unreadable(exc) from None
+            if batch is None:
+                break
+            yield _parquet_frames(batch, path, name, rows)
+            rows += batch.num_rows
+
+
+def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Messages and rejects of Parquet rows that follow ``offset`` earlier rows of the file."""
+    raw = pl.from_arrow(batch)
     assert isinstance(raw, pl.DataFrame)
-    raw = raw.with_row_index("source_line", offset=1).with_columns(pl.col("source_line").cast(pl.Int64))
+    raw = raw.with_row_index("source_line", offset=offset + 1).with_columns(pl.col("source_line").cast(pl.Int64))
     casts = []
     bad_flags = []
     for col, dtype in MESSAGE_SCHEMA.items():
@@ -354,9 +423,17 @@ class _Columns:
                 self.cols[c].append(values.get(c))
         return mid
 
-    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+    @property
+    def records(self) -> int:
+        """Messages and rejects held since the last flush."""
+        return len(self.cols["source_line"]) + len(self.rejects)
+
+    def flush(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The held messages and rejects as frames; the accumulator starts over empty."""
         msgs = pl.DataFrame(self.cols, schema=MESSAGE_SCHEMA)
         rej = pl.DataFrame(self.rejects, schema=REJECT_SCHEMA) if self.rejects else empty_rejects()
+        self.cols = {c: [] for c in MESSAGE_SCHEMA}
+        self.rejects = []
         return msgs, rej
 
 
@@ -372,38 +449,52 @@ def _strip(rec: dict[str, Any]) -> dict[str, Any]:
 
 def read_jsonl(path: Path, name: str, *, trees: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read a ``.messages.jsonl(.gz)`` or ``.trees.jsonl(.gz)`` export."""
+    return _concat(_jsonl_batches(path, name, trees=trees, batch_rows=BATCH_ROWS))
+
+
+def _jsonl_batches(
+    path: Path, name: str, *, trees: bool, batch_rows: int
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Flush the records read so far whenever they reach ``batch_rows``, between lines (nothing for no records)."""
     acc = _Columns(name, split_from_name(path))
     ready_export = "_ready." in path.name
     for lineno, raw in _open_lines(path, name):
-        if not raw.strip():
-            continue
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            acc.reject(
-                unit="line",
-                reason="malformed_json",
-                evidence=str(exc).split(":")[0][:120],
-                line=lineno,
-                payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
-            )
-            continue
-        if not isinstance(obj, dict):
-            acc.reject(
-                unit="line",
-                reason="not_an_object",
-                evidence=f"got {type(obj).__name__}",
-                line=lineno,
-                payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
-            )
-            continue
-        if trees:
-            _read_tree(acc, obj, lineno, ready_export)
-        else:
-            if obj.get("tree_state") is None and ready_export:
-                obj["tree_state"] = "ready_for_export"
-            acc.add(obj, lineno)
-    return acc.frames()
+        _read_line(acc, raw, lineno, trees=trees, ready_export=ready_export)
+        if acc.records >= batch_rows:
+            yield acc.flush()
+    if acc.records:
+        yield acc.flush()
+
+
+def _read_line(acc: _Columns, raw: bytes, lineno: int, *, trees: bool, ready_export: bool) -> None:
+    if not raw.strip():
+        return
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        acc.reject(
+            unit="line",
+            reason="malformed_json",
+            evidence=str(exc).split(":")[0][:120],
+            line=lineno,
+            payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
+        )
+        return
+    if not isinstance(obj, dict):
+        acc.reject(
+            unit="line",
+            reason="not_an_object",
+            evidence=f"got {type(obj).__name__}",
+            line=lineno,
+            payload=raw.decode("utf-8", errors="replace").rstrip("\r\n"),
+        )
+        return
+    if trees:
+        _read_tree(acc, obj, lineno, ready_export)
+    else:
+        if obj.get("tree_state") is None and ready_export:
+            obj["tree_state"] = "ready_for_export"
+        acc.add(obj, lineno)
 
 
 def _read_tree(acc: _Columns, obj: dict[str, Any], lineno: int, ready_export: bool) -> None:
