@@ -31,6 +31,7 @@ out_console = Console()
 class Engine(str, Enum):
     prefect = "prefect"
     local = "local"
+    sharded = "sharded"
 
 
 def _fail(exc: Exception) -> None:
@@ -103,7 +104,8 @@ def build(
         Engine,
         typer.Option(
             help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); "
-            "local: run the stages in this process."
+            "local: run the stages in this process; sharded: cut the input into tree-shards and run them in "
+            "--workers processes (bounded memory, same output bytes; for millions of messages)."
         ),
     ] = Engine.prefect,
     push_to: Annotated[
@@ -146,6 +148,17 @@ def build(
     shards: Annotated[
         int, typer.Option(help="Tree-shards per sharded stage (independent of the worker count).", min=1, max=4096)
     ] = 16,
+    tree_shards: Annotated[
+        int | None,
+        typer.Option(
+            help="With --engine sharded: number of tree-shards (default: about one per 150k messages).",
+            min=1,
+            max=4096,
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="With --engine sharded: worker processes running shards at once.", min=1, max=256)
+    ] = 2,
     force: Annotated[
         bool, typer.Option("--force", help="Re-run every stage even if its inputs are unchanged.")
     ] = False,
@@ -206,6 +219,17 @@ def build(
                 if dask_address:
                     raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
                 run_local(names, settings, out, work=work, on_stage=on_stage)
+                result = None
+            elif engine is Engine.sharded:
+                from chatdata.sharded_build import run_sharded_build
+
+                if dask_address:
+                    raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
+                progress.update(bar, total=None)
+                run_sharded_build(
+                    names, settings, out, work=work, shards=tree_shards, workers=workers,
+                    on_step=lambda msg: progress.update(bar, description=msg),
+                )  # fmt: skip
                 result = None
             else:
                 result = _run_prefect(

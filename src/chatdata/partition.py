@@ -1,0 +1,189 @@
+"""Cut a source into K tree-shards in bounded memory, so every later stage can run shard by shard.
+
+A message goes to the shard of the root its parent links lead to (not of the ``message_tree_id`` it claims), so
+each shard holds whole trees exactly as :func:`chatdata.structure.validate_structure` would walk them: a message
+claiming another tree, an orphan or a cycle is judged in a shard with everything it is judged against. Messages
+no root reaches (orphans, cycles and whatever hangs below them or below an ingest reject) and all ingest rejects
+go to shard 0, every copy of a duplicated message id to the shard of its first occurrence. Within a shard, rows
+keep source order. The result: each shard's stages see the same trees, in the same order, as a whole-input run.
+
+Three passes, none holding the text of more than one batch: ingest streams batches into a spill file while
+keeping two 64-bit id hashes per message; a level-by-level walk over those hashes routes every message id to a
+shard; the spill is re-read and appended to per-shard files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chatdata.ingest import SourceFile, iter_path
+from chatdata.ledger import StageRecord
+from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
+from chatdata.trees import reason_counts
+
+_SEED = 7
+_FLUSH_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Shard workspaces ``roots[i]`` (each with ``common/messages.parquet`` and ``common/rejects-ingest.parquet``)
+    and the ingest record of the whole input."""
+
+    roots: tuple[Path, ...]
+    record: StageRecord
+    files: tuple[SourceFile, ...]
+    messages_per_shard: tuple[int, ...]
+
+
+def _id_hash(col: str) -> pl.Expr:
+    """A 64-bit hash of an id column; null stays null (a root has no parent)."""
+    return pl.when(pl.col(col).is_not_null()).then(pl.col(col).hash(_SEED))
+
+
+def route(ids: pl.DataFrame, k: int) -> pl.DataFrame:
+    """``ids`` (``mid``, ``pid``: u64 hashes of message and parent ids, source order) -> ``mid``, ``shard`` per
+    distinct message id. Reached messages go to ``hash(root) % k``, unreached ones to shard 0."""
+    first = ids.filter(pl.col("mid").is_first_distinct())
+    frontier = first.filter(pl.col("pid").is_null()).select("mid", pl.col("mid").alias("root"))
+    pool = first.filter(pl.col("pid").is_not_null())
+    reached = [frontier]
+    while frontier.height and pool.height:
+        children = pool.join(frontier.rename({"mid": "pid"}), on="pid", how="inner").select("mid", "root")
+        if not children.height:
+            break
+        reached.append(children)
+        pool = pool.join(children.select("mid"), on="mid", how="anti")
+        frontier = children
+    routed = pl.concat(reached).select("mid", (pl.col("root") % k).cast(pl.UInt32).alias("shard"))
+    return pl.concat([routed, pool.select("mid", pl.lit(0, pl.UInt32).alias("shard"))])
+
+
+class _ShardFiles:
+    """One lz4 Parquet writer per shard, fed in buffered slices so row groups stay a sensible size."""
+
+    def __init__(self, paths: list[Path], schema: pa.Schema) -> None:
+        self.paths, self.schema = paths, schema
+        self.buffers: list[list[pl.DataFrame]] = [[] for _ in paths]
+        self.counts = [0] * len(paths)
+        self.writers: list[pq.ParquetWriter | None] = [None] * len(paths)
+
+    def add(self, i: int, frame: pl.DataFrame) -> None:
+        self.buffers[i].append(frame)
+        self.counts[i] += frame.height
+        if sum(f.height for f in self.buffers[i]) >= _FLUSH_ROWS:
+            self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        if not self.buffers[i]:
+            return
+        table = pl.concat(self.buffers[i]).to_arrow().cast(self.schema)
+        self.buffers[i] = []
+        if self.writers[i] is None:
+            self.paths[i].parent.mkdir(parents=True, exist_ok=True)
+            self.writers[i] = pq.ParquetWriter(self.paths[i], self.schema, compression="lz4", write_statistics=False)
+        self.writers[i].write_table(table)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        for i, path in enumerate(self.paths):
+            self._flush(i)
+            writer = self.writers[i]
+            if writer is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(self.schema.empty_table(), path, compression="lz4")
+            else:
+                writer.close()
+
+
+def _arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
+    return pl.DataFrame(schema=schema).to_arrow().schema
+
+
+def partition_source(
+    path: Path,
+    work: Path,
+    k: int,
+    *,
+    batch_rows: int = 200_000,
+    on_batch: Callable[[int], None] | None = None,
+) -> Partition:
+    """Ingest ``path`` into ``k`` shard workspaces under ``work/shards/`` (see the module docstring)."""
+    if k < 1:
+        raise ValueError(f"the number of shards must be at least 1, got {k}")
+    scratch = work / "partition"
+    scratch.mkdir(parents=True, exist_ok=True)
+    msg_schema, rej_schema = _arrow_schema(MESSAGE_SCHEMA), _arrow_schema(REJECT_SCHEMA)
+    spill_path = scratch / "messages.spill.parquet"
+    spill = pq.ParquetWriter(spill_path, msg_schema, compression="lz4", write_statistics=False)
+    roots = tuple(work / "shards" / f"{i:05d}-of-{k:05d}" for i in range(k))
+    rejects = _ShardFiles([roots[0] / "common" / "rejects-ingest.parquet"], rej_schema)
+    ids: list[pl.DataFrame] = []
+    files: list[SourceFile] = []
+    n_messages = 0
+    reject_counts: dict[str, int] = {}
+    try:
+        for batch in iter_path(path, batch_rows):
+            if batch.messages.height:
+                spill.write_table(batch.messages.to_arrow().cast(msg_schema))
+                hashed = (_id_hash("message_id").alias("mid"), _id_hash("parent_id").alias("pid"))
+                ids.append(batch.messages.select(hashed))
+                n_messages += batch.messages.height
+            if batch.rejects.height:
+                rejects.add(0, batch.rejects)
+                for reason, n in reason_counts(batch.rejects).items():
+                    reject_counts[reason] = reject_counts.get(reason, 0) + n
+            if batch.file is not None:
+                files.append(batch.file)
+            if on_batch:
+                on_batch(batch.messages.height + batch.rejects.height)
+    finally:
+        spill.close()
+        rejects.close()
+    routes = route(pl.concat(ids) if ids else pl.DataFrame(schema={"mid": pl.UInt64, "pid": pl.UInt64}), k)
+    del ids
+    _check_hashes(spill_path, routes.height)
+    shards = _ShardFiles([r / "common" / "messages.parquet" for r in roots], msg_schema)
+    for i in range(1, k):
+        (roots[i] / "common").mkdir(parents=True, exist_ok=True)
+        pq.write_table(rej_schema.empty_table(), roots[i] / "common" / "rejects-ingest.parquet", compression="lz4")
+    reader = pq.ParquetFile(spill_path)
+    for rb in reader.iter_batches(batch_size=batch_rows):
+        frame = pl.from_arrow(rb)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(_id_hash("message_id").alias("mid")).join(
+            routes, on="mid", how="left", maintain_order="left"
+        )
+        for (i,), part in frame.partition_by("shard", as_dict=True, maintain_order=True).items():
+            shards.add(int(i), part.drop("mid", "shard"))  # type: ignore[arg-type]
+    shards.close()
+    spill_path.unlink()
+    n_rejects = sum(reject_counts.values())
+    record = StageRecord("ingest", "records", n_messages + n_rejects, n_messages, dict(sorted(reject_counts.items())))
+    return Partition(roots, record, tuple(files), tuple(shards.counts))
+
+
+def _check_hashes(spill: Path, distinct_hashes: int) -> None:
+    """Routing joins on 64-bit hashes; make sure no two distinct message ids share one."""
+    ids = pl.scan_parquet(spill).select(pl.col("message_id").n_unique()).collect().item()
+    if ids != distinct_hashes:
+        raise RuntimeError(
+            f"{ids} distinct message ids but {distinct_hashes} distinct id hashes: a 64-bit collision; "
+            "run this input unsharded (--shards 1)"
+        )
+
+
+def sources_info(spec: str, revision: str | None, files: tuple[SourceFile, ...]) -> dict[str, Any]:
+    return {"spec": spec, "revision": revision, "files": [asdict(f) for f in files]}
+
+
+def write_sources(info: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -1,0 +1,331 @@
+"""The whole build, tree-sharded: memory bounded by a shard, both cores busy, the same bytes as a one-shard run.
+
+1. **partition** (:mod:`chatdata.partition`): ingest streams the source into K shard workspaces, each holding
+   whole trees.
+2. **per shard**, in worker processes: the unchanged library stages ``structure`` … ``masks`` for every recipe,
+   each shard in its own workspace (``work/shards/<i>/``).
+3. **split plan**, once per recipe over light columns (tree, source split, 128-bit hashes of the first prompt
+   and of the dialogue, see :func:`chatdata.splits.split_keys`), so prompt leaks and duplicates are found across
+   shards; each shard then applies the plan, sorts its kept rows and rejects into publish order and notes sizes.
+4. **write**: every split and the rejects table are streamed into :class:`chatdata.writer.SplitWriter` as a
+   k-way merge of the shards' sorted pieces (a global sort of the key columns only), the ledger records are the
+   shards' records summed, and :func:`chatdata.output.assemble` checks the counts and swaps the folder in.
+
+Every row lands where a whole-input run puts it: trees never straddle shards, the plan is global, and the merge
+reproduces the global sort order, so the output folder is byte-identical whatever K and however many workers
+(tested). The library stays orchestrator-free; ``workers`` processes come from :mod:`concurrent.futures`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chatdata.errors import ChatdataError
+from chatdata.ingest import discover, file_format
+from chatdata.ledger import Ledger, StageRecord
+from chatdata.output import REJECT_ORDER, TableStream, assemble, publish_columns, sort_rejects
+from chatdata.partition import partition_source, sources_info, write_sources
+from chatdata.pipeline import (
+    LEDGER_STAGES,
+    BuildSettings,
+    Workspace,
+    _describe,
+    load,
+    load_record,
+    resolve_source,
+    run_stage,
+    save,
+)
+from chatdata.recipes import get_recipe
+from chatdata.schema import REJECT_SCHEMA, conform
+from chatdata.shards import merge_records
+from chatdata.splits import apply_plan, plan_splits, split_keys
+from chatdata.writer import payload_bytes, to_arrow
+
+SHARD_STAGES = ("structure", "gates", "flatten", "score", "filters", "render", "masks")
+#: messages per shard when K is chosen automatically (a shard's stages peak at ~1 GB per 250k messages)
+TARGET_SHARD_MESSAGES = 150_000
+_CHUNK_ROWS = 20_000
+
+
+def estimate_messages(path: Path) -> int:
+    """A cheap estimate of the input's message count: Parquet row counts, JSONL bytes over a typical line."""
+    total = 0
+    for f in discover(path):
+        if file_format(f) == "parquet":
+            total += pq.ParquetFile(f).metadata.num_rows
+        else:
+            total += f.stat().st_size // (350 if f.name.endswith(".gz") else 1000)
+    return total
+
+
+def auto_shards(path: Path) -> int:
+    return max(1, math.ceil(estimate_messages(path) / TARGET_SHARD_MESSAGES))
+
+
+# ------------------------------------------------------------------------------------------- per-shard work
+
+
+def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: str) -> dict[str, Any]:
+    """Run ``structure`` … ``masks`` for every recipe in one shard workspace; return the ledger records."""
+    records: dict[str, Any] = {}
+    run_stage("structure", root, recipes[0], settings, out)
+    records["structure"] = load_record(Workspace(Path(root), recipes[0]).common, "structure").to_dict()
+    for name in recipes:
+        ws = Workspace(Path(root), name)
+        for stage in SHARD_STAGES[1:]:
+            run_stage(stage, root, name, settings, out)
+        records[name] = {s: load_record(ws.own, s).to_dict() for s in SHARD_STAGES[1:]}
+        per_tree = load(ws.own / "dialogues.parquet").get_column("message_tree_id").value_counts()
+        save(per_tree, ws.own / "per-tree.parquet")
+    return records
+
+
+def _dedupe_columns(recipe: str) -> tuple[str, ...]:
+    return ("chosen", "rejected") if get_recipe(recipe).output == "prefs" else ("messages",)
+
+
+def _shard_keys(root: str, recipe: str, shard: int) -> str:
+    """The light split-plan columns of one shard's rows, ``_row`` = (shard << 40) + row."""
+    own = Workspace(Path(root), recipe).own
+    frame = load(own / "masked.parquet")
+    keys = split_keys(frame, dedupe_columns=_dedupe_columns(recipe)).with_columns(
+        (pl.int_range(frame.height, dtype=pl.UInt64) + (shard << 40)).alias("_row")
+    )
+    save(keys, own / "split-keys.parquet")
+    return str(own / "split-keys.parquet")
+
+
+def _shard_apply(root: str, recipe: str, shard: int, splits: tuple[str, ...]) -> dict[str, Any]:
+    """Apply the plan to one shard: kept rows per split in publish order, and all of the shard's rejects sorted
+    into publish order; return rows and sizes, and write the merge keys."""
+    ws = Workspace(Path(root), recipe)
+    frame = load(ws.own / "masked.parquet")
+    numbered = frame.with_columns((pl.int_range(frame.height, dtype=pl.UInt64) + (shard << 40)).alias("_row"))
+    plan = load(ws.own / "split-plan.parquet")
+    kept, rejects = apply_plan(numbered, plan)
+    save(conform(rejects, REJECT_SCHEMA), ws.own / "rejects-splits.parquet")
+    info: dict[str, Any] = {"splits": {}, "columns": publish_columns(kept)}
+    for split in splits:
+        part = kept.filter(pl.col("split") == split)
+        save(part.select(info["columns"]), ws.own / f"piece-{split}.parquet")
+        save(part.select("message_tree_id", "dialogue_id"), ws.own / f"piece-{split}.keys.parquet")
+        info["splits"][split] = {"rows": part.height, "nbytes": payload_bytes(to_arrow(part.select(info["columns"])))}
+    frames = [load(ws.dir_for(s) / f"rejects-{s}.parquet") for s in LEDGER_STAGES if s not in ("ingest", "score")]
+    frames.insert(0, load(ws.common / "rejects-ingest.parquet"))
+    all_rejects = sort_rejects(conform(pl.concat(frames, how="vertical"), REJECT_SCHEMA))
+    save(all_rejects, ws.own / "piece-rejects.parquet")
+    save(all_rejects.select(REJECT_ORDER), ws.own / "piece-rejects.keys.parquet")
+    info["rejects"] = {"rows": all_rejects.height, "nbytes": payload_bytes(to_arrow(all_rejects))}
+    return info
+
+
+# ----------------------------------------------------------------------------------------------- the merge
+
+
+class _RowReader:
+    """Hand out the rows of one Parquet file in order, ``n`` at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS)
+        self._buffer: pa.Table | None = None
+
+    def take(self, n: int) -> pa.Table:
+        parts = []
+        while n:
+            if self._buffer is None or not self._buffer.num_rows:
+                self._buffer = pa.Table.from_batches([next(self._batches)])
+            part = self._buffer.slice(0, n)
+            self._buffer = self._buffer.slice(part.num_rows)
+            parts.append(part)
+            n -= part.num_rows
+        return pa.concat_tables(parts)
+
+
+def merge_order(keys: list[pl.DataFrame], by: tuple[str, ...]) -> np.ndarray:
+    """For each output row, the shard it comes from: a stable global sort of the pieces' key columns (each piece
+    is already sorted by ``by``, so every shard's rows keep their order)."""
+    tagged = [k.select(by).with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, k in enumerate(keys)]
+    order = pl.concat(tagged).sort(*by, nulls_last=True, maintain_order=True)
+    return order.get_column("_shard").to_numpy()
+
+
+def merged_chunks(pieces: list[Path], sequence: np.ndarray, schema: pa.Schema) -> Iterator[pa.Table]:
+    """Tables in output order, ``_CHUNK_ROWS`` rows at a time, taking each row from the shard ``sequence`` names."""
+    readers = [_RowReader(p) for p in pieces]
+    for start in range(0, len(sequence), _CHUNK_ROWS):
+        seq = sequence[start : start + _CHUNK_ROWS]
+        counts = np.bincount(seq, minlength=len(pieces))
+        table = pa.concat_tables([readers[i].take(int(n)).cast(schema) for i, n in enumerate(counts) if n])
+        grouped = np.argsort(seq, kind="stable")
+        index = np.empty(len(seq), dtype=np.int64)
+        index[grouped] = np.arange(len(seq))
+        yield table.take(pa.array(index))
+
+
+def _common_schema(pieces: list[Path]) -> pa.Schema:
+    """The pieces' Arrow schema, a column that is all-null (``Null``) in one piece typed by the others."""
+    found: dict[str, pl.DataType] = {}
+    for piece in pieces:
+        for col, dtype in pl.read_parquet_schema(piece).items():
+            if col not in found or found[col] == pl.Null:
+                found[col] = dtype
+    return to_arrow(pl.DataFrame(schema=found)).schema
+
+
+def _stream(pieces: list[Path], key_files: list[Path], by: tuple[str, ...], rows: int, nbytes: int) -> TableStream:
+    schema = _common_schema(pieces)
+    sequence = merge_order([pl.read_parquet(k) for k in key_files], by)
+    if len(sequence) != rows:
+        raise RuntimeError(f"merge keys hold {len(sequence)} rows but the pieces {rows}")
+    return TableStream(schema, rows, nbytes, merged_chunks(pieces, sequence, schema))
+
+
+# ---------------------------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class _Pool:
+    workers: int
+
+    def __post_init__(self) -> None:
+        self._ex = (
+            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            if self.workers > 1
+            else None
+        )
+
+    def map(self, fn: Callable[..., Any], *args: list[Any]) -> list[Any]:
+        return list(self._ex.map(fn, *args) if self._ex else map(fn, *args))
+
+    def close(self) -> None:
+        if self._ex:
+            self._ex.shutdown()
+
+
+def _merged(stage: str, records: list[dict[str, Any]], notes: dict[str, Any] | None = None) -> StageRecord:
+    record = merge_records(stage, [dict(r, notes={}) for r in records])
+    record.notes = notes if notes is not None else records[0].get("notes") or {}
+    return record
+
+
+def run_sharded_build(
+    recipes: list[str],
+    settings: BuildSettings,
+    out: Path,
+    work: Path | None = None,
+    *,
+    shards: int | None = None,
+    workers: int = 2,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """Build ``recipes`` tree-sharded (see the module docstring); return each recipe's output folder."""
+    settings.validate()
+    for name in recipes:
+        get_recipe(name)
+    work = work or out / ".work"
+    step = on_step or (lambda _msg: None)
+    src = resolve_source(settings.source, settings.revision, work / "hub-cache")
+    k = shards or (1 if settings.tokenizer else auto_shards(src.path))
+    if settings.tokenizer and k > 1:
+        raise ChatdataError(
+            "--tokenizer runs unsharded for now (label-mask statistics are not merged across shards): "
+            "leave --tree-shards unset or use 1"
+        )
+    shutil.rmtree(work / "shards", ignore_errors=True)
+    step(f"partition into {k} tree-shards")
+    part = partition_source(src.path, work, k)
+    sources = sources_info(src.spec, src.revision, part.files)
+    write_sources(sources, work / "common")
+    roots = [str(r) for r in part.roots]
+    sdict = settings.to_dict()
+    pool = _Pool(max(1, min(workers, k)))
+    try:
+        step(f"stages {SHARD_STAGES[0]}…{SHARD_STAGES[-1]} on {k} shards, {pool.workers} worker(s)")
+        records = pool.map(_shard_stages, roots, [recipes] * k, [sdict] * k, [str(out)] * k)
+        outputs = {}
+        for name in recipes:
+            step(f"{name}: split plan and write")
+            outputs[name] = _finish(name, settings, out, part.record, records, roots, pool, sources)
+    finally:
+        pool.close()
+    return outputs
+
+
+def _finish(
+    name: str,
+    settings: BuildSettings,
+    out: Path,
+    ingest: StageRecord,
+    records: list[dict[str, Any]],
+    roots: list[str],
+    pool: _Pool,
+    sources: dict[str, Any],
+) -> Path:
+    recipe = get_recipe(name)
+    k = len(roots)
+    ledger = Ledger()
+    ledger.add(ingest)
+    ledger.add(_merged("structure", [r["structure"] for r in records]))
+    for stage in SHARD_STAGES[1:]:
+        notes = None
+        if stage == "flatten":
+            unit = records[0][name]["flatten"].get("produced_unit") or "dialogues"
+            per_tree = pl.concat([load(Workspace(Path(r), name).own / "per-tree.parquet") for r in roots])
+            notes = {f"{unit}_per_tree": _describe(per_tree.get_column("count"))} if per_tree.height else {}
+        ledger.add(_merged(stage, [r[name][stage] for r in records], notes))
+    key_files = pool.map(_shard_keys, roots, [name] * k, list(range(k)))
+    keys = pl.concat([pl.read_parquet(f) for f in key_files])
+    tf = settings.test_fraction if settings.test_fraction is not None else recipe.test_fraction
+    plan = plan_splits(
+        keys,
+        names=recipe.splits,
+        test_fraction=tf,
+        seed=settings.split_seed,
+        leak_policy=settings.leak_policy,  # type: ignore[arg-type]
+    )
+    del keys
+    for i, root in enumerate(roots):
+        mine = plan.rows.filter((pl.col("_row") // (1 << 40)) == i)
+        save(mine, Workspace(Path(root), name).own / "split-plan.parquet")
+    infos = pool.map(_shard_apply, roots, [name] * k, list(range(k)), [recipe.splits] * k)
+    unit = ledger.records[-1].unit
+    rows_in = ledger.records[-1].rows_out
+    kept = sum(info["splits"][s]["rows"] for info in infos for s in recipe.splits)
+    moved = {"cross_split_prompt_moved_to_train": plan.moved} if plan.moved else {}
+    ledger.add(StageRecord("splits", unit, rows_in, kept, plan.counts, moved=moved))
+    owns = [Workspace(Path(r), name).own for r in roots]
+    streams = {
+        s: _stream(
+            [o / f"piece-{s}.parquet" for o in owns],
+            [o / f"piece-{s}.keys.parquet" for o in owns],
+            ("message_tree_id", "dialogue_id"),
+            sum(info["splits"][s]["rows"] for info in infos),
+            sum(info["splits"][s]["nbytes"] for info in infos),
+        )
+        for s in recipe.splits
+    }
+    rejects = _stream(
+        [o / "piece-rejects.parquet" for o in owns],
+        [o / "piece-rejects.keys.parquet" for o in owns],
+        REJECT_ORDER,
+        sum(info["rejects"]["rows"] for info in infos),
+        sum(info["rejects"]["nbytes"] for info in infos),
+    )
+    notes_path = owns[0] / "notes.json"
+    notes = json.loads(notes_path.read_text()) if notes_path.exists() else None
+    assemble(out / name, recipe, settings, ledger, sources, notes, streams, rejects)
+    return out / name
