@@ -54,6 +54,16 @@ def ngram_index(benchmark: str, n: int) -> dict[str, tuple[str, ...]]:
     return {g: tuple(sorted(t)) for g, t in sorted(index.items()) if len(t) < 3}
 
 
+@lru_cache(maxsize=8)
+def _gram_frame(benchmark: str, n: int) -> pl.DataFrame:
+    """The n-gram -> task ids table of :func:`ngram_index` as a frame (built once per process)."""
+    index = ngram_index(benchmark, n)
+    return pl.DataFrame(
+        {"_g": list(index), "_tasks": [list(v) for v in index.values()]},
+        schema={"_g": pl.String, "_tasks": pl.List(pl.String)},
+    )
+
+
 @register
 class DecontamFilter(Filter):
     """Drop dialogues whose scoped turns share a long n-gram with a benchmark prompt."""
@@ -80,10 +90,7 @@ class DecontamFilter(Filter):
         hits = distinct.with_columns(normalise(pl.col("_t")).alias("_n")).filter(
             pl.col("_n").str.contains_any(patterns)
         )
-        grams = pl.DataFrame(
-            {"_g": list(index), "_tasks": [list(v) for v in index.values()]},
-            schema={"_g": pl.String, "_tasks": pl.List(pl.String)},
-        )
+        grams = _gram_frame(str(self.settings["benchmark"]), int(self.settings["n"]))
         found = (
             hits.with_columns(pl.col("_n").str.extract_many(patterns, overlapping=True).alias("_g"))
             .explode("_g")

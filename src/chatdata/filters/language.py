@@ -38,10 +38,11 @@ _NULL = pl.lit(None, dtype=pl.String)
 VOTE_DTYPE = pl.List(pl.Struct({"lang": pl.String, "share": pl.Float64}))
 
 
-def _turns(frame: pl.DataFrame) -> pl.DataFrame:
+def _turns(frame: pl.DataFrame, only: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per turn: ``_row`` (dialogue position), ``_turn``, ``clean`` text, ``letters``.
 
-    Threads repeat their shared prefixes, so each distinct content is cleaned once and joined back.
+    Threads repeat their shared prefixes, so each distinct content is cleaned once and joined back. With ``only``
+    (a frame of ``_row``), only those dialogues' turns are cleaned; the others get null ``clean``/``letters``.
     """
     turns = (
         frame.select(
@@ -52,8 +53,9 @@ def _turns(frame: pl.DataFrame) -> pl.DataFrame:
         .explode("content", "_turn")
         .drop_nulls("_turn")
     )
+    wanted = turns if only is None else turns.join(only, on="_row", how="semi")
     cleaned = (
-        turns.select(pl.col("content").unique())
+        wanted.select(pl.col("content").unique())
         .with_columns(clean_for_langid(pl.col("content")).alias("clean"))
         .with_columns(letter_count(pl.col("clean")).alias("letters"))
     )
@@ -118,7 +120,14 @@ class LanguageFilter(Filter):
             raise SpecError(f"filter '{self.name}' needs dialogue columns {sorted(missing)}; got {frame.columns}")
         min_letters = int(self.settings["min_turn_letters"])
         max_chars = int(self.settings["max_chars"])
-        turns = _turns(frame)
+        wanted = None
+        if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
+            # the decision rejects these on their lang field anyway: skip cleaning and detecting them
+            wanted = frame.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
+            ).filter("_want").select("_row")
+        turns = _turns(frame, wanted)
         voting = turns.filter(pl.col("letters") >= min_letters)
         # dialogues without any long-enough turn: one unit from all their cleaned turns joined
         joined = (
@@ -130,13 +139,8 @@ class LanguageFilter(Filter):
             .select("_row", "_turn", "clean", "letters")
         )
         units = pl.concat([voting, joined]).with_columns(pl.col("clean").str.slice(0, max_chars).alias("text"))
-        if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
-            # the decision rejects these on their lang field anyway: skip detecting them (they score null)
-            wanted = frame.select(
-                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-                primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
-            ).filter("_want")
-            units = units.join(wanted.select("_row"), on="_row", how="semi")
+        if wanted is not None:
+            units = units.join(wanted, on="_row", how="semi")
 
         texts = units.get_column("text").unique(maintain_order=True)
         langs, confs = get_backend(self.settings["backend"]).detect_batch(texts.to_list())
