@@ -79,8 +79,9 @@ def auto_shards(path: Path) -> int:
 # ------------------------------------------------------------------------------------------- per-shard work
 
 
-def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: str) -> dict[str, Any]:
-    """Run ``structure`` … ``masks`` for every recipe in one shard workspace; return the ledger records."""
+def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: str, shard: int) -> dict[str, Any]:
+    """Run ``structure`` … ``masks`` for every recipe in one shard workspace and write its split keys; return
+    the ledger records."""
     records: dict[str, Any] = {}
     run_stage("structure", root, recipes[0], settings, out)
     records["structure"] = load_record(Workspace(Path(root), recipes[0]).common, "structure").to_dict()
@@ -91,6 +92,7 @@ def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: 
         records[name] = {s: load_record(ws.own, s).to_dict() for s in SHARD_STAGES[1:]}
         per_tree = load(ws.own / "dialogues.parquet").get_column("message_tree_id").value_counts()
         save(per_tree, ws.own / "per-tree.parquet")
+        _shard_keys(root, name, shard)
     return records
 
 
@@ -255,28 +257,49 @@ def run_sharded_build(
     pool = _Pool(max(1, min(workers, k)))
     try:
         step(f"stages {SHARD_STAGES[0]}…{SHARD_STAGES[-1]} on {k} shards, {pool.workers} worker(s)")
-        records = pool.map(_shard_stages, roots, [recipes] * k, [sdict] * k, [str(out)] * k)
-        outputs = {}
-        for name in recipes:
-            step(f"{name}: split plan and write")
-            outputs[name] = _finish(name, settings, out, part.record, records, roots, pool, sources)
+        records = pool.map(_shard_stages, roots, [recipes] * k, [sdict] * k, [str(out)] * k, list(range(k)))
+        step("split plans")
+        plans = pool.map(_plan_recipe, recipes, [roots] * len(recipes), [sdict] * len(recipes))
+        step("apply the plans")
+        pairs = [(name, i) for name in recipes for i in range(k)]
+        infos = pool.map(
+            _shard_apply,
+            [roots[i] for _, i in pairs],
+            [name for name, _ in pairs],
+            [i for _, i in pairs],
+            [get_recipe(name).splits for name, _ in pairs],
+        )
+        ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
+        step("write and card")
+        per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
+        n = len(recipes)
+        outputs = pool.map(_write_recipe, recipes, [roots] * n, [sdict] * n, [str(out)] * n, ledgers, plans,
+                           [sources] * n, per_recipe)  # fmt: skip
     finally:
         pool.close()
-    return outputs
+    return {name: Path(o) for name, o in zip(recipes, outputs, strict=True)}
 
 
-def _finish(
-    name: str,
-    settings: BuildSettings,
-    out: Path,
-    ingest: StageRecord,
-    records: list[dict[str, Any]],
-    roots: list[str],
-    pool: _Pool,
-    sources: dict[str, Any],
-) -> Path:
-    recipe = get_recipe(name)
-    k = len(roots)
+def _plan_recipe(name: str, roots: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """The split plan of one recipe over every shard's keys; each shard's part goes to its workspace."""
+    recipe, s = get_recipe(name), BuildSettings.from_dict(settings)
+    keys = pl.concat([load(Workspace(Path(r), name).own / "split-keys.parquet") for r in roots])
+    plan = plan_splits(
+        keys,
+        names=recipe.splits,
+        test_fraction=s.test_fraction if s.test_fraction is not None else recipe.test_fraction,
+        seed=s.split_seed,
+        leak_policy=s.leak_policy,  # type: ignore[arg-type]
+    )
+    del keys
+    shard_of = plan.rows.get_column("_row") // (1 << 40)
+    for i, root in enumerate(roots):
+        save(plan.rows.filter(shard_of == i), Workspace(Path(root), name).own / "split-plan.parquet")
+    return {"counts": plan.counts, "moved": plan.moved}
+
+
+def _ledger(name: str, ingest: StageRecord, records: list[dict[str, Any]], roots: list[str]) -> list[dict[str, Any]]:
+    """The recipe's ledger: the shards' records summed (flatten's per-tree stats recomputed over all trees)."""
     ledger = Ledger()
     ledger.add(ingest)
     ledger.add(_merged("structure", [r["structure"] for r in records]))
@@ -287,26 +310,26 @@ def _finish(
             per_tree = pl.concat([load(Workspace(Path(r), name).own / "per-tree.parquet") for r in roots])
             notes = {f"{unit}_per_tree": _describe(per_tree.get_column("count"))} if per_tree.height else {}
         ledger.add(_merged(stage, [r[name][stage] for r in records], notes))
-    key_files = pool.map(_shard_keys, roots, [name] * k, list(range(k)))
-    keys = pl.concat([pl.read_parquet(f) for f in key_files])
-    tf = settings.test_fraction if settings.test_fraction is not None else recipe.test_fraction
-    plan = plan_splits(
-        keys,
-        names=recipe.splits,
-        test_fraction=tf,
-        seed=settings.split_seed,
-        leak_policy=settings.leak_policy,  # type: ignore[arg-type]
-    )
-    del keys
-    for i, root in enumerate(roots):
-        mine = plan.rows.filter((pl.col("_row") // (1 << 40)) == i)
-        save(mine, Workspace(Path(root), name).own / "split-plan.parquet")
-    infos = pool.map(_shard_apply, roots, [name] * k, list(range(k)), [recipe.splits] * k)
-    unit = ledger.records[-1].unit
-    rows_in = ledger.records[-1].rows_out
+    return [r.to_dict() for r in ledger.records]
+
+
+def _write_recipe(
+    name: str,
+    roots: list[str],
+    settings: dict[str, Any],
+    out: str,
+    ledger_rows: list[dict[str, Any]],
+    plan: dict[str, Any],
+    sources: dict[str, Any],
+    infos: list[dict[str, Any]],
+) -> str:
+    """Merge the shards' pieces of one recipe into its output folder (see :func:`chatdata.output.assemble`)."""
+    recipe = get_recipe(name)
+    ledger = Ledger([StageRecord.from_dict(r) for r in ledger_rows])
+    last = ledger.records[-1]
     kept = sum(info["splits"][s]["rows"] for info in infos for s in recipe.splits)
-    moved = {"cross_split_prompt_moved_to_train": plan.moved} if plan.moved else {}
-    ledger.add(StageRecord("splits", unit, rows_in, kept, plan.counts, moved=moved))
+    moved = {"cross_split_prompt_moved_to_train": plan["moved"]} if plan["moved"] else {}
+    ledger.add(StageRecord("splits", last.unit, last.rows_out, kept, plan["counts"], moved=moved))
     owns = [Workspace(Path(r), name).own for r in roots]
     streams = {
         s: _stream(
@@ -327,5 +350,6 @@ def _finish(
     )
     notes_path = owns[0] / "notes.json"
     notes = json.loads(notes_path.read_text()) if notes_path.exists() else None
-    assemble(out / name, recipe, settings, ledger, sources, notes, streams, rejects)
-    return out / name
+    target = Path(out) / name
+    assemble(target, recipe, BuildSettings.from_dict(settings), ledger, sources, notes, streams, rejects)
+    return str(target)
