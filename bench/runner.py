@@ -73,7 +73,7 @@ ROWS = [
 
 
 #: a child whose resident set grows beyond this is killed (``--max-rss-gb``): the machine is shared
-LIMITS = {"max_rss_gb": 16.0}
+LIMITS: dict[str, Any] = {"max_rss_gb": 16.0, "engine": "sharded"}
 
 
 class JobFailed(RuntimeError):
@@ -84,14 +84,31 @@ class JobFailed(RuntimeError):
         self.info = {"error": message, **info}
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (worker processes of the sharded engine count too)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            pass
+    return found
+
+
 def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    except (OSError, ValueError):
-        pass
-    return 0.0
+    """Resident memory of the process tree under ``pid`` right now (the sum over processes), in GB."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+    return total / 1e9
 
 
 def child(kind: str, params: dict[str, Any], scratch: Path, timeout: float | None = None) -> dict[str, Any]:
@@ -124,7 +141,7 @@ def child(kind: str, params: dict[str, Any], scratch: Path, timeout: float | Non
         if pid:
             break
         polls += 1
-        if polls % 4 == 0:
+        if polls % 2 == 0:
             seen = max(seen, _rss_gb(proc.pid))
         over = seen > limit
         late = deadline is not None and time.perf_counter() > deadline
@@ -147,7 +164,7 @@ def child(kind: str, params: dict[str, Any], scratch: Path, timeout: float | Non
         )
     result = json.loads(result_path.read_text())
     result["wall"] = wall
-    result["peak_rss_gb"] = usage.ru_maxrss * 1024 / 1e9
+    result["peak_rss_gb"] = max(seen, usage.ru_maxrss * 1024 / 1e9)
     return result
 
 
@@ -182,7 +199,9 @@ def run_chatdata(source: Path, work: Path, n: int) -> dict[str, Any]:
     out = work / f"chatdata-{n}"
     shutil.rmtree(out, ignore_errors=True)
     print(f"chatdata on {n:,} messages ...", flush=True)
-    r = child("chatdata", {"source": str(source), "out": str(out), "recipes": list(RECIPES)}, work / "scratch")
+    kind = "chatdata_sharded" if LIMITS.get("engine") == "sharded" else "chatdata"
+    r = child(kind, {"source": str(source), "out": str(out), "recipes": list(RECIPES)}, work / "scratch")
+    r["engine"] = LIMITS.get("engine", "stages")
     r["stages"] = stage_totals(r["steps"])
     r["stage_sum"] = sum(s["seconds"] for s in r["steps"])
     r["out"] = str(out)
@@ -771,6 +790,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true", help="no same-input comparison, no masks")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep chatdata's outputs under DATA_DIR/runs")
+    parser.add_argument(
+        "--engine",
+        choices=("sharded", "stages"),
+        default="sharded",
+        help="chatdata as `build --engine sharded` (tree-shards in 2 worker processes; default) or every stage "
+        "in one process, timed one by one (`--engine local`)",
+    )
     parser.add_argument("--write-results", action="store_true", help="rewrite the tables in bench/RESULTS.md")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
@@ -797,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     LIMITS["max_rss_gb"] = args.max_rss_gb
+    LIMITS["engine"] = args.engine
     ref_ns = sorted(args.ref_messages or ([5_000] if quick else [50_000]))
     sizes = args.sizes or ([5_000, 20_000] if quick else [1_000_000, 5_000_000])
     mask_rows = args.mask_rows or (2_000 if quick else 20_000)

@@ -2,7 +2,8 @@
 
 ``python -m bench.workers KIND PARAMS_JSON`` runs one job and writes its result as JSON to
 ``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``chatdata`` (every pipeline stage, timed),
-``reference`` (bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with
+``chatdata_sharded`` (the ``sharded`` engine: tree-shards in worker processes), ``reference``
+(bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with
 pyarrow only), ``masks`` (label-mask validation throughput, chatdata against a per-row ``datasets.map``).
 Times are ``time.perf_counter`` seconds; ``rss_gb`` is this process's peak resident set (``ru_maxrss``) after
 a step.
@@ -68,8 +69,40 @@ def job_chatdata(p: dict[str, Any]) -> dict[str, Any]:
             )
             Path(p["result"] + ".partial").write_text(json.dumps(steps))
         done_common = True
+    return {"imports": imports, "steps": steps, "counts": _counts(out, p["recipes"])}
+
+
+def job_chatdata_sharded(p: dict[str, Any]) -> dict[str, Any]:
+    """``chatdata build --engine sharded``: partition, per-shard stages in worker processes, plans, writes.
+
+    Steps are the driver's phases (the stages run inside the workers); ``rss_gb`` is the driver's own peak, the
+    runner measures the whole process tree."""
+    imports_start = time.perf_counter()
+    from chatdata.pipeline import BuildSettings
+    from chatdata.sharded_build import run_sharded_build
+
+    imports = time.perf_counter() - imports_start
+    out = Path(p["out"])
+    steps: list[dict[str, Any]] = []
+    last = [time.perf_counter(), "resolve source"]
+
+    def on_step(msg: str) -> None:
+        now = time.perf_counter()
+        steps.append({"recipe": "all", "stage": last[1], "seconds": now - last[0], "rss_gb": peak_gb()})
+        Path(p["result"] + ".partial").write_text(json.dumps(steps))
+        last[:] = [now, msg.split(" on ")[0].split(" into ")[0]]
+
+    run_sharded_build(
+        p["recipes"], BuildSettings(source=p["source"]), out, shards=p.get("shards"), workers=int(p.get("workers", 2)),
+        on_step=on_step,
+    )  # fmt: skip
+    on_step("done")
+    return {"imports": imports, "steps": steps, "counts": _counts(out, p["recipes"])}
+
+
+def _counts(out: Path, recipes: list[str]) -> dict[str, Any]:
     counts = {}
-    for recipe in p["recipes"]:
+    for recipe in recipes:
         build = json.loads((out / recipe / "build.json").read_text())
         counts[recipe] = {
             "rows": {k: v["rows"] for k, v in build["outputs"]["default"].items()},
@@ -77,7 +110,7 @@ def job_chatdata(p: dict[str, Any]) -> dict[str, Any]:
             "ledger": {r["stage"]: r for r in build["ledger"]},
             "bytes": sum(f["bytes"] for v in build["outputs"]["default"].values() for f in v["files"]),
         }
-    return {"imports": imports, "steps": steps, "counts": counts}
+    return counts
 
 
 def job_reference(p: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +262,7 @@ def job_masks(p: dict[str, Any]) -> dict[str, Any]:
 JOBS = {
     "synth": job_synth,
     "chatdata": job_chatdata,
+    "chatdata_sharded": job_chatdata_sharded,
     "reference": job_reference,
     "floor": job_floor,
     "masks": job_masks,

@@ -445,11 +445,15 @@ def load_rows(folder: Path, splits: Iterable[SplitFiles]) -> pl.DataFrame:
             schema = pq.read_schema(path)
             exprs = _dialogue_exprs(schema)
             needed = sorted({c for e in exprs for c in e.meta.root_names()})
-            if needed:
-                frame = pl.read_parquet(path, columns=needed)
-            else:
+            if not needed:
                 frame = pl.DataFrame({"_": pl.Series([None] * pq.read_metadata(path).num_rows, dtype=pl.Null)})
-            frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
+                frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
+                continue
+            # batch by batch: only the small stats columns of a whole file are ever held
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=50_000, columns=needed):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
     if not frames:
         return pl.DataFrame({"split": []}, schema={"split": pl.String})
     return pl.concat(frames, how="diagonal_relaxed")

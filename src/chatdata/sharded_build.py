@@ -24,7 +24,7 @@ import multiprocessing
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,16 +199,14 @@ def _stream(pieces: list[Path], key_files: list[Path], by: tuple[str, ...], rows
 # ---------------------------------------------------------------------------------------------- the driver
 
 
-@dataclass
 class _Pool:
-    workers: int
+    """``map`` over worker processes (spawned: polars is not fork-safe), or in this process for one worker."""
 
-    def __post_init__(self) -> None:
-        self._ex = (
-            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-            if self.workers > 1
-            else None
-        )
+    def __init__(self, workers: int, *, fresh: bool = False) -> None:
+        self.workers = workers
+        use = workers > 1 or fresh
+        ctx = multiprocessing.get_context("spawn")
+        self._ex = ProcessPoolExecutor(workers, mp_context=ctx) if use else None
 
     def map(self, fn: Callable[..., Any], *args: list[Any]) -> list[Any]:
         return list(self._ex.map(fn, *args) if self._ex else map(fn, *args))
@@ -216,6 +214,15 @@ class _Pool:
     def close(self) -> None:
         if self._ex:
             self._ex.shutdown()
+
+
+@contextmanager
+def _pool(workers: int, *, fresh: bool = False) -> Iterator[_Pool]:
+    pool = _Pool(workers, fresh=fresh)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 def _merged(stage: str, records: list[dict[str, Any]], notes: dict[str, Any] | None = None) -> StageRecord:
@@ -248,20 +255,22 @@ def run_sharded_build(
             "leave --tree-shards unset or use 1"
         )
     shutil.rmtree(work / "shards", ignore_errors=True)
+    sdict = settings.to_dict()
+    n_workers = max(1, min(workers, k))
+    # three pools, one per phase: memory a phase touched goes back to the system with its processes
     step(f"partition into {k} tree-shards")
-    part = partition_source(src.path, work, k)
+    with _pool(1, fresh=n_workers > 1) as pool:
+        (part,) = pool.map(partition_source, [src.path], [work], [k])
     sources = sources_info(src.spec, src.revision, part.files)
     write_sources(sources, work / "common")
     roots = [str(r) for r in part.roots]
-    sdict = settings.to_dict()
-    pool = _Pool(max(1, min(workers, k)))
-    try:
-        step(f"stages {SHARD_STAGES[0]}…{SHARD_STAGES[-1]} on {k} shards, {pool.workers} worker(s)")
+    pairs = [(name, i) for name in recipes for i in range(k)]
+    with _pool(n_workers) as pool:
+        step(f"stages {SHARD_STAGES[0]}…{SHARD_STAGES[-1]} on {k} shards, {n_workers} worker(s)")
         records = pool.map(_shard_stages, roots, [recipes] * k, [sdict] * k, [str(out)] * k, list(range(k)))
         step("split plans")
         plans = pool.map(_plan_recipe, recipes, [roots] * len(recipes), [sdict] * len(recipes))
         step("apply the plans")
-        pairs = [(name, i) for name in recipes for i in range(k)]
         infos = pool.map(
             _shard_apply,
             [roots[i] for _, i in pairs],
@@ -269,14 +278,13 @@ def run_sharded_build(
             [i for _, i in pairs],
             [get_recipe(name).splits for name, _ in pairs],
         )
-        ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
-        step("write and card")
-        per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
-        n = len(recipes)
+    ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
+    per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
+    n = len(recipes)
+    step("write and card")
+    with _pool(n_workers) as pool:
         outputs = pool.map(_write_recipe, recipes, [roots] * n, [sdict] * n, [str(out)] * n, ledgers, plans,
                            [sources] * n, per_recipe)  # fmt: skip
-    finally:
-        pool.close()
     return {name: Path(o) for name, o in zip(recipes, outputs, strict=True)}
 
 

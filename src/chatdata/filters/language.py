@@ -123,10 +123,14 @@ class LanguageFilter(Filter):
         wanted = None
         if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
             # the decision rejects these on their lang field anyway: skip cleaning and detecting them
-            wanted = frame.select(
-                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-                primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
-            ).filter("_want").select("_row")
+            wanted = (
+                frame.select(
+                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                    primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
+                )
+                .filter("_want")
+                .select("_row")
+            )
         turns = _turns(frame, wanted)
         voting = turns.filter(pl.col("letters") >= min_letters)
         # dialogues without any long-enough turn: one unit from all their cleaned turns joined
