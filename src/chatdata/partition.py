@@ -30,7 +30,8 @@ from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
 from chatdata.trees import reason_counts
 
 _SEED = 7
-_FLUSH_ROWS = 50_000
+_BUFFER_BYTES = 256 * 1024 * 1024
+_MIN_FLUSH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,22 @@ class _ShardFiles:
         self.buffers: list[list[pl.DataFrame]] = [[] for _ in paths]
         self.counts = [0] * len(paths)
         self.writers: list[pq.ParquetWriter | None] = [None] * len(paths)
+        self.sizes = [0] * len(paths)
+        # all buffers together stay under ~_BUFFER_BYTES whatever the number of shards
+        self.flush_bytes = max(_MIN_FLUSH_BYTES, _BUFFER_BYTES // len(paths))
 
     def add(self, i: int, frame: pl.DataFrame) -> None:
         self.buffers[i].append(frame)
         self.counts[i] += frame.height
-        if sum(f.height for f in self.buffers[i]) >= _FLUSH_ROWS:
+        self.sizes[i] += frame.estimated_size()
+        if self.sizes[i] >= self.flush_bytes:
             self._flush(i)
 
     def _flush(self, i: int) -> None:
         if not self.buffers[i]:
             return
         table = pl.concat(self.buffers[i]).to_arrow().cast(self.schema)
-        self.buffers[i] = []
+        self.buffers[i], self.sizes[i] = [], 0
         if self.writers[i] is None:
             self.paths[i].parent.mkdir(parents=True, exist_ok=True)
             self.writers[i] = pq.ParquetWriter(self.paths[i], self.schema, compression="lz4", write_statistics=False)
@@ -112,7 +117,7 @@ def partition_source(
     work: Path,
     k: int,
     *,
-    batch_rows: int = 200_000,
+    batch_rows: int = 50_000,
     on_batch: Callable[[int], None] | None = None,
 ) -> Partition:
     """Ingest ``path`` into ``k`` shard workspaces under ``work/shards/`` (see the module docstring)."""

@@ -127,11 +127,12 @@ class Workspace:
         return stage_dir / f"{name}.parquet"
 
 
-def save(frame: pl.DataFrame, path: Path) -> Path:
-    """Write a workspace artifact: fast lz4 Parquet (publish-grade zstd + CDC is for outputs only), atomically."""
+def save(frame: pl.DataFrame, path: Path, row_group_size: int | None = None) -> Path:
+    """Write a workspace artifact: fast lz4 Parquet (publish-grade zstd + CDC is for outputs only), atomically.
+    Small ``row_group_size`` keeps a streaming reader's memory small (a reader holds one row group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp, compression="lz4", statistics=False)
+    frame.write_parquet(tmp, compression="lz4", statistics=False, row_group_size=row_group_size)
     tmp.replace(path)
     return path
 

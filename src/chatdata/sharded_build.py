@@ -58,7 +58,9 @@ from chatdata.writer import payload_bytes, to_arrow
 SHARD_STAGES = ("structure", "gates", "flatten", "score", "filters", "render", "masks")
 #: messages per shard when K is chosen automatically (a shard's stages peak at ~1 GB per 250k messages)
 TARGET_SHARD_MESSAGES = 150_000
-_CHUNK_ROWS = 20_000
+#: rows per merged output chunk, and per row group of a shard's pieces (the merge holds one group per shard)
+_CHUNK_ROWS = 5_000
+PIECE_ROWS = 2_000
 
 
 def estimate_messages(path: Path) -> int:
@@ -123,13 +125,13 @@ def _shard_apply(root: str, recipe: str, shard: int, splits: tuple[str, ...]) ->
     info: dict[str, Any] = {"splits": {}, "columns": publish_columns(kept)}
     for split in splits:
         part = kept.filter(pl.col("split") == split)
-        save(part.select(info["columns"]), ws.own / f"piece-{split}.parquet")
+        save(part.select(info["columns"]), ws.own / f"piece-{split}.parquet", row_group_size=PIECE_ROWS)
         save(part.select("message_tree_id", "dialogue_id"), ws.own / f"piece-{split}.keys.parquet")
         info["splits"][split] = {"rows": part.height, "nbytes": payload_bytes(to_arrow(part.select(info["columns"])))}
     frames = [load(ws.dir_for(s) / f"rejects-{s}.parquet") for s in LEDGER_STAGES if s not in ("ingest", "score")]
     frames.insert(0, load(ws.common / "rejects-ingest.parquet"))
     all_rejects = sort_rejects(conform(pl.concat(frames, how="vertical"), REJECT_SCHEMA))
-    save(all_rejects, ws.own / "piece-rejects.parquet")
+    save(all_rejects, ws.own / "piece-rejects.parquet", row_group_size=PIECE_ROWS)
     save(all_rejects.select(REJECT_ORDER), ws.own / "piece-rejects.keys.parquet")
     info["rejects"] = {"rows": all_rejects.height, "nbytes": payload_bytes(to_arrow(all_rejects))}
     return info
@@ -142,7 +144,7 @@ class _RowReader:
     """Hand out the rows of one Parquet file in order, ``n`` at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS)
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=PIECE_ROWS)
         self._buffer: pa.Table | None = None
 
     def take(self, n: int) -> pa.Table:
