@@ -210,3 +210,22 @@ def test_split_from_name() -> None:
     assert split_from_name(Path("train-00000-of-00001-abc.parquet")) == "train"
     assert split_from_name(Path("validation-00000-of-00001.parquet")) == "validation"
     assert split_from_name(Path("2023-04-12_oasst_ready.messages.jsonl.gz")) is None
+
+
+def test_parquet_cells_polars_cannot_cast_become_wrong_type_rejects(tmp_path: Path) -> None:
+    """A string where a boolean belongs converts only from "true"/"false"; a column of an impossible type (a
+    struct where text belongs) rejects every row that has a value, never a traceback."""
+    base = {"parent_id": None, "role": "prompter", "lang": "en", "synthetic": "false", "review_result": "TRUE"}
+    rows = [
+        {**base, "message_id": "a", "message_tree_id": "a", "text": "hello there", "deleted": "no"},
+        {**base, "message_id": "b", "message_tree_id": "b", "text": "hi again", "deleted": " False "},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train-00000-of-00001.parquet")
+    r = read_path(tmp_path)
+    assert r.messages.select("message_id", "deleted", "review_result").rows() == [("b", False, True)]
+    assert r.rejects.select("message_id", "reason", "evidence").rows() == [("a", "wrong_type", "deleted")]
+    odd = [{**rows[0], "deleted": False, "text": {"body": "x"}}]
+    pq.write_table(pa.Table.from_pylist(odd), tmp_path / "train-00000-of-00001.parquet")
+    r = read_path(tmp_path)
+    assert r.messages.height == 0
+    assert r.rejects.select("reason", "evidence").rows() == [("wrong_type", "text")]

@@ -222,6 +222,26 @@ def _parquet_batches(path: Path, name: str, batch_rows: int) -> Iterator[tuple[p
             rows += batch.num_rows
 
 
+def _lenient_cast(raw: pl.DataFrame, col: str, dtype: pl.DataType) -> pl.Expr:
+    """``col`` as ``dtype``; a cell that does not convert becomes null (and so a ``wrong_type`` reject).
+
+    Strings convert to booleans only as "true"/"false"; a nested value where a scalar belongs, or a column polars
+    cannot cast at all, is wrong everywhere."""
+    if raw.schema[col] == pl.String and dtype == pl.Boolean:
+        return pl.col(col).str.strip_chars().str.to_lowercase().replace_strict(
+            {"true": True, "false": False}, default=None, return_dtype=pl.Boolean
+        )
+    if raw.schema[col].is_nested() and not dtype.is_nested():
+        return pl.lit(None, dtype=dtype)  # a struct or list where a scalar belongs (polars would stringify it)
+    expr = pl.col(col).cast(dtype, strict=False)
+    try:
+        raw.head(0).select(expr)
+        raw.select(expr.is_null().sum())
+    except pl.exceptions.PolarsError:
+        return pl.lit(None, dtype=dtype)
+    return expr
+
+
 def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Messages and rejects of Parquet rows that follow ``offset`` earlier rows of the file."""
     raw = pl.from_arrow(batch)
@@ -234,7 +254,7 @@ def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -
             continue
         if raw.schema[col] == dtype:
             continue
-        casted = pl.col(col).cast(dtype, strict=False)
+        casted = _lenient_cast(raw, col, dtype)
         casts.append(casted.alias(col))
         bad_flags.append(pl.when(pl.col(col).is_not_null() & casted.is_null()).then(pl.lit(col)))
     raw = raw.with_columns(

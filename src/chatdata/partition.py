@@ -152,22 +152,27 @@ def partition_source(
     finally:
         spill.close()
         rejects.close()
-    routes = route(pl.concat(ids) if ids else pl.DataFrame(schema={"mid": pl.UInt64, "pid": pl.UInt64}), k)
+    all_ids = pl.concat(ids) if ids else pl.DataFrame(schema={"mid": pl.UInt64, "pid": pl.UInt64})
     del ids
+    routes = route(all_ids, k)
     _check_hashes(spill_path, routes.height)
+    # one join for the whole input: the shard of every spilled row, in spill order
+    shard_of = (
+        all_ids.select("mid").join(routes, on="mid", how="left", maintain_order="left").get_column("shard").to_numpy()
+    )
+    del all_ids, routes
     shards = _ShardFiles([r / "common" / "messages.parquet" for r in roots], msg_schema)
     for i in range(1, k):
         (roots[i] / "common").mkdir(parents=True, exist_ok=True)
         pq.write_table(rej_schema.empty_table(), roots[i] / "common" / "rejects-ingest.parquet", compression="lz4")
-    reader = pq.ParquetFile(spill_path)
-    for rb in reader.iter_batches(batch_size=batch_rows):
+    start = 0
+    for rb in pq.ParquetFile(spill_path).iter_batches(batch_size=batch_rows):
         frame = pl.from_arrow(rb)
         assert isinstance(frame, pl.DataFrame)
-        frame = frame.with_columns(_id_hash("message_id").alias("mid")).join(
-            routes, on="mid", how="left", maintain_order="left"
-        )
+        frame = frame.with_columns(pl.Series("shard", shard_of[start : start + frame.height]))
+        start += frame.height
         for (i,), part in frame.partition_by("shard", as_dict=True, maintain_order=True).items():
-            shards.add(int(i), part.drop("mid", "shard"))  # type: ignore[arg-type]
+            shards.add(int(i), part.drop("shard"))  # type: ignore[arg-type]
     shards.close()
     spill_path.unlink()
     n_rejects = sum(reject_counts.values())

@@ -134,10 +134,33 @@ def save(frame: pl.DataFrame, path: Path, row_group_size: int | None = None) -> 
     tmp = path.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp, compression="lz4", statistics=False, row_group_size=row_group_size)
     tmp.replace(path)
+    _remember(path, frame)
     return path
 
 
+#: the last few artifacts this process saved, so the next stage in the same process skips reading them back
+_RECENT: dict[str, tuple[tuple[int, int], pl.DataFrame]] = {}
+_RECENT_MAX = 4
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def _remember(path: Path, frame: pl.DataFrame) -> None:
+    key = str(path.resolve())
+    _RECENT.pop(key, None)
+    _RECENT[key] = (_stamp(path), frame)
+    while len(_RECENT) > _RECENT_MAX:
+        _RECENT.pop(next(iter(_RECENT)))
+
+
 def load(path: Path) -> pl.DataFrame:
+    """Read a workspace artifact (the frame itself when this process just saved that very file)."""
+    hit = _RECENT.get(str(Path(path).resolve()))
+    if hit is not None and hit[0] == _stamp(Path(path)):
+        return hit[1]
     return pl.read_parquet(path)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -206,9 +207,14 @@ class _Pool:
 
     def __init__(self, workers: int, *, fresh: bool = False) -> None:
         self.workers = workers
-        use = workers > 1 or fresh
-        ctx = multiprocessing.get_context("spawn")
-        self._ex = ProcessPoolExecutor(workers, mp_context=ctx) if use else None
+        self._ex = None
+        self._saved: str | None = None
+        if workers > 1 or fresh:
+            # the workers share the cores: a polars thread pool each of cores/workers threads, not cores each
+            # (processes are spawned on demand, so the variable stays set until the pool closes)
+            self._saved = os.environ.get("POLARS_MAX_THREADS")
+            os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+            self._ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def map(self, fn: Callable[..., Any], *args: list[Any]) -> list[Any]:
         return list(self._ex.map(fn, *args) if self._ex else map(fn, *args))
@@ -216,6 +222,10 @@ class _Pool:
     def close(self) -> None:
         if self._ex:
             self._ex.shutdown()
+            if self._saved is None:
+                os.environ.pop("POLARS_MAX_THREADS", None)
+            else:
+                os.environ["POLARS_MAX_THREADS"] = self._saved
 
 
 @contextmanager
