@@ -17,6 +17,7 @@ on-demand runs go through the deployments in ``prefect.yaml``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import fields
@@ -85,6 +86,11 @@ class BuildParams(BaseModel):
     create_pr: bool = Field(False, description="open a pull request instead of committing")
     dask_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786) for the sharded stages")
     shards: int = Field(16, ge=1, le=4096, description="tree-shards per sharded stage (independent of workers)")
+    engine: Literal["stages", "sharded"] = Field(
+        "stages", description="stages: one task per stage, cached; sharded: one task running the tree-sharded build"
+    )
+    tree_shards: int | None = Field(None, ge=1, le=4096, description="engine sharded: tree-shards (None: auto)")
+    workers: int = Field(2, ge=1, le=256, description="engine sharded: worker processes")
 
     @field_validator("recipes")
     @classmethod
@@ -266,6 +272,21 @@ def sharded_stage_task(
     return _result(stage, recipe, key, ledger, "ran")
 
 
+@task(name="sharded-build", cache_policy=NO_CACHE)
+def sharded_build_task(
+    recipes: list[str], settings: dict[str, Any], out: str, work: str, tree_shards: int | None, workers: int
+) -> dict[str, str]:
+    """The whole build through :func:`chatdata.sharded_build.run_sharded_build` (its phases are logged)."""
+    from chatdata.sharded_build import run_sharded_build
+
+    logger = get_run_logger()
+    built = run_sharded_build(
+        recipes, pipeline.BuildSettings.from_dict(settings), Path(out), Path(work), shards=tree_shards,
+        workers=workers, on_step=lambda msg: logger.info("%s", msg),
+    )  # fmt: skip
+    return {name: str(folder) for name, folder in built.items()}
+
+
 @task(name="publish", task_run_name="publish:{recipe}", cache_policy=NO_CACHE, **HUB_RETRIES)
 def publish_task(
     folder: str, repo_id: str, recipe: str, private: bool, revision: str | None, create_pr: bool
@@ -326,7 +347,6 @@ def _card_summary(folder: Path) -> str:
 
 def _artifacts(recipe: str, folder: Path, results: list[dict[str, Any]]) -> str:
     """A ledger table and a markdown summary (card introduction, where the output went) for one recipe."""
-    import json
 
     build = json.loads((folder / "build.json").read_text())
     status = {r["stage"]: r["status"] for r in results}
@@ -416,7 +436,8 @@ def build_flow(params: BuildParams) -> dict[str, Any]:
     plan = build_plan(params.recipes)
     sharded = set(_shardable()) if params.dask_address else set()
     progress = _ShardProgress(
-        len(plan) + (len(params.recipes) if params.push_to else 0),
+        (len(plan) if params.engine == "stages" else len(params.recipes))
+        + (len(params.recipes) if params.push_to else 0),
         key=f"progress-{_slug('-'.join(params.recipes))}",
     )
     _ShardProgress.current = progress
@@ -428,8 +449,31 @@ def build_flow(params: BuildParams) -> dict[str, Any]:
             if waited:
                 logger.info("waited for another build to release the workspace %s", work)
             source = fetch_source(params.source, params.revision, work)
+
+            def finish(recipe: str) -> None:
+                folder = Path(out) / recipe
+                outputs[recipe] = str(folder)
+                mine = [r for r in results if r["recipe"] == recipe or r["stage"] in pipeline.COMMON_STAGES]
+                splits = _artifacts(recipe, folder, mine)
+                ran = sum(r["status"] == "ran" for r in results if r["recipe"] == recipe)
+                logger.info("built %s -> %s (%s); %d stage(s) ran", recipe, folder, splits, ran)
+                if params.push_to:
+                    repo_id = params.push_to.replace("{recipe}", recipe)
+                    pushed[recipe] = publish_task(
+                        str(folder), repo_id, recipe, params.private, params.push_revision, params.create_pr
+                    )
+                    _published_artifact(recipe, folder, pushed[recipe])
+                    progress.advance(f"published {recipe} to {repo_id}")
+
+            if params.engine == "sharded":
+                built = sharded_build_task(params.recipes, settings, out, work, params.tree_shards, params.workers)
+                for recipe in params.recipes:
+                    for record in json.loads((Path(built[recipe]) / "build.json").read_text())["ledger"]:
+                        results.append({"stage": record["stage"], "recipe": recipe, "status": "ran"})
+                    progress.advance(f"{recipe}: built (sharded)")
+                    finish(recipe)
             common_keys: list[str] = []
-            for recipe in params.recipes:
+            for recipe in params.recipes if params.engine == "stages" else []:
                 chain = list(common_keys)
                 for r, stage in plan:
                     if r != recipe:
@@ -460,19 +504,7 @@ def build_flow(params: BuildParams) -> dict[str, Any]:
                     if stage in pipeline.COMMON_STAGES:
                         common_keys.append(res["key"])
                     progress.advance(f"{recipe}:{stage} {res['status']}")
-                folder = Path(out) / recipe
-                outputs[recipe] = str(folder)
-                mine = [r for r in results if r["recipe"] == recipe or r["stage"] in pipeline.COMMON_STAGES]
-                splits = _artifacts(recipe, folder, mine)
-                ran = sum(r["status"] == "ran" for r in results if r["recipe"] == recipe)
-                logger.info("built %s -> %s (%s); %d stage(s) ran", recipe, folder, splits, ran)
-                if params.push_to:
-                    repo_id = params.push_to.replace("{recipe}", recipe)
-                    pushed[recipe] = publish_task(
-                        str(folder), repo_id, recipe, params.private, params.push_revision, params.create_pr
-                    )
-                    _published_artifact(recipe, folder, pushed[recipe])
-                    progress.advance(f"published {recipe} to {repo_id}")
+                finish(recipe)
     finally:
         _ShardProgress.current = None
     return {"outputs": outputs, "stages": results, "pushed": pushed}

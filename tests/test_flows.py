@@ -206,3 +206,30 @@ def test_recipes_share_the_common_stages(stage_calls: Counter[str], tmp_path: Pa
     assert calls == {s: 1 if s in pipeline.COMMON_STAGES else len(both) for s in pipeline.STAGES}
     result, calls, _ = _run(stage_calls, recipes=others, **base)
     assert calls == {} and {r["status"] for r in result["stages"]} == {"cached"}
+
+
+@server_test
+def test_sharded_engine_runs_as_one_task_and_matches_the_stage_engine(
+    stage_calls: Counter[str], tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    src = tiny_source(tmp_path / "src", n_trees=60)
+    recipes = ["oasst_en", "oasst_prefs"]
+    stages_run, _, _ = _run(stage_calls, recipes=recipes, source=str(src), out=str(tmp_path / "a"))
+    sharded, calls, state = _run(
+        stage_calls, recipes=recipes, source=str(src), out=str(tmp_path / "b"), engine="sharded", tree_shards=3,
+        workers=1,
+    )  # fmt: skip
+    assert calls["structure"] == 3 and calls["gates"] == 6  # every shard ran its stages, through the library
+    for recipe in recipes:
+        a, b = Path(stages_run["outputs"][recipe]), Path(sharded["outputs"][recipe])
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and ".work" not in p.parts)
+        assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files), recipe
+    assert {r["stage"] for r in sharded["stages"]} >= {"ingest", "structure", "splits"}
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    assert {a.key for a in arts} >= {"ledger-oasst-en", "summary-oasst-prefs"}
