@@ -75,8 +75,11 @@ def estimate_messages(path: Path) -> int:
     return total
 
 
-def auto_shards(path: Path) -> int:
-    return max(1, math.ceil(estimate_messages(path) / TARGET_SHARD_MESSAGES))
+def auto_shards(path: Path, workers: int = 1) -> int:
+    """About one shard per :data:`TARGET_SHARD_MESSAGES`, rounded up to a multiple of ``workers`` so no worker
+    is left running the last shard alone."""
+    k = max(1, math.ceil(estimate_messages(path) / TARGET_SHARD_MESSAGES))
+    return k if k == 1 else math.ceil(k / workers) * workers
 
 
 # ------------------------------------------------------------------------------------------- per-shard work
@@ -260,7 +263,7 @@ def run_sharded_build(
     work = work or out / ".work"
     step = on_step or (lambda _msg: None)
     src = resolve_source(settings.source, settings.revision, work / "hub-cache")
-    k = shards or (1 if settings.tokenizer else auto_shards(src.path))
+    k = shards or (1 if settings.tokenizer else auto_shards(src.path, workers))
     if settings.tokenizer and k > 1:
         raise ChatdataError(
             "--tokenizer runs unsharded for now (label-mask statistics are not merged across shards): "
