@@ -58,7 +58,7 @@ STAGE_MAP = {
 }
 #: the phases ``bench.workers.job_chatdata_sharded`` records
 SHARDED_PHASES = ("resolve source", "partition", "stages structure…masks", "split plans", "apply the plans",
-                  "write and card")  # fmt: skip
+                  "merge order", "write and card")  # fmt: skip
 ROWS = [
     ("ingest / read", ("ingest",), ("read",)),
     ("structure", ("structure",), ("structure",)),

@@ -556,8 +556,10 @@ def test_rejects_are_summarised_without_payloads_and_across_shards(tmp_path: Pat
     build["outputs"]["rejects"]["rejects"]["files"] = [file_entry(p, folder) for p in paths]
     many = card_context(build, folder, plots=False)
     assert {k: many[k] for k in keys} == {k: one[k] for k in keys}
-    small = _rejects(_reject_paths(folder, _ordered_splits(build)))
-    assert small is not None and tuple(small.columns) == REJECT_COLUMNS and small.height == rej.height
+    lazy = _rejects(_reject_paths(folder, _ordered_splits(build)))
+    assert lazy is not None
+    small = lazy.collect()
+    assert tuple(small.columns) == REJECT_COLUMNS and small.height == rej.height
 
 
 def test_data_files_list_exact_paths_when_a_glob_would_match_more(tmp_path: Path) -> None:

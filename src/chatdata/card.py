@@ -574,21 +574,29 @@ def _scan_rejects(paths: Iterable[Path], columns: Iterable[str]) -> pl.LazyFrame
     return pl.concat(frames, how="vertical")
 
 
-def _rejects(paths: list[Path]) -> pl.DataFrame | None:
-    """The small columns of the rejects table (:data:`REJECT_COLUMNS`, strings), never the payloads."""
+def _rejects(paths: list[Path]) -> pl.LazyFrame | None:
+    """The small columns of the rejects table (:data:`REJECT_COLUMNS`, strings), never the payloads; lazy, so
+    the summaries below stream over it instead of holding it."""
     if not paths:
         return None
-    return _scan_rejects(paths, REJECT_COLUMNS).collect()
+    return _scan_rejects(paths, REJECT_COLUMNS)
 
 
-def reject_summary(rejects: pl.DataFrame) -> list[dict[str, Any]]:
+def reject_summary(rejects: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
     """Rejects per stage, filter and reason, with the first evidence (file order) as an example."""
-    if rejects.is_empty():
+    keys = ["stage", "filter", "reason"]
+    lf = rejects.lazy().with_row_index("_i")
+    counts = lf.group_by(keys).agg(
+        pl.len().alias("rows"), pl.col("_i").filter(pl.col("evidence").is_not_null()).min().alias("_first")
+    )
+    counts = counts.collect(engine="streaming")
+    if counts.is_empty():
         return []
+    firsts = counts.get_column("_first").drop_nulls()
+    examples = lf.filter(pl.col("_i").is_in(firsts.implode())).select("_i", "evidence").collect(engine="streaming")
     grouped = (
-        rejects.with_row_index("_i")
-        .group_by("stage", "filter", "reason")
-        .agg(pl.len().alias("rows"), pl.col("evidence").sort_by("_i").drop_nulls().first().alias("example"))
+        counts.join(examples.rename({"_i": "_first", "evidence": "example"}), on="_first", how="left")
+        .select(*keys, "rows", "example")
         .sort(["rows", "stage", "filter", "reason"], descending=[True, False, False, False], nulls_last=True)
     )
     return grouped.to_dicts()
@@ -658,15 +666,14 @@ def phrase_stats(build: Mapping[str, Any], rows: pl.DataFrame, reject_paths: Ite
 
 
 def decontamination_stats(
-    build: Mapping[str, Any], rows: pl.DataFrame, rejects: pl.DataFrame | None
+    build: Mapping[str, Any], rows: pl.DataFrame, rejects: pl.DataFrame | pl.LazyFrame | None
 ) -> dict[str, Any] | None:
     """Rows dropped by decontamination filters (or stages), by reason and by benchmark item named in evidence,
     and published rows still flagged in a ``contamination`` column."""
     names = set(_filter_names(build, "decontam"))
     if rejects is not None:
-        names |= {
-            str(f) for f in rejects.get_column("filter").drop_nulls().unique().to_list() if "decontam" in f.lower()
-        }
+        filters = rejects.lazy().select(pl.col("filter").drop_nulls().unique()).collect(engine="streaming")
+        names |= {str(f) for f in filters.to_series().to_list() if "decontam" in f.lower()}
     stages = [r for r in build.get("ledger") or [] if "decontam" in str(r.get("stage", "")).lower()]
     record = _find(build, DECONTAM_KEYS)
     declared = bool((build.get("recipe") or {}).get("decontaminate"))
@@ -675,9 +682,12 @@ def decontamination_stats(
         return None
     mine = pl.DataFrame(schema={"reason": pl.String, "evidence": pl.String})
     if rejects is not None:
-        mine = rejects.filter(
-            pl.col("filter").is_in(sorted(names)) | pl.col("stage").str.to_lowercase().str.contains("decontam")
-        ).select("reason", "evidence")
+        mine = (
+            rejects.lazy()
+            .filter(pl.col("filter").is_in(sorted(names)) | pl.col("stage").str.to_lowercase().str.contains("decontam"))
+            .select("reason", "evidence")
+            .collect(engine="streaming")
+        )
     reasons = sorted(((str(r), n) for r, n in mine.group_by("reason").len().iter_rows()), key=lambda x: (-x[1], x[0]))
     items = (
         mine.select(pl.col("evidence").str.extract(r"([A-Za-z][\w.-]*/[\w.-]+)", 1).alias("item"))

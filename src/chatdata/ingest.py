@@ -228,8 +228,11 @@ def _lenient_cast(raw: pl.DataFrame, col: str, dtype: pl.DataType) -> pl.Expr:
     Strings convert to booleans only as "true"/"false"; a nested value where a scalar belongs, or a column polars
     cannot cast at all, is wrong everywhere."""
     if raw.schema[col] == pl.String and dtype == pl.Boolean:
-        return pl.col(col).str.strip_chars().str.to_lowercase().replace_strict(
-            {"true": True, "false": False}, default=None, return_dtype=pl.Boolean
+        return (
+            pl.col(col)
+            .str.strip_chars()
+            .str.to_lowercase()
+            .replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
         )
     if raw.schema[col].is_nested() and not dtype.is_nested():
         return pl.lit(None, dtype=dtype)  # a struct or list where a scalar belongs (polars would stringify it)

@@ -194,9 +194,30 @@ def _common_schema(pieces: list[Path]) -> pa.Schema:
     return to_arrow(pl.DataFrame(schema=found)).schema
 
 
+def _order_file(key_files: list[Path]) -> Path:
+    return key_files[0].with_suffix(".order.npy")
+
+
+def _order_recipe(name: str, roots: list[str]) -> None:
+    """Compute and save the merge order of every split and of the rejects of one recipe. It runs in its own
+    short-lived process, so the key columns (the only part of the merge that grows with the input) never share
+    memory with the writers."""
+    owns = [Workspace(Path(r), name).own for r in roots]
+    for names, by in _merges(name):
+        key_files = [o / f"piece-{names}.keys.parquet" for o in owns]
+        order = merge_order([pl.read_parquet(k) for k in key_files], by)
+        np.save(_order_file(key_files), order.astype(np.uint32 if len(roots) > 65_535 else np.uint16))
+
+
+def _merges(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The merged tables of a recipe: each split by (tree, dialogue), and the rejects in publish order."""
+    return [(s, ("message_tree_id", "dialogue_id")) for s in get_recipe(name).splits] + [("rejects", REJECT_ORDER)]
+
+
 def _stream(pieces: list[Path], key_files: list[Path], by: tuple[str, ...], rows: int, nbytes: int) -> TableStream:
     schema = _common_schema(pieces)
-    sequence = merge_order([pl.read_parquet(k) for k in key_files], by)
+    order = _order_file(key_files)
+    sequence = np.load(order) if order.is_file() else merge_order([pl.read_parquet(k) for k in key_files], by)
     if len(sequence) != rows:
         raise RuntimeError(f"merge keys hold {len(sequence)} rows but the pieces {rows}")
     return TableStream(schema, rows, nbytes, merged_chunks(pieces, sequence, schema))
@@ -296,6 +317,9 @@ def run_sharded_build(
     ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
     per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
     n = len(recipes)
+    step("merge order")
+    with _pool(1, fresh=n_workers > 1) as pool:
+        pool.map(_order_recipe, recipes, [roots] * n)
     step("write and card")
     with _pool(n_workers) as pool:
         outputs = pool.map(_write_recipe, recipes, [roots] * n, [sdict] * n, [str(out)] * n, ledgers, plans,
