@@ -140,3 +140,15 @@ def test_merge_order_is_a_stable_global_sort() -> None:
 def test_tokenizer_with_several_shards_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ChatdataError, match="--tokenizer runs unsharded"):
         run_sharded_build(["oasst_en"], BuildSettings(tokenizer="gpt2"), tmp_path, shards=2, workers=1)
+
+
+def test_automatic_shard_count_follows_the_input_and_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import chatdata.sharded_build as sb
+
+    rows = pl.read_parquet(sample_dir() / "data" / "train-00000-of-00001.parquet").height
+    assert sb.estimate_messages(sample_dir() / "data") >= rows
+    monkeypatch.setattr(sb, "TARGET_SHARD_MESSAGES", 1000)
+    k1, k2 = sb.auto_shards(sample_dir(), 1), sb.auto_shards(sample_dir(), 2)
+    assert k1 >= 3 and k2 % 2 == 0 and k1 <= k2 <= k1 + 1
+    monkeypatch.setattr(sb, "TARGET_SHARD_MESSAGES", 10**9)
+    assert sb.auto_shards(sample_dir(), 2) == 1
