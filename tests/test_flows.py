@@ -54,6 +54,9 @@ def test_bad_params_are_one_line_errors() -> None:
         ({"push_to": "not a repo"}, "invalid Hub repo id"),
         ({"on_special": "shout"}, "on-special"),
         ({"max_length": 0}, "max_length"),
+        ({"engine": "fast"}, "engine"),
+        ({"tree_shards": 0}, "tree_shards"),
+        ({"workers": 0}, "workers"),
     ):
         with pytest.raises(ChatdataError) as err:
             make_params(**values)
