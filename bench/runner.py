@@ -949,7 +949,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 scaling.append({"messages": n, "chatdata": cd, "floor": floor, "forest_seconds": gen})
             if not args.keep:
-                shutil.rmtree(work / f"chatdata-{n}", ignore_errors=True)
+                for engine in ("sharded", "stages"):
+                    shutil.rmtree(work / f"chatdata-{n}-{engine}", ignore_errors=True)
             save()
     if not args.keep:
         for r in kept_runs.values():

@@ -87,6 +87,7 @@ def test_sharded_build_is_byte_identical_to_the_one_process_build(
         assert _same_tree(one[name], many[name]) == [], name
         build = json.loads((many[name] / "build.json").read_text())
         Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()
+    assert not (tmp_path / "many" / ".work" / "shards").exists()  # shard workspaces go once the outputs exist
     reasons = set(pl.read_parquet(many["oasst_en"] / "rejects").get_column("reason").to_list())
     assert {"tree_id_mismatch", "orphan", "cycle", "duplicate_message_id", "parent_rejected", "malformed_json"} <= (
         reasons

@@ -57,6 +57,8 @@ from chatdata.splits import apply_plan, plan_splits, split_keys
 from chatdata.writer import payload_bytes, to_arrow
 
 SHARD_STAGES = ("structure", "gates", "flatten", "score", "filters", "render", "masks")
+#: a shard's artifacts no later phase reads: deleted as soon as the shard's stages are done (disk stays small)
+INTERMEDIATE = ("gated.parquet", "dialogues.parquet", "scored.parquet", "filtered.parquet", "rendered.parquet")
 #: messages per shard when K is chosen automatically (a shard's stages peak at ~1 GB per 250k messages)
 TARGET_SHARD_MESSAGES = 150_000
 #: rows per merged output chunk, and per row group of a shard's pieces (the merge holds one group per shard)
@@ -99,6 +101,12 @@ def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: 
         per_tree = load(ws.own / "dialogues.parquet").get_column("message_tree_id").value_counts()
         save(per_tree, ws.own / "per-tree.parquet")
         _shard_keys(root, name, shard)
+        for artifact in INTERMEDIATE:
+            (ws.own / artifact).unlink(missing_ok=True)
+    common = Workspace(Path(root), recipes[0]).common
+    shutil.rmtree(common / "memo", ignore_errors=True)
+    for artifact in ("messages.parquet", "tree.parquet"):
+        (common / artifact).unlink(missing_ok=True)
     return records
 
 
@@ -324,6 +332,8 @@ def run_sharded_build(
     with _pool(n_workers) as pool:
         outputs = pool.map(_write_recipe, recipes, [roots] * n, [sdict] * n, [str(out)] * n, ledgers, plans,
                            [sources] * n, per_recipe)  # fmt: skip
+    shutil.rmtree(work / "shards", ignore_errors=True)  # the outputs hold everything the shards held
+    shutil.rmtree(work / "partition", ignore_errors=True)
     return {name: Path(o) for name, o in zip(recipes, outputs, strict=True)}
 
 
