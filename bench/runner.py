@@ -617,7 +617,7 @@ def report(res: dict[str, Any]) -> str:
         rows = []
         for s in scaling:
             cd, fl = s["chatdata"], s["floor"]
-            floor = fl["read"] + fl["write_data"] if fl else None
+            floor = fl["read"] + fl["write_data"] if fl and "error" not in fl else None
             stopped = f" ({cd['error']}; last stage finished: {cd['last']})" if cd.get("error") else ""
             rows.append(
                 [
@@ -942,11 +942,15 @@ def main(argv: list[str] | None = None) -> int:
             source, gen = forest(data_dir, n, args.seed, log)
             try:
                 cd = run_chatdata(source, work, n)
-                floor = run_floor(source, cd["out"], work)
             except JobFailed as exc:
                 print(f"  {exc}", flush=True)
                 scaling.append({"messages": n, "error": exc.info, "forest_seconds": gen})
             else:
+                try:
+                    floor = run_floor(source, cd["out"], work)
+                except JobFailed as exc:  # the floor is a reference point: its failure does not void chatdata's run
+                    print(f"  {exc}", flush=True)
+                    floor = {"error": exc.info["error"]}
                 scaling.append({"messages": n, "chatdata": cd, "floor": floor, "forest_seconds": gen})
             if not args.keep:
                 for engine in ("sharded", "stages"):

@@ -136,25 +136,29 @@ def job_floor(p: dict[str, Any]) -> dict[str, Any]:
     n_rows = 0
     in_bytes = 0
     for f in parquet_files(Path(p["source"])):
-        n_rows += pq.read_table(f).num_rows
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=100_000):  # read completely, hold one batch
+            n_rows += batch.num_rows
         in_bytes += f.stat().st_size
     read = time.perf_counter() - start
     rss_read = peak_gb()
-    outputs = []
-    for recipe in p["recipes"]:
-        root = Path(p["outputs"]) / recipe
-        for sub in ("data", "rejects"):
-            outputs.extend((sub, pq.read_table(f)) for f in parquet_files(root / sub))
+    outputs = [
+        (sub, f)
+        for recipe in p["recipes"]
+        for sub in ("data", "rejects")
+        for f in parquet_files(Path(p["outputs"]) / recipe / sub)
+    ]
     scratch = Path(p["scratch"])
     scratch.mkdir(parents=True, exist_ok=True)
     written = {"data": 0, "rejects": 0}
     seconds = {"data": 0.0, "rejects": 0.0}
-    for i, (sub, table) in enumerate(outputs):
+    for i, (sub, f) in enumerate(outputs):  # one output file in memory at a time; only the write is timed
+        table = pq.read_table(f)
         target = scratch / f"{i:04d}.parquet"
         start = time.perf_counter()
         pq.write_table(table, target, compression="zstd")
         seconds[sub] += time.perf_counter() - start
         written[sub] += target.stat().st_size
+        del table
         target.unlink()
     return {
         "read": read,
