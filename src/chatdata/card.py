@@ -624,7 +624,7 @@ def phrase_stats(build: Mapping[str, Any], rows: pl.DataFrame, reject_paths: Ite
                 .str.json_decode(pl.List(pl.String))
                 .alias("m"),
             )
-            .collect()
+            .collect(engine="streaming")  # payloads pass through in morsels, only the phrase rows stay
         )
         by_filter = sorted(((str(f), n) for f, n in mine.group_by("filter").len().iter_rows()), key=lambda x: x[0])
         dropped = mine.select("m")

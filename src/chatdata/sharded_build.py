@@ -175,8 +175,15 @@ def merge_order(keys: list[pl.DataFrame], by: tuple[str, ...]) -> np.ndarray:
     """For each output row, the shard it comes from: a stable global sort of the pieces' key columns (each piece
     is already sorted by ``by``, so every shard's rows keep their order)."""
     tagged = [k.select(by).with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, k in enumerate(keys)]
-    order = pl.concat(tagged).sort(*by, nulls_last=True, maintain_order=True)
-    return order.get_column("_shard").to_numpy()
+    frame = pl.concat(tagged, rechunk=False)
+    del tagged
+    # low-cardinality string keys as sorted enums (same order, a byte each); sort indices only, never the rows
+    small = [c for c in by if frame.schema[c] == pl.String and frame.get_column(c).n_unique() <= 1024]
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Enum(sorted(frame.get_column(c).drop_nulls().unique().to_list()))) for c in small
+    )
+    index = frame.select(pl.arg_sort_by(list(by), nulls_last=True, maintain_order=True)).to_series()
+    return frame.get_column("_shard").gather(index).to_numpy()
 
 
 def merged_chunks(pieces: list[Path], sequence: np.ndarray, schema: pa.Schema) -> Iterator[pa.Table]:
