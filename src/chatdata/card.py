@@ -582,22 +582,43 @@ def _rejects(paths: list[Path]) -> pl.LazyFrame | None:
     return _scan_rejects(paths, REJECT_COLUMNS)
 
 
-def reject_summary(rejects: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
-    """Rejects per stage, filter and reason, with the first evidence (file order) as an example."""
+RejectFrames = pl.DataFrame | pl.LazyFrame | Iterable[pl.DataFrame | pl.LazyFrame]
+
+
+def reject_summary(rejects: RejectFrames) -> list[dict[str, Any]]:
+    """Rejects per stage, filter and reason, with the first evidence (file order) as an example.
+
+    ``rejects`` may be one frame or the rejects files' frames in order: each is summarised alone and the partial
+    summaries are combined, so memory is bounded by one file whatever the size of the table."""
     keys = ["stage", "filter", "reason"]
-    lf = rejects.lazy().with_row_index("_i")
-    counts = lf.group_by(keys).agg(
-        pl.len().alias("rows"), pl.col("_i").filter(pl.col("evidence").is_not_null()).min().alias("_first")
-    )
-    counts = counts.collect(engine="streaming")
-    if counts.is_empty():
+    parts = [rejects] if isinstance(rejects, (pl.DataFrame, pl.LazyFrame)) else rejects
+    summary: pl.DataFrame | None = None
+    offset = 0
+    for part in parts:
+        frame = part.collect() if isinstance(part, pl.LazyFrame) else part
+        numbered = frame.select(*keys, "evidence").with_row_index("_i", offset=offset)
+        offset += frame.height
+        del frame
+        partial = numbered.group_by(keys).agg(
+            pl.len().alias("rows"),
+            pl.col("_i").filter(pl.col("evidence").is_not_null()).min().alias("_first"),
+            pl.col("evidence").sort_by("_i").drop_nulls().first().alias("example"),
+        )
+        if summary is not None:
+            partial = (
+                pl.concat([summary, partial])
+                .group_by(keys)
+                .agg(
+                    pl.col("rows").sum(),
+                    pl.col("_first").min(),
+                    pl.col("example").sort_by("_first", nulls_last=True).drop_nulls().first(),
+                )
+            )
+        summary = partial
+    if summary is None or summary.is_empty():
         return []
-    firsts = counts.get_column("_first").drop_nulls()
-    examples = lf.filter(pl.col("_i").is_in(firsts.implode())).select("_i", "evidence").collect(engine="streaming")
-    grouped = (
-        counts.join(examples.rename({"_i": "_first", "evidence": "example"}), on="_first", how="left")
-        .select(*keys, "rows", "example")
-        .sort(["rows", "stage", "filter", "reason"], descending=[True, False, False, False], nulls_last=True)
+    grouped = summary.select(*keys, "rows", "example").sort(
+        ["rows", "stage", "filter", "reason"], descending=[True, False, False, False], nulls_last=True
     )
     return grouped.to_dicts()
 
@@ -1034,7 +1055,9 @@ def card_context(
         "masks": mask_info(build),
         "pairs": pairs,
         "pair_record": scrub_paths(_find(build, PAIR_KEYS)),
-        "rejects": reject_summary(rejects) if rejects is not None else None,
+        "rejects": reject_summary(_scan_rejects([p], REJECT_COLUMNS) for p in reject_paths)
+        if rejects is not None
+        else None,
         "plots": plot_files,
         "filters": scrub_paths(list(build.get("filters") or [])),
         "settings": scrub_paths(build.get("settings") or {}),
