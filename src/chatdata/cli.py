@@ -215,16 +215,14 @@ def build(
                 progress.update(bar, description=f"{recipe}: {stage}", advance=0)
                 progress.advance(bar)
 
+            if dask_address and engine is not Engine.prefect:
+                raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
             if engine is Engine.local:
-                if dask_address:
-                    raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
                 run_local(names, settings, out, work=work, on_stage=on_stage)
                 result = None
             elif engine is Engine.sharded:
                 from chatdata.sharded_build import run_sharded_build
 
-                if dask_address:
-                    raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
                 progress.update(bar, total=None)
                 run_sharded_build(
                     names, settings, out, work=work, shards=tree_shards, workers=workers,

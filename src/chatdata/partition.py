@@ -15,11 +15,9 @@ shard; the spill is re-read and appended to per-shard files.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -188,12 +186,3 @@ def _check_hashes(spill: Path, distinct_hashes: int) -> None:
             f"{ids} distinct message ids but {distinct_hashes} distinct id hashes: a 64-bit collision; "
             "run this input unsharded (--shards 1)"
         )
-
-
-def sources_info(spec: str, revision: str | None, files: tuple[SourceFile, ...]) -> dict[str, Any]:
-    return {"spec": spec, "revision": revision, "files": [asdict(f) for f in files]}
-
-
-def write_sources(info: dict[str, Any], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from chatdata import __version__
 from chatdata.errors import ChatdataError
 from chatdata.filters.base import apply_filters
 from chatdata.filters.specs import build_filters, load_specs
-from chatdata.ingest import read_path
+from chatdata.ingest import SourceFile, read_path
 from chatdata.ledger import Ledger, StageRecord
 from chatdata.pairs import build_pairs
 from chatdata.recipes import DECONTAM_SPEC, Recipe, get_recipe
@@ -216,18 +216,23 @@ class StageContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def sources_info(src: ResolvedSource, files: Iterable[SourceFile]) -> dict[str, Any]:
+    """What ``sources.json`` records: the source as given, its pinned revision, every file with its sha256."""
+    return {"spec": src.spec, "revision": src.revision, "files": [asdict(f) for f in files]}
+
+
+def write_sources(info: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
 def stage_ingest(ctx: StageContext) -> StageRecord:
     d = ctx.ws.common
     src = resolve_source(ctx.settings.source, ctx.settings.revision, ctx.ws.root / "hub-cache")
     result = read_path(src.path)
     save(result.messages, d / "messages.parquet")
     save(result.rejects, d / "rejects-ingest.parquet")
-    info = {
-        "spec": src.spec,
-        "revision": src.revision,
-        "files": [asdict(f) for f in result.files],
-    }
-    (d / "sources.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_sources(sources_info(src, result.files), d)
     n_rej = result.rejects.height
     return StageRecord(
         "ingest",
@@ -317,9 +322,8 @@ def _flatten(ctx: StageContext) -> StageRecord:
     save(result.frame, ctx.ws.own / "dialogues.parquet")
     save(result.rejects, ctx.ws.own / "rejects-flatten.parquet")
     used = gated.height - result.rejects.height
-    per_tree = result.frame.group_by("message_tree_id").len().get_column("len")
     unit = _unit(ctx)
-    notes = {f"{unit}_per_tree": _describe(per_tree)} if per_tree.len() else {}
+    notes = per_tree_notes(unit, result.frame.group_by("message_tree_id").len().get_column("len"))
     return StageRecord(
         "flatten",
         "messages",
@@ -330,6 +334,11 @@ def _flatten(ctx: StageContext) -> StageRecord:
         produced_unit=unit,
         notes=notes,
     )
+
+
+def per_tree_notes(unit: str, per_tree: pl.Series) -> dict[str, Any]:
+    """The flatten record's notes: how many dialogues (or pairs) each tree gave."""
+    return {f"{unit}_per_tree": _describe(per_tree)} if per_tree.len() else {}
 
 
 def _unit(ctx: StageContext) -> str:
@@ -415,20 +424,36 @@ def stage_masks(ctx: StageContext) -> StageRecord:
 
 def stage_splits(ctx: StageContext) -> StageRecord:
     filtered = load(ctx.ws.own / "masked.parquet")
-    r = ctx.recipe
-    tf = ctx.settings.test_fraction if ctx.settings.test_fraction is not None else r.test_fraction
     result = assign_splits(
-        filtered,
-        names=r.splits,
-        test_fraction=tf,
-        seed=ctx.settings.split_seed,
-        leak_policy=ctx.settings.leak_policy,  # type: ignore[arg-type]
-        dedupe_columns=("chosen", "rejected") if r.output == "prefs" else ("messages",),
+        filtered, **split_options(ctx.recipe, ctx.settings), dedupe_columns=dedupe_columns(ctx.recipe)
     )
     save(result.frame, ctx.ws.own / "final.parquet")
     save(result.rejects, ctx.ws.own / "rejects-splits.parquet")
-    moved = {"cross_split_prompt_moved_to_train": result.moved} if result.moved else {}
-    return StageRecord("splits", _unit(ctx), filtered.height, result.frame.height, result.counts, moved=moved)
+    return splits_record(_unit(ctx), filtered.height, result.frame.height, result.counts, result.moved)
+
+
+def split_options(recipe: Recipe, settings: BuildSettings) -> dict[str, Any]:
+    """The split plan's settings for a recipe: its split names, the test fraction (the recipe's unless set), the
+    seed and the leak policy."""
+    tf = settings.test_fraction if settings.test_fraction is not None else recipe.test_fraction
+    return {
+        "names": recipe.splits,
+        "test_fraction": tf,
+        "seed": settings.split_seed,
+        "leak_policy": settings.leak_policy,
+    }
+
+
+def dedupe_columns(recipe: Recipe) -> tuple[str, ...]:
+    """The columns whose roles and contents make two rows duplicates."""
+    return ("chosen", "rejected") if recipe.output == "prefs" else ("messages",)
+
+
+def splits_record(unit: str, rows_in: int, rows_out: int, counts: dict[str, int], moved: int) -> StageRecord:
+    return StageRecord(
+        "splits", unit, rows_in, rows_out, counts,
+        moved={"cross_split_prompt_moved_to_train": moved} if moved else {},
+    )  # fmt: skip
 
 
 def stage_write(ctx: StageContext) -> StageRecord:

@@ -38,17 +38,22 @@ from chatdata.errors import ChatdataError
 from chatdata.ingest import discover, file_format
 from chatdata.ledger import Ledger, StageRecord
 from chatdata.output import REJECT_ORDER, TableStream, assemble, publish_columns, sort_rejects
-from chatdata.partition import partition_source, sources_info, write_sources
+from chatdata.partition import partition_source
 from chatdata.pipeline import (
-    LEDGER_STAGES,
     BuildSettings,
     Workspace,
-    _describe,
+    collect_rejects,
+    dedupe_columns,
     load,
     load_record,
+    per_tree_notes,
     resolve_source,
     run_stage,
     save,
+    sources_info,
+    split_options,
+    splits_record,
+    write_sources,
 )
 from chatdata.recipes import get_recipe
 from chatdata.schema import REJECT_SCHEMA, conform
@@ -110,42 +115,38 @@ def _shard_stages(root: str, recipes: list[str], settings: dict[str, Any], out: 
     return records
 
 
-def _dedupe_columns(recipe: str) -> tuple[str, ...]:
-    return ("chosen", "rejected") if get_recipe(recipe).output == "prefs" else ("messages",)
+def _numbered(frame: pl.DataFrame, shard: int) -> pl.Series:
+    """Row ids unique across shards: ``(shard << 40) + row``."""
+    return (pl.int_range(frame.height, dtype=pl.UInt64, eager=True) + (shard << 40)).alias("_row")
 
 
 def _shard_keys(root: str, recipe: str, shard: int) -> str:
     """The light split-plan columns of one shard's rows, ``_row`` = (shard << 40) + row."""
     own = Workspace(Path(root), recipe).own
     frame = load(own / "masked.parquet")
-    keys = split_keys(frame, dedupe_columns=_dedupe_columns(recipe)).with_columns(
-        (pl.int_range(frame.height, dtype=pl.UInt64) + (shard << 40)).alias("_row")
-    )
+    keys = split_keys(frame, dedupe_columns=dedupe_columns(get_recipe(recipe))).with_columns(_numbered(frame, shard))
     save(keys, own / "split-keys.parquet")
     return str(own / "split-keys.parquet")
 
 
-def _shard_apply(root: str, recipe: str, shard: int, splits: tuple[str, ...]) -> dict[str, Any]:
+def _shard_apply(root: str, recipe: str, shard: int) -> dict[str, Any]:
     """Apply the plan to one shard: kept rows per split in publish order, and all of the shard's rejects sorted
     into publish order; return rows and sizes, and write the merge keys."""
     ws = Workspace(Path(root), recipe)
     frame = load(ws.own / "masked.parquet")
-    numbered = frame.with_columns((pl.int_range(frame.height, dtype=pl.UInt64) + (shard << 40)).alias("_row"))
+    numbered = frame.with_columns(_numbered(frame, shard))
     plan = load(ws.own / "split-plan.parquet")
     kept, rejects = apply_plan(numbered, plan)
     save(conform(rejects, REJECT_SCHEMA), ws.own / "rejects-splits.parquet")
-    info: dict[str, Any] = {"splits": {}, "columns": publish_columns(kept)}
-    for split in splits:
-        part = kept.filter(pl.col("split") == split)
-        save(part.select(info["columns"]), ws.own / f"piece-{split}.parquet", row_group_size=PIECE_ROWS)
-        save(part.select("message_tree_id", "dialogue_id"), ws.own / f"piece-{split}.keys.parquet")
-        info["splits"][split] = {"rows": part.height, "nbytes": payload_bytes(to_arrow(part.select(info["columns"])))}
-    frames = [load(ws.dir_for(s) / f"rejects-{s}.parquet") for s in LEDGER_STAGES if s not in ("ingest", "score")]
-    frames.insert(0, load(ws.common / "rejects-ingest.parquet"))
-    all_rejects = sort_rejects(conform(pl.concat(frames, how="vertical"), REJECT_SCHEMA))
-    save(all_rejects, ws.own / "piece-rejects.parquet", row_group_size=PIECE_ROWS)
-    save(all_rejects.select(REJECT_ORDER), ws.own / "piece-rejects.keys.parquet")
-    info["rejects"] = {"rows": all_rejects.height, "nbytes": payload_bytes(to_arrow(all_rejects))}
+    columns = publish_columns(kept)
+    tables = {split: kept.filter(pl.col("split") == split).select(columns) for split in get_recipe(recipe).splits}
+    tables["rejects"] = sort_rejects(collect_rejects(ws))
+    info: dict[str, Any] = {}
+    for table, by in _merges(recipe):
+        piece = tables[table]
+        save(piece, ws.own / f"piece-{table}.parquet", row_group_size=PIECE_ROWS)
+        save(piece.select(by), ws.own / f"piece-{table}.keys.parquet")
+        info[table] = {"rows": piece.height, "nbytes": payload_bytes(to_arrow(piece))}
     return info
 
 
@@ -229,10 +230,14 @@ def _merges(name: str) -> list[tuple[str, tuple[str, ...]]]:
     return [(s, ("message_tree_id", "dialogue_id")) for s in get_recipe(name).splits] + [("rejects", REJECT_ORDER)]
 
 
-def _stream(pieces: list[Path], key_files: list[Path], by: tuple[str, ...], rows: int, nbytes: int) -> TableStream:
+def _stream(owns: list[Path], table: str, infos: list[dict[str, Any]]) -> TableStream:
+    """One merged table of a recipe (a split or ``rejects``) as a stream in publish order."""
+    pieces = [o / f"piece-{table}.parquet" for o in owns]
+    rows = sum(info[table]["rows"] for info in infos)
+    nbytes = sum(info[table]["nbytes"] for info in infos)
     schema = _common_schema(pieces)
-    order = _order_file(key_files)
-    sequence = np.load(order) if order.is_file() else merge_order([pl.read_parquet(k) for k in key_files], by)
+    order = _order_file([o / f"piece-{table}.keys.parquet" for o in owns])
+    sequence = np.load(order)
     if len(sequence) != rows:
         raise RuntimeError(f"merge keys hold {len(sequence)} rows but the pieces {rows}")
     return TableStream(schema, rows, nbytes, merged_chunks(pieces, sequence, schema))
@@ -312,7 +317,7 @@ def run_sharded_build(
     step(f"partition into {k} tree-shards")
     with _pool(1, fresh=n_workers > 1) as pool:
         (part,) = pool.map(partition_source, [src.path], [work], [k])
-    sources = sources_info(src.spec, src.revision, part.files)
+    sources = sources_info(src, part.files)
     write_sources(sources, work / "common")
     roots = [str(r) for r in part.roots]
     pairs = [(name, i) for name in recipes for i in range(k)]
@@ -327,7 +332,6 @@ def run_sharded_build(
             [roots[i] for _, i in pairs],
             [name for name, _ in pairs],
             [i for _, i in pairs],
-            [get_recipe(name).splits for name, _ in pairs],
         )
     ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
     per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
@@ -346,15 +350,8 @@ def run_sharded_build(
 
 def _plan_recipe(name: str, roots: list[str], settings: dict[str, Any]) -> dict[str, Any]:
     """The split plan of one recipe over every shard's keys; each shard's part goes to its workspace."""
-    recipe, s = get_recipe(name), BuildSettings.from_dict(settings)
     keys = pl.concat([load(Workspace(Path(r), name).own / "split-keys.parquet") for r in roots])
-    plan = plan_splits(
-        keys,
-        names=recipe.splits,
-        test_fraction=s.test_fraction if s.test_fraction is not None else recipe.test_fraction,
-        seed=s.split_seed,
-        leak_policy=s.leak_policy,  # type: ignore[arg-type]
-    )
+    plan = plan_splits(keys, **split_options(get_recipe(name), BuildSettings.from_dict(settings)))
     del keys
     shard_of = plan.rows.get_column("_row") // (1 << 40)
     for i, root in enumerate(roots):
@@ -372,7 +369,7 @@ def _ledger(name: str, ingest: StageRecord, records: list[dict[str, Any]], roots
         if stage == "flatten":
             unit = records[0][name]["flatten"].get("produced_unit") or "dialogues"
             per_tree = pl.concat([load(Workspace(Path(r), name).own / "per-tree.parquet") for r in roots])
-            notes = {f"{unit}_per_tree": _describe(per_tree.get_column("count"))} if per_tree.height else {}
+            notes = per_tree_notes(unit, per_tree.get_column("count"))
         ledger.add(_merged(stage, [r[name][stage] for r in records], notes))
     return [r.to_dict() for r in ledger.records]
 
@@ -391,27 +388,11 @@ def _write_recipe(
     recipe = get_recipe(name)
     ledger = Ledger([StageRecord.from_dict(r) for r in ledger_rows])
     last = ledger.records[-1]
-    kept = sum(info["splits"][s]["rows"] for info in infos for s in recipe.splits)
-    moved = {"cross_split_prompt_moved_to_train": plan["moved"]} if plan["moved"] else {}
-    ledger.add(StageRecord("splits", last.unit, last.rows_out, kept, plan["counts"], moved=moved))
+    kept = sum(info[s]["rows"] for info in infos for s in recipe.splits)
+    ledger.add(splits_record(last.unit, last.rows_out, kept, plan["counts"], plan["moved"]))
     owns = [Workspace(Path(r), name).own for r in roots]
-    streams = {
-        s: _stream(
-            [o / f"piece-{s}.parquet" for o in owns],
-            [o / f"piece-{s}.keys.parquet" for o in owns],
-            ("message_tree_id", "dialogue_id"),
-            sum(info["splits"][s]["rows"] for info in infos),
-            sum(info["splits"][s]["nbytes"] for info in infos),
-        )
-        for s in recipe.splits
-    }
-    rejects = _stream(
-        [o / "piece-rejects.parquet" for o in owns],
-        [o / "piece-rejects.keys.parquet" for o in owns],
-        REJECT_ORDER,
-        sum(info["rejects"]["rows"] for info in infos),
-        sum(info["rejects"]["nbytes"] for info in infos),
-    )
+    streams = {table: _stream(owns, table, infos) for table, _ in _merges(name)}
+    rejects = streams.pop("rejects")
     notes_path = owns[0] / "notes.json"
     notes = json.loads(notes_path.read_text()) if notes_path.exists() else None
     target = Path(out) / name
