@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chatdata.schema import CHAT_MESSAGE
-from chatdata.writer import SplitWriter, payload_bytes, to_arrow, write_split
+from chatdata.writer import SplitWriter, payload_bytes, row_payload_bytes, to_arrow, write_split
 
 
 def _frame(n: int) -> pl.DataFrame:
@@ -71,3 +71,60 @@ def test_empty_split_is_one_empty_file_with_the_schema(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["test-00000-of-00001.parquet"]
     assert pq.read_table(paths[0]).num_rows == 0
     assert pq.read_schema(paths[0]).names == ["dialogue_id", "score", "messages"]
+
+
+def _skewed(n: int) -> pl.DataFrame:
+    """Short rows, then a run of long ones (as sorted rejects are: payload-heavy stages together), then short."""
+    sizes = [10] * (n // 2) + [2_000] * (n // 4) + [10] * (n - n // 2 - n // 4)
+    return pl.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "payload": ["x" * s for s in sizes]})
+
+
+def test_row_payload_bytes_sum_to_the_whole_and_depend_on_the_row_alone() -> None:
+    table = to_arrow(_frame(60))
+    sizes = row_payload_bytes(table)
+    assert sizes.sum() == payload_bytes(table)
+    assert list(row_payload_bytes(table.slice(17, 9))) == list(sizes[17:26])
+    # one row by hand: dialogue_id (6 + 4), score (8), messages (4 + 2 x (role + 4, content + 4))
+    row = 7
+    content = len("q" * (row % 13)) + len(f"answer {row}")
+    assert sizes[row] == 10 + 8 + 4 + len("user") + len("assistant") + 16 + content
+
+
+@pytest.mark.parametrize("max_bytes", [10**9, 60_000])
+def test_skewed_rows_keep_row_groups_and_files_within_their_budgets(tmp_path: Path, max_bytes: int) -> None:
+    frame = _skewed(400)
+    table = to_arrow(frame)
+    budget = 20_000
+    whole = SplitWriter(tmp_path / "a", "train", table.schema, table.num_rows, payload_bytes(table),
+                        max_shard_bytes=max_bytes, row_group_bytes=budget)  # fmt: skip
+    whole.write(table)
+    paths = whole.close()
+    sizes = row_payload_bytes(table)
+    start = 0
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        file_rows = sum(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+        assert sizes[start : start + file_rows].sum() <= max_bytes + sizes.max()
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            assert sizes[start : start + n].sum() <= budget
+            start += n
+    assert start == table.num_rows
+    assert len(paths) == -(-int(sizes.sum()) // max_bytes)  # ceil(payload / max): 1, or 4 for 208,600 bytes
+    streamed = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, payload_bytes(table),
+                           max_shard_bytes=max_bytes, row_group_bytes=budget)  # fmt: skip
+    for a, b in ((0, 1), (1, 199), (199, 230), (230, 400)):
+        streamed.write(table.slice(a, b - a))
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in streamed.close()]
+    assert pl.concat([pl.read_parquet(p) for p in paths]).equals(frame)
+    assert not list((tmp_path / "a").glob(".*"))
+
+
+def test_a_row_larger_than_the_row_group_budget_is_a_group_of_its_own(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"payload": ["a" * 10, "b" * 5_000, "c" * 10]})
+    table = to_arrow(frame)
+    w = SplitWriter(tmp_path, "t", table.schema, 3, payload_bytes(table), max_shard_bytes=10**9, row_group_bytes=100)
+    w.write(table)
+    (path,) = w.close()
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [1, 1, 1]

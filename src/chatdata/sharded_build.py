@@ -157,7 +157,8 @@ class _RowReader:
     """Hand out the rows of one Parquet file in order, ``n`` at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=PIECE_ROWS)
+        # no pre-buffering: it holds ~30 MB of a file per reader, and a merge opens one reader per shard
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PIECE_ROWS)
         self._buffer: pa.Table | None = None
 
     def take(self, n: int) -> pa.Table:

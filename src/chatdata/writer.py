@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,61 +42,93 @@ def to_arrow(frame: pl.DataFrame) -> pa.Table:
     return table.cast(schema).replace_schema_metadata(None)
 
 
-def payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> int:
-    """Bytes of values (strings' bytes plus offsets, fixed-width values, nested leaves), the size measure that
-    decides shard and row-group sizes. It is additive over rows: any split of the rows into pieces sums to the
-    whole, so a stream written piece by piece is cut exactly like the same rows written at once."""
+def row_payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Bytes of values per row (strings' bytes plus 4 for the offset, fixed-width values, nested leaves plus 4
+    per list): the size measure that cuts files and row groups. A row's size depends on that row alone, so any
+    split of the rows into pieces gives the same sizes."""
     if isinstance(data, pa.Table):
-        return sum(payload_bytes(c) for c in data.columns)
+        total = np.zeros(data.num_rows, dtype=np.int64)
+        for column in data.columns:
+            total += row_payload_bytes(column)
+        return total
     if isinstance(data, pa.ChunkedArray):
-        return sum(payload_bytes(c) for c in data.chunks)
-    t = data.type
+        parts = [row_payload_bytes(c) for c in data.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    t, n = data.type, len(data)
     if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-        return int(pc.sum(pc.binary_length(data)).as_py() or 0) + 4 * len(data)
+        lengths = pc.fill_null(pc.binary_length(data), 0).to_numpy(zero_copy_only=False)
+        return lengths.astype(np.int64) + 4
     if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return 4 * len(data) + payload_bytes(data.flatten())
+        sizes = np.full(n, 4, dtype=np.int64)
+        values = data.flatten()
+        if len(values):
+            parents = pc.list_parent_indices(data).to_numpy(zero_copy_only=False)
+            sizes += np.bincount(parents, weights=row_payload_bytes(values), minlength=n).astype(np.int64)
+        return sizes
     if pa.types.is_struct(t):
-        return sum(payload_bytes(f) for f in data.flatten())
+        total = np.zeros(n, dtype=np.int64)
+        for field in data.flatten():
+            total += row_payload_bytes(field)
+        return total
     if pa.types.is_null(t):
-        return 0
+        return np.zeros(n, dtype=np.int64)
     if pa.types.is_boolean(t):
-        return len(data)
+        return np.ones(n, dtype=np.int64)
     try:
-        return t.byte_width * len(data)
+        return np.full(n, t.byte_width, dtype=np.int64)
     except ValueError:
-        return int(data.nbytes)
+        raise TypeError(f"no row size for Arrow type {t}") from None
+
+
+def payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> int:
+    """Bytes of values of all rows (:func:`row_payload_bytes` summed): additive over rows, so the totals of the
+    pieces of a stream add up to the whole's."""
+    return int(row_payload_bytes(data).sum())
 
 
 class SplitWriter:
     """Write one split as ``{split}-0000i-of-0000N.parquet`` from tables fed in order, in bounded memory.
 
-    ``rows`` and ``nbytes`` (:func:`payload_bytes`) of the whole split are known up front, so the number of files
-    (each at most ``max_shard_bytes``) and the rows per row group (~100 MB) are fixed before the first row: the
-    same rows give the same files and bytes however they are fed. Every row group is written from contiguous
-    arrays, so chunk layout never shows in the output.
+    Rows are cut by their :func:`row_payload_bytes`, so skewed rows (a run of long dialogues) cannot make a row
+    group or a file larger than its budget. ``nbytes`` of the whole split is known up front: the target file size
+    is ``nbytes / ceil(nbytes / max_shard_bytes)`` and a row goes to file ``floor(bytes before it / target)``;
+    inside a file a row group closes before the row that would take it over ``row_group_bytes`` (one oversized
+    row makes a group of its own). Every cut depends on the rows alone, so the same rows give the same files and
+    bytes however they are fed; every row group is written from contiguous arrays. Files are written under
+    temporary names and get their ``-of-N`` names at :meth:`close`.
     """
 
     def __init__(
-        self, folder: Path, split: str, schema: pa.Schema, rows: int, nbytes: int, *, max_shard_bytes: int
+        self,
+        folder: Path,
+        split: str,
+        schema: pa.Schema,
+        rows: int,
+        nbytes: int,
+        *,
+        max_shard_bytes: int,
+        row_group_bytes: int = ROW_GROUP_BYTES,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.split, self.schema = folder, split, schema
-        self.n_files = max(1, math.ceil(nbytes / max_shard_bytes)) if rows else 1
-        self.per_file = math.ceil(rows / self.n_files) if rows else 0
-        avg = max(1, nbytes // max(1, rows))
-        self.per_group = max(1, min(self.per_file or 1, ROW_GROUP_BYTES // avg))
-        self.rows = rows
+        self.rows, self.nbytes, self.row_group_bytes = rows, nbytes, row_group_bytes
+        n_files = max(1, math.ceil(nbytes / max_shard_bytes)) if rows else 1
+        self.file_bytes = max(1, math.ceil(nbytes / n_files))
         self.written = 0
-        self.paths: list[Path] = []
+        self._offset = 0  # payload bytes of the rows written so far
+        self._parts: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
-        self._in_file = 0
+        self._file = -1  # the file index (offset // file_bytes) of the open file
         self._buffer: list[pa.Table] = []
-        self._buffered = 0
+        self._sizes = np.zeros(0, dtype=np.int64)
 
-    def _open(self) -> pq.ParquetWriter:
+    def _open(self, file: int) -> pq.ParquetWriter:
+        if self._writer is not None and file != self._file:
+            self._writer.close()
+            self._writer = None
         if self._writer is None:
-            path = self.folder / f"{self.split}-{len(self.paths):05d}-of-{self.n_files:05d}.parquet"
-            self.paths.append(path)
+            path = self.folder / f".{self.split}-{len(self._parts):05d}.parquet.part"
+            self._parts.append(path)
             self._writer = pq.ParquetWriter(
                 path,
                 self.schema,
@@ -104,48 +137,64 @@ class SplitWriter:
                 use_content_defined_chunking=True,
                 write_statistics=True,
             )
-            self._in_file = 0
+            self._file = file
         return self._writer
+
+    def _next_group(self, final: bool) -> int:
+        """Rows of the buffer that form the next row group, or 0 while the group may still grow."""
+        ends = np.cumsum(self._sizes)
+        files = (self._offset + ends - self._sizes) // self.file_bytes
+        n = len(self._sizes)
+        by_file = int(np.searchsorted(files, files[0], side="right"))
+        by_bytes = max(1, int(np.searchsorted(ends, self.row_group_bytes, side="right")))
+        cut = min(by_file, by_bytes)
+        return cut if cut < n or final else 0
 
     def _emit(self, n: int) -> None:
         """Write the first ``n`` buffered rows as one row group."""
         buffered = pa.concat_tables(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         group, rest = buffered.slice(0, n), buffered.slice(n)
-        self._open().write_table(group.combine_chunks(), row_group_size=n)
-        self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
-        self._in_file += n
+        file = int(self._offset // self.file_bytes)
+        self._open(file).write_table(group.combine_chunks(), row_group_size=n)
+        self._offset += int(self._sizes[:n].sum())
+        self._buffer, self._sizes = ([rest] if rest.num_rows else []), self._sizes[n:]
         self.written += n
-        if self._in_file == self.per_file and self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            self._in_file = 0
+
+    def _drain(self, final: bool) -> None:
+        while len(self._sizes):
+            n = self._next_group(final)
+            if not n:
+                break
+            self._emit(n)
 
     def write(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        if self.written + self._buffered + table.num_rows > self.rows:
+        if self.written + len(self._sizes) + table.num_rows > self.rows:
             raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but is fed more")
-        self._buffer.append(table.cast(self.schema))
-        self._buffered += table.num_rows
-        while self._buffered:
-            n = min(self.per_group, self.per_file - self._in_file)
-            if self._buffered < n:
-                break
-            self._emit(n)
+        table = table.cast(self.schema)
+        self._buffer.append(table)
+        self._sizes = np.concatenate([self._sizes, row_payload_bytes(table)])
+        self._drain(final=False)
 
     def close(self) -> list[Path]:
-        if self._buffered:
-            self._emit(self._buffered)
-        if self.written != self.rows:
-            raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but got {self.written}")
-        if not self.paths:
-            pq.write_table(self.schema.empty_table(), self.folder / f"{self.split}-00000-of-00001.parquet",
-                           compression="zstd", write_page_index=True, use_content_defined_chunking=True)  # fmt: skip
-            self.paths.append(self.folder / f"{self.split}-00000-of-00001.parquet")
+        self._drain(final=True)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        return self.paths
+        if self.written != self.rows:
+            raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but got {self.written}")
+        if not self._parts:
+            path = self.folder / f".{self.split}-00000.parquet.part"
+            pq.write_table(self.schema.empty_table(), path, compression="zstd", write_page_index=True,
+                           use_content_defined_chunking=True)  # fmt: skip
+            self._parts.append(path)
+        paths = []
+        for i, part in enumerate(self._parts):
+            path = self.folder / f"{self.split}-{i:05d}-of-{len(self._parts):05d}.parquet"
+            os.replace(part, path)
+            paths.append(path)
+        return paths
 
 
 def write_split(
