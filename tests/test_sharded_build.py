@@ -102,6 +102,30 @@ def test_real_data_sharded_equals_one_process(real_trees: Path, tmp_path: Path) 
         assert _same_tree(one[name], many[name]) == [], name
 
 
+def test_many_shards_merge_from_smaller_row_groups_with_the_same_bytes(
+    real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatdata import sharded_build
+
+    assert [sharded_build.piece_rows(k) for k in (1, 34, 68, 136, 10**6)] == [2_000, 2_000, 1_000, 500, 100]
+    settings = BuildSettings(source=str(real_trees))
+    one = run_local(["oasst_en", "oasst_prefs"], settings, tmp_path / "one")
+    monkeypatch.setattr(sharded_build, "_MERGE_HELD_ROWS", 400)  # 4 shards: pieces in groups of 100 rows
+    pieces: list[tuple[int, int | None]] = []
+    real_save = sharded_build.save
+
+    def spy(frame: pl.DataFrame, path: Path, row_group_size: int | None = None) -> Path:
+        if path.name.startswith("piece-") and not path.name.endswith(".keys.parquet"):
+            pieces.append((frame.height, row_group_size))
+        return real_save(frame, path, row_group_size=row_group_size)
+
+    monkeypatch.setattr(sharded_build, "save", spy)
+    many = run_sharded_build(["oasst_en", "oasst_prefs"], settings, tmp_path / "many", shards=4, workers=1)
+    for name in ("oasst_en", "oasst_prefs"):
+        assert _same_tree(one[name], many[name]) == [], name
+    assert {g for _, g in pieces} == {100} and max(h for h, _ in pieces) > 200  # pieces of 3 groups and more
+
+
 def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_path: Path) -> None:
     part = partition_source(trap_source, tmp_path, 4, batch_rows=97)
     frames = [pl.read_parquet(r / "common" / "messages.parquet") for r in part.roots]

@@ -66,9 +66,11 @@ SHARD_STAGES = ("structure", "gates", "flatten", "score", "filters", "render", "
 INTERMEDIATE = ("gated.parquet", "dialogues.parquet", "scored.parquet", "filtered.parquet", "rendered.parquet")
 #: messages per shard when K is chosen automatically (a shard's stages peak at ~1 GB per 250k messages)
 TARGET_SHARD_MESSAGES = 150_000
-#: rows per merged output chunk, and per row group of a shard's pieces (the merge holds one group per shard)
+#: rows per merged output chunk
 _CHUNK_ROWS = 5_000
+#: a merge holds one row group of every shard's piece: rows per group (:func:`piece_rows`) shrink as shards grow
 PIECE_ROWS = 2_000
+_MERGE_HELD_ROWS = 68_000
 
 
 def estimate_messages(path: Path) -> int:
@@ -129,7 +131,13 @@ def _shard_keys(root: str, recipe: str, shard: int) -> str:
     return str(own / "split-keys.parquet")
 
 
-def _shard_apply(root: str, recipe: str, shard: int) -> dict[str, Any]:
+def piece_rows(shards: int) -> int:
+    """Rows per row group of a shard's pieces: :data:`PIECE_ROWS`, fewer when there are so many shards that the
+    merge, which holds one group of each, would hold more than :data:`_MERGE_HELD_ROWS` rows."""
+    return max(100, min(PIECE_ROWS, _MERGE_HELD_ROWS // max(1, shards)))
+
+
+def _shard_apply(root: str, recipe: str, shard: int, shards: int) -> dict[str, Any]:
     """Apply the plan to one shard: kept rows per split in publish order, and all of the shard's rejects sorted
     into publish order; return rows and sizes, and write the merge keys."""
     ws = Workspace(Path(root), recipe)
@@ -144,7 +152,7 @@ def _shard_apply(root: str, recipe: str, shard: int) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for table, by in _merges(recipe):
         piece = tables[table]
-        save(piece, ws.own / f"piece-{table}.parquet", row_group_size=PIECE_ROWS)
+        save(piece, ws.own / f"piece-{table}.parquet", row_group_size=piece_rows(shards))
         save(piece.select(by), ws.own / f"piece-{table}.keys.parquet")
         info[table] = {"rows": piece.height, "nbytes": payload_bytes(to_arrow(piece))}
     return info
@@ -158,7 +166,9 @@ class _RowReader:
 
     def __init__(self, path: Path) -> None:
         # no pre-buffering: it holds ~30 MB of a file per reader, and a merge opens one reader per shard
-        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PIECE_ROWS)
+        file = pq.ParquetFile(path, pre_buffer=False)
+        groups = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+        self._batches = file.iter_batches(batch_size=max(groups, default=PIECE_ROWS))
         self._buffer: pa.Table | None = None
 
     def take(self, n: int) -> pa.Table:
@@ -333,6 +343,7 @@ def run_sharded_build(
             [roots[i] for _, i in pairs],
             [name for name, _ in pairs],
             [i for _, i in pairs],
+            [k] * len(pairs),
         )
     ledgers = [_ledger(name, part.record, records, roots) for name in recipes]
     per_recipe = [[infos[j] for j, (n, _) in enumerate(pairs) if n == name] for name in recipes]
