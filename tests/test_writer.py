@@ -128,3 +128,13 @@ def test_a_row_larger_than_the_row_group_budget_is_a_group_of_its_own(tmp_path: 
     (path,) = w.close()
     meta = pq.ParquetFile(path).metadata
     assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [1, 1, 1]
+
+
+def test_nulls_weigh_nothing_whatever_their_type() -> None:
+    typed = pa.table({"a": pa.array([None, None], pa.string()), "b": pa.array([None, 5], pa.int64())})
+    untyped = pa.table({"a": pa.array([None, None], pa.null()), "b": pa.array([None, 5], pa.int64())})
+    assert list(row_payload_bytes(typed)) == list(row_payload_bytes(untyped)) == [0, 8]
+    nested = to_arrow(
+        pl.DataFrame({"m": [None, [{"role": "user", "content": "hi"}]]}, schema={"m": pl.List(CHAT_MESSAGE)})
+    )
+    assert list(row_payload_bytes(nested)) == [0, 4 + (4 + 4) + (2 + 4)]

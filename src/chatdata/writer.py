@@ -44,8 +44,8 @@ def to_arrow(frame: pl.DataFrame) -> pa.Table:
 
 def row_payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Bytes of values per row (strings' bytes plus 4 for the offset, fixed-width values, nested leaves plus 4
-    per list): the size measure that cuts files and row groups. A row's size depends on that row alone, so any
-    split of the rows into pieces gives the same sizes."""
+    per list, nothing for a null): the size measure that cuts files and row groups. A row's size depends on
+    that row alone, so any split of the rows into pieces gives the same sizes."""
     if isinstance(data, pa.Table):
         total = np.zeros(data.num_rows, dtype=np.int64)
         for column in data.columns:
@@ -56,28 +56,31 @@ def row_payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> np.ndarray
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     t, n = data.type, len(data)
     if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-        lengths = pc.fill_null(pc.binary_length(data), 0).to_numpy(zero_copy_only=False)
-        return lengths.astype(np.int64) + 4
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        sizes = pc.fill_null(pc.binary_length(data), 0).to_numpy(zero_copy_only=False).astype(np.int64) + 4
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
         sizes = np.full(n, 4, dtype=np.int64)
         values = data.flatten()
         if len(values):
             parents = pc.list_parent_indices(data).to_numpy(zero_copy_only=False)
             sizes += np.bincount(parents, weights=row_payload_bytes(values), minlength=n).astype(np.int64)
-        return sizes
-    if pa.types.is_struct(t):
-        total = np.zeros(n, dtype=np.int64)
-        for field in data.flatten():
-            total += row_payload_bytes(field)
-        return total
-    if pa.types.is_null(t):
+    elif pa.types.is_struct(t):
+        sizes = np.zeros(n, dtype=np.int64)
+        for field in data.flatten():  # fields carry the struct's nulls
+            sizes += row_payload_bytes(field)
+    elif pa.types.is_null(t):
         return np.zeros(n, dtype=np.int64)
-    if pa.types.is_boolean(t):
-        return np.ones(n, dtype=np.int64)
-    try:
-        return np.full(n, t.byte_width, dtype=np.int64)
-    except ValueError:
-        raise TypeError(f"no row size for Arrow type {t}") from None
+    elif pa.types.is_boolean(t):
+        sizes = np.ones(n, dtype=np.int64)
+    else:
+        try:
+            sizes = np.full(n, t.byte_width, dtype=np.int64)
+        except ValueError:
+            raise TypeError(f"no row size for Arrow type {t}") from None
+    # a null holds no value whatever its type, so a column that is all-null in one piece (typed Null there)
+    # weighs the same as in the whole table
+    if data.null_count:
+        sizes[~pc.is_valid(data).to_numpy(zero_copy_only=False)] = 0
+    return sizes
 
 
 def payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> int:
