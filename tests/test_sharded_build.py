@@ -94,12 +94,17 @@ def test_sharded_build_is_byte_identical_to_the_one_process_build(
     )
 
 
-def test_real_data_sharded_equals_one_process(real_trees: Path, tmp_path: Path) -> None:
-    settings = BuildSettings(source=str(real_trees))
+@pytest.mark.parametrize("max_shard_bytes", [None, 150_000])
+def test_real_data_sharded_equals_one_process(real_trees: Path, tmp_path: Path, max_shard_bytes: int | None) -> None:
+    extra = {"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}
+    settings = BuildSettings(source=str(real_trees), **extra)
     one = run_local(ALL, settings, tmp_path / "one")
     many = run_sharded_build(ALL, settings, tmp_path / "many", shards=4, workers=2)
     for name in ALL:
         assert _same_tree(one[name], many[name]) == [], name
+    if max_shard_bytes:  # several files per table, cut from sizes summed over the shards' pieces
+        assert len(list((many["oasst_en"] / "rejects").glob("*.parquet"))) > 1
+        assert len(list((many["oasst_en"] / "data").glob("train_sft-*.parquet"))) > 1
 
 
 def test_many_shards_merge_from_smaller_row_groups_with_the_same_bytes(
