@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from chatdata.errors import ChatdataError
 from chatdata.schema import DETOXIFY_FIELDS, HUB_SCHEMA
+from chatdata.writer import name_parts, part_path
 
 __all__ = [
     "BAD_JSONL_NAME",
@@ -2321,8 +2322,7 @@ _WRITE_OPTS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
 
 
 class _ShardWriter:
-    """Rotates ``{split}-K.parquet`` temporaries at tree boundaries; ``close`` names them "
-    "``-0000K-of-0000N``."""
+    """Rotates a split's files at tree boundaries; ``close`` names them ``{split}-0000K-of-0000N.parquet``."""
 
     def __init__(self, folder: Path, split: str, rows_per_file: int, row_group_size: int) -> None:
         self.folder, self.split = folder, split
@@ -2335,7 +2335,7 @@ class _ShardWriter:
         pos, n = 0, table.num_rows
         while pos < n:
             if self.writer is None:
-                path = self.folder / f".{self.split}-{len(self.temps):05d}.parquet.tmp"
+                path = part_path(self.folder, self.split, len(self.temps))
                 self.temps.append(path)
                 self.writer = pq.ParquetWriter(path, HUB_SCHEMA, **_WRITE_OPTS)
                 self.rows_in_file = 0
@@ -2351,12 +2351,7 @@ class _ShardWriter:
     def close(self) -> list[Path]:
         if self.writer is not None:
             self.writer.close()
-        final = []
-        for k, tmp in enumerate(self.temps):
-            path = self.folder / f"{self.split}-{k:05d}-of-{len(self.temps):05d}.parquet"
-            os.replace(tmp, path)
-            final.append(path)
-        return final
+        return name_parts(self.folder, self.split, self.temps)
 
 
 def write_forest(

@@ -89,6 +89,21 @@ def payload_bytes(data: pa.Table | pa.ChunkedArray | pa.Array) -> int:
     return int(row_payload_bytes(data).sum())
 
 
+def part_path(folder: Path, split: str, index: int) -> Path:
+    """Where file ``index`` of a split is written while the number of files is not known yet."""
+    return folder / f".{split}-{index:05d}.parquet.part"
+
+
+def name_parts(folder: Path, split: str, parts: list[Path]) -> list[Path]:
+    """Rename a split's written parts, in order, to the Hub's ``{split}-0000i-of-0000N.parquet``."""
+    paths = []
+    for i, part in enumerate(parts):
+        path = folder / f"{split}-{i:05d}-of-{len(parts):05d}.parquet"
+        os.replace(part, path)
+        paths.append(path)
+    return paths
+
+
 class SplitWriter:
     """Write one split as ``{split}-0000i-of-0000N.parquet`` from tables fed in order, in bounded memory.
 
@@ -114,7 +129,7 @@ class SplitWriter:
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.split, self.schema = folder, split, schema
-        self.rows, self.nbytes, self.row_group_bytes = rows, nbytes, row_group_bytes
+        self.rows, self.row_group_bytes = rows, row_group_bytes
         n_files = max(1, math.ceil(nbytes / max_shard_bytes)) if rows else 1
         self.file_bytes = max(1, math.ceil(nbytes / n_files))
         self.written = 0
@@ -130,7 +145,7 @@ class SplitWriter:
             self._writer.close()
             self._writer = None
         if self._writer is None:
-            path = self.folder / f".{self.split}-{len(self._parts):05d}.parquet.part"
+            path = part_path(self.folder, self.split, len(self._parts))
             self._parts.append(path)
             self._writer = pq.ParquetWriter(
                 path,
@@ -188,16 +203,11 @@ class SplitWriter:
         if self.written != self.rows:
             raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but got {self.written}")
         if not self._parts:
-            path = self.folder / f".{self.split}-00000.parquet.part"
+            path = part_path(self.folder, self.split, 0)
             pq.write_table(self.schema.empty_table(), path, compression="zstd", write_page_index=True,
                            use_content_defined_chunking=True)  # fmt: skip
             self._parts.append(path)
-        paths = []
-        for i, part in enumerate(self._parts):
-            path = self.folder / f"{self.split}-{i:05d}-of-{len(self._parts):05d}.parquet"
-            os.replace(part, path)
-            paths.append(path)
-        return paths
+        return name_parts(self.folder, self.split, self._parts)
 
 
 def write_split(
