@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from compare import same_bytes
 
 from chatdata import synth
 from chatdata.errors import ChatdataError
@@ -52,7 +56,33 @@ def _files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _close(a: Any, b: Any, rel: float = 1e-12) -> bool:
+    """Equal JSON-like values, floats within a relative tolerance (they come from float math)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-300) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _table_difference(a: pa.Table, b: pa.Table) -> str | None:
+    """The first column and row where two tables differ (floats compared with a tolerance), or None."""
+    if a.schema != b.schema or a.num_rows != b.num_rows:
+        return f"schema or row count differs: {a.num_rows} vs {b.num_rows} rows"
+    for name in a.column_names:
+        if a.column(name).equals(b.column(name)):
+            continue
+        for i, (x, y) in enumerate(zip(a.column(name).to_pylist(), b.column(name).to_pylist(), strict=True)):
+            if not _close(x, y):
+                return f"column {name!r} row {i}: {str(x)[:80]} vs {str(y)[:80]}"
+    return None
+
+
 def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
+    """The bundled sample is what the generator writes, on this CPU too: the same content (floats within 1e-12)
+    and, with the same pyarrow, the same bytes (compared by hash; a mismatch reports the first differing byte)."""
     result = synth.write_sample(tmp_path)
     bundled, fresh = _files(sample_dir()), _files(tmp_path)
     assert (
@@ -65,13 +95,25 @@ def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
         ]
     )
     assert result["bad_jsonl"] == tmp_path / "extra" / synth.BAD_JSONL_NAME
+    hint = "run `python -m chatdata.synth sample`"
     for rel, path in bundled.items():
         if rel.endswith(".parquet"):
-            writer = pq.ParquetFile(path).metadata.created_by
-            if writer != pq.ParquetFile(fresh[rel]).metadata.created_by:  # another pyarrow: compare content
-                assert pq.read_table(path).equals(pq.read_table(fresh[rel])), rel
-                continue
-        assert path.read_bytes() == fresh[rel].read_bytes(), f"{rel} differs: run `python -m chatdata.synth sample`"
+            difference = _table_difference(pq.read_table(path), pq.read_table(fresh[rel]))
+            assert difference is None, f"{rel}: {difference}; {hint}"
+            if pq.ParquetFile(path).metadata.created_by != pq.ParquetFile(fresh[rel]).metadata.created_by:
+                continue  # another pyarrow writes other bytes for the same content
+        else:
+            old = path.read_text(encoding="utf-8").splitlines()
+            new = fresh[rel].read_text(encoding="utf-8").splitlines()
+            assert len(old) == len(new), f"{rel}: {len(old)} vs {len(new)} lines; {hint}"
+            for n, (x, y) in enumerate(zip(old, new, strict=True), start=1):
+                try:
+                    same = _close(json.loads(x), json.loads(y))
+                except json.JSONDecodeError:
+                    same = x == y
+                assert same, f"{rel}:{n} differs: {x[:120]!r} vs {y[:120]!r}; {hint}"
+        difference = same_bytes(path, fresh[rel])
+        assert difference is None, f"{rel}: same content, other bytes ({difference}); {hint}"
 
 
 def test_sample_is_hub_shaped_and_small() -> None:

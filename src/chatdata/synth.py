@@ -18,6 +18,7 @@ import argparse
 import functools
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from chatdata import exactmath
 from chatdata.errors import ChatdataError
 from chatdata.schema import DETOXIFY_FIELDS, HUB_SCHEMA
 from chatdata.writer import name_parts, part_path
@@ -1589,7 +1591,7 @@ def _expand(lang: str) -> dict[str, list[str]]:
 
 
 def _is_prime(k: int) -> bool:
-    return k >= 2 and all(k % d for d in range(2, int(k**0.5) + 1))
+    return k >= 2 and all(k % d for d in range(2, math.isqrt(k) + 1))
 
 
 @functools.cache
@@ -1650,15 +1652,15 @@ class _Rng:
 
     def normal(self, n: int) -> np.ndarray:
         u1, u2 = self.u(n), self.u(n)
-        return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+        return np.sqrt(-2.0 * exactmath.log(1.0 - u1)) * exactmath.cos(u2)
 
     def expo(self, n: int) -> np.ndarray:
-        return -np.log1p(-self.u(n))
+        return -exactmath.log(1.0 - self.u(n))
 
     def poisson(self, lam: np.ndarray, cap: int) -> np.ndarray:
         """Poisson draws (inverse CDF), capped at ``cap``."""
         u = self.u(len(lam))
-        p = np.exp(-lam)
+        p = exactmath.exp(-lam)
         cdf = p.copy()
         out = np.zeros(len(lam), dtype=np.int64)
         for k in range(1, cap + 1):
@@ -1747,7 +1749,7 @@ def _grow_batch(rng: _Rng, state: np.ndarray, activity: np.ndarray) -> tuple[np.
             if d == 1:
                 counts[root_only] = 0
         else:  # parents are assistants: prompter follow-ups
-            lam = activity[cur_tree] * _FOLLOW_MEAN * _FOLLOW_DECAY ** ((d - 2) // 2)
+            lam = activity[cur_tree] * _FOLLOW_MEAN * exactmath.power_int(_FOLLOW_DECAY, (d - 2) // 2)
             counts = rng.poisson(lam, cap=4)
         total = int(counts.sum())
         if total == 0:
@@ -1780,7 +1782,7 @@ def _grow(rng: _Rng, target: int) -> _Shape:
         need = target - have
         n_trees = max(4, int(need / 7.0) + 4)
         state = rng.pick(n_trees, _STATE_P)
-        activity = np.exp(_ACTIVITY_SIGMA * rng.normal(n_trees) - _ACTIVITY_SIGMA**2 / 2)
+        activity = exactmath.exp(_ACTIVITY_SIGMA * rng.normal(n_trees) - _ACTIVITY_SIGMA * _ACTIVITY_SIGMA / 2)
         activity[state == 1] *= 0.5  # growing trees are young
         parent, depth, tree = _grow_batch(rng, state, activity)
         sizes = np.bincount(tree, minlength=n_trees)
@@ -1967,7 +1969,7 @@ def _texts(
     r = normal[topical[normal] & (rng.u(len(normal)) < 0.5)]
     b.put("topic_sent", r, rng.below(b.size("topic_sent", r) // nt) * nt + topic[r])
     size = b.size("body", normal)
-    k = np.clip(np.rint(np.exp(1.4 + 0.8 * rng.normal(len(normal)))).astype(np.int64), 1, size)
+    k = np.clip(np.rint(exactmath.exp(1.4 + 0.8 * rng.normal(len(normal)))).astype(np.int64), 1, size)
     n_bullets = np.where((k >= 4) & (rng.u(len(normal)) < 0.2), np.minimum(k - 2, 2 + rng.below(4, len(k))), 0)
     n_body = k - n_bullets
     n_first = np.where((n_body >= 4) & (rng.u(len(normal)) < 0.7), (n_body + 1) // 2, n_body)
@@ -2088,7 +2090,7 @@ def _labels(
     c = count[:, :7].astype(np.float64)
     u = rng.u(n * 7).reshape(n, 7)
     yes = np.zeros((n, 7))
-    pmf = (1 - p) ** c
+    pmf = exactmath.power_int(1 - p, count[:, :7])
     cdf = pmf.copy()
     for j in range(1, 6):
         step = u > cdf
@@ -2110,7 +2112,8 @@ def _labels(
 def _detoxify(rng: _Rng, text_en: np.ndarray, refusal: np.ndarray) -> pa.Array:
     n = len(text_en)
     null = rng.u(n) < np.where(text_en, 0.05, 0.6)
-    tox = 10.0 ** (-4.0 + 4.0 * rng.u(n) ** 3)
+    cube = rng.u(n)
+    tox = exactmath.pow10(-4.0 + 4.0 * (cube * cube * cube))
     tox = np.where(refusal, np.maximum(tox, 0.001), tox)
     scale = {
         "toxicity": 1.0,
@@ -2123,7 +2126,7 @@ def _detoxify(rng: _Rng, text_en: np.ndarray, refusal: np.ndarray) -> pa.Array:
     }
     children = []
     for f in DETOXIFY_FIELDS:
-        v = tox if f == "toxicity" else tox * scale[f] * 10.0 ** (-rng.u(n))
+        v = tox if f == "toxicity" else tox * scale[f] * exactmath.pow10(-rng.u(n))
         children.append(pa.array(v))
     return _struct("detoxify", children, null)
 
@@ -2220,7 +2223,7 @@ def _chunk(seed: int, stream: int, target: int, mix: Mapping[str, float]) -> tup
 
     ids = _uuid4(rng, n)
     n_users = max(4, n // 6)
-    users = _uuid4(rng, n_users).take(pa.array((rng.u(n) ** 1.6 * n_users).astype(np.int64)))
+    users = _uuid4(rng, n_users).take(pa.array((exactmath.power(rng.u(n), 1.6) * n_users).astype(np.int64)))
     root_row = shape.starts[tree]
     columns = {
         "message_id": ids,

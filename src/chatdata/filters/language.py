@@ -14,8 +14,10 @@ Scoring (:meth:`LanguageFilter.score`, columnar, one backend call per batch):
 
 Score columns: ``lang_detected`` (language with the largest vote), ``lang_score`` (its vote share: sum over
 its turns of letters x confidence, divided by all voting letters; so a confident, unanimous thread scores near
-1), ``lang_votes`` (list of {lang, share}, largest first), ``lang_turns`` (per-turn detected language, null
-for turns that did not vote), ``lang_source`` (``turns`` | ``joined_turns`` | ``root_lang``).
+1; rounded to 4 decimals, as are the detector's confidences, so the published scores and the decisions on
+them are the same on every machine), ``lang_votes`` (list of {lang, share}, largest first), ``lang_turns``
+(per-turn detected language, null for turns that did not vote), ``lang_source`` (``turns`` | ``joined_turns`` |
+``root_lang``).
 
 Decision (thresholds only, no rescoring): with ``require_root_lang`` the root's oasst ``lang`` must be in
 ``targets`` (primary subtags: ``en-US`` counts as ``en``), else ``root_lang_not_target``; then the summed vote
@@ -31,7 +33,7 @@ import polars as pl
 from chatdata.errors import SpecError
 from chatdata.filters.base import Filter, register
 from chatdata.filters.lang_field import primary_subtag_expr
-from chatdata.filters.langid import BACKENDS, UNDETERMINED, get_backend
+from chatdata.filters.langid import BACKENDS, SCORE_DECIMALS, UNDETERMINED, get_backend
 from chatdata.filters.textclean import clean_for_langid, letter_count
 
 _NULL = pl.lit(None, dtype=pl.String)
@@ -159,7 +161,7 @@ class LanguageFilter(Filter):
             units.group_by("_row", "tlang")
             .agg((pl.col("letters") * pl.col("conf")).sum().alias("mass"))
             .join(totals, on="_row")
-            .with_columns((pl.col("mass") / pl.col("total")).alias("share"))
+            .with_columns((pl.col("mass") / pl.col("total")).round(SCORE_DECIMALS).alias("share"))
             .sort(["_row", "share", "tlang"], descending=[False, True, False])
             .group_by("_row", maintain_order=True)
             .agg(
