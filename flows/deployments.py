@@ -20,13 +20,11 @@ from typing import Any
 import yaml
 
 from chatdata.errors import ChatdataError
-from chatdata.recipes import RECIPES
+from chatdata.recipes import shipped_recipes
 
 FLOW_NAME = "chatdata-build"
 ENTRYPOINT = "flows/build.py:build_flow"
 WORK_POOL = "chatdata-process"
-#: recipes that get a deployment even before the library declares them (they are being added)
-PLANNED_RECIPES = ("oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs")
 
 
 def prefect_yaml_path() -> Path:
@@ -44,13 +42,13 @@ def load_deployments(path: Path | None = None) -> list[dict[str, Any]]:
 
 
 def expected_recipes() -> list[str]:
-    return list(dict.fromkeys([*PLANNED_RECIPES, *RECIPES]))
+    return list(shipped_recipes())
 
 
 def check_prefect_yaml(path: Path | None = None) -> list[str]:
     """Problems with ``prefect.yaml``: a recipe without a deployment, a schedule that is not UTC cron, bad
-    parameters (validated with :class:`flows.build.BuildParams` for recipes the library already has)."""
-    from flows.build import BuildParams
+    parameters (validated with :class:`chatdata.settings.BuildRequest`)."""
+    from chatdata.settings import BuildRequest
 
     problems = []
     deployments = {d.get("name"): d for d in load_deployments(path)}
@@ -69,9 +67,9 @@ def check_prefect_yaml(path: Path | None = None) -> list[str]:
         params = (d.get("parameters") or {}).get("params")
         if not isinstance(params, dict) or params.get("recipes") != [recipe]:
             problems.append(f"{recipe}: parameters.params.recipes must be [{recipe}]")
-        elif recipe in RECIPES:
+        else:
             try:
-                BuildParams.model_validate(params)
+                BuildRequest.model_validate(params)
             except ValueError as exc:
                 problems.append(f"{recipe}: invalid parameters: {exc}")
     return problems

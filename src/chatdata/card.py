@@ -38,7 +38,7 @@ from chatdata.errors import ChatdataError
 #: Plots a card may write; stale ones (e.g. no languages plot any more) are removed from the folder.
 PLOT_FILES = ("funnel.png", "lengths.png", "languages.png", "margins.png")
 TOP_N = 20
-#: ``source.spec`` of a build from the sample shipped with chatdata (``chatdata.pipeline.BUNDLED``)
+#: ``source.spec`` of a build from the sample shipped with chatdata (``chatdata.engine.BUNDLED``)
 BUNDLED_SOURCE = "bundled-sample"
 #: build.json keys with a dedicated section (anything else goes to "Other build records")
 CORE_KEYS = frozenset(
@@ -1036,6 +1036,7 @@ def card_context(
         "repo_id": repo_id or f"YOUR_ORG/{name}",
         "repo_id_known": repo_id is not None,
         "recipe": recipe,
+        "primary": next(iter((recipe.get("sources") or {}).values()), {}),
         "output": recipe.get("output", "sft"),
         "meta": meta,
         "front_matter": Markup(dump_yaml(meta)),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect as pyinspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -29,15 +32,14 @@ out_console = Console()
 
 
 class Engine(str, Enum):
-    prefect = "prefect"
     local = "local"
-    sharded = "sharded"
+    prefect = "prefect"
 
 
-def _fail(exc: Exception) -> None:
-    """Print one line (never wrapped, no traceback) and exit 2."""
+def _fail(exc: Exception, code: int = 2) -> None:
+    """Print one line (never wrapped, no traceback) and exit with ``code`` (2: bad input or settings)."""
     console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -57,215 +59,184 @@ def main(
 
 @app.command()
 def recipes() -> None:
-    """List the recipes with a one-line description each."""
-    from chatdata.recipes import RECIPES
+    """List the shipped recipes (recipes/*.yaml) with their sources; a recipe file of your own works too."""
+    from chatdata.recipes import shipped_recipes
 
-    table = Table("recipe", "what it builds", "rebuilds", box=None)
-    for r in RECIPES.values():
-        table.add_row(r.name, r.summary, r.rebuilds)
+    table = Table("recipe", "what it builds", "sources", "rebuilds", box=None)
+    for r in shipped_recipes().values():
+        sources = ", ".join(
+            f"{n} ({s.format}{', w=' + str(s.weight) if s.weight < 1 else ''})" for n, s in r.sources.items()
+        )
+        table.add_row(r.name, r.summary, sources, r.rebuilds)
     out_console.print(table)
 
 
-@app.command()
-def build(
-    recipe_names: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="[RECIPE]...", help="Recipes to build (default: oasst_en); see `chatdata recipes`."),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source",
-            "-s",
-            help="A local file/folder of oasst data or a Hub dataset id (OpenAssistant/oasst1). "
-            "Default: the bundled sample.",
+def _option(name: str, field: Any) -> pyinspect.Parameter:
+    """A typer option for one :class:`~chatdata.settings.BuildRequest` field: flag, type, default and help
+    all come from the field's declaration."""
+    extra = field.json_schema_extra or {}
+    flag = extra.get("cli") or "--" + name.replace("_", "-")
+    annotation, default = field.annotation, field.default
+    nullable = get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
+    base = next(a for a in get_args(annotation) if a is not type(None)) if nullable else annotation
+    kw: dict[str, Any] = {"help": field.description, "show_default": default not in (None, [], False)}
+    if extra.get("scale"):
+        default = default // extra["scale"]
+    decls = flag.split("/") if "/" in flag else [flag]
+    if decls[0] == "--source":
+        decls.append("-s")
+    elif decls[0] == "--out":
+        decls.append("-o")
+    typ = base | None if nullable else base  # type: ignore[operator]
+    option = typer.Option(*decls, **kw)
+    return pyinspect.Parameter(
+        name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[typ, option]
+    )
+
+
+def _build_parameters() -> list[pyinspect.Parameter]:
+    from chatdata.settings import BuildRequest
+
+    params = [
+        pyinspect.Parameter(
+            "recipe_names",
+            pyinspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[
+                list[str] | None,
+                typer.Argument(
+                    metavar="[RECIPE]...", help="Recipes (`chatdata recipes`) or recipe files (default: oasst_en)."
+                ),
+            ],
         ),
-    ] = None,
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision (branch, tag or commit) to pin the source to.")
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; each recipe goes to OUT/RECIPE.")] = Path(
-        "out"
-    ),
-    test_fraction: Annotated[
-        float | None,
-        typer.Option(
-            help="Share of trees in the test split when the source has no split of its own.",
-            min=0.0,
-            max=0.99,
+        pyinspect.Parameter(
+            "engine",
+            pyinspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Engine | None,
+                typer.Option(
+                    help="local: worker processes on this machine, no server (the default); prefect: a "
+                    "Prefect flow run (the default when PREFECT_API_URL is set), on Dask with "
+                    "--dask-address.",
+                    show_default=False,
+                ),
+            ],
         ),
-    ] = None,
-    split_seed: Annotated[str, typer.Option(help="Salt for the tree-hash split.")] = "",
-    leak_policy: Annotated[
-        str, typer.Option(help="What to do with test trees whose prompt is also in train: move | drop.")
-    ] = "move",
-    max_shard_size: Annotated[int, typer.Option(help="Largest Parquet shard in MB.", min=1)] = 500,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="prefect: run the Prefect flow (ephemeral server unless PREFECT_API_URL is set); "
-            "local: run the stages in this process; sharded: cut the input into tree-shards and run them in "
-            "--workers processes (bounded memory, same output bytes; for millions of messages)."
-        ),
-    ] = Engine.prefect,
-    push_to: Annotated[
-        str | None,
-        typer.Option(
-            "--push-to",
-            help="Publish each built recipe to ORG/NAME (use {recipe} in the name with several recipes).",
-        ),
-    ] = None,
-    decontaminate: Annotated[
-        bool | None,
-        typer.Option(
-            "--decontaminate/--no-decontaminate",
-            help="Drop dialogues overlapping HumanEval prompts (default: the recipe's setting, on for all recipes).",
-        ),
-    ] = None,
-    pair_mode: Annotated[
-        str | None, typer.Option(help="Preference pairs: best_vs_worst (default) or all_pairs.")
-    ] = None,
-    on_special: Annotated[
-        str, typer.Option(help="Content holding a special-token string: reject (default) or escape.")
-    ] = "reject",
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Validate label masks with this tokenizer (tokenizer.json, a folder or a Hub id)."),
-    ] = None,
-    dialect: Annotated[
-        str, typer.Option(help="Chat rendering for --tokenizer: starchat, chatml, guanaco or template.")
-    ] = "starchat",
-    mask_convention: Annotated[
-        str,
-        typer.Option(
-            help="Label-mask convention: starchat (header, reply, <|end|> and newline trained) or content_only."
-        ),
-    ] = "starchat",
-    dask_address: Annotated[
-        str | None,
-        typer.Option(help="Run the per-tree stages as tree-shards on this Dask scheduler (tcp://HOST:8786)."),
-    ] = None,
-    shards: Annotated[
-        int, typer.Option(help="Tree-shards per sharded stage (independent of the worker count).", min=1, max=4096)
-    ] = 16,
-    tree_shards: Annotated[
-        int | None,
-        typer.Option(
-            help="With --engine sharded: number of tree-shards (default: about one per 150k messages).",
-            min=1,
-            max=4096,
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option(help="With --engine sharded: worker processes running shards at once.", min=1, max=256)
-    ] = 2,
-    force: Annotated[
-        bool, typer.Option("--force", help="Re-run every stage even if its inputs are unchanged.")
-    ] = False,
-    work: Annotated[
-        Path | None, typer.Option(help="Stage workspace (default OUT/.work); keep it for cheap reruns.")
-    ] = None,
-    max_length: Annotated[
-        int,
-        typer.Option(
-            help="Training length for --tokenizer; rows with no trained token after truncation are rejected.",
-            min=8,
-        ),
-    ] = 2048,
-) -> None:
-    """Build recipes into Hub-style dataset folders (Parquet, README.md card, build.json)."""
-    names = recipe_names or ["oasst_en"]
+    ]
+    for name, field in BuildRequest.model_fields.items():
+        if (field.json_schema_extra or {}).get("cli") != "argument":
+            params.append(_option(name, field))
+    return params
+
+
+BUILD_HELP = (
+    "Build recipes into Hub dataset folders (Parquet, README.md card, build.json).\n\n"
+    "Every source is cut into tree-shards that run on all cores; results are kept in the workspace (OUT/.work), "
+    "so a rerun with nothing changed does no work and a killed build resumes where it stopped.\n\n"
+    "Examples:\n\n"
+    "chatdata build  (oasst_en from the bundled sample)\n\n"
+    "chatdata build oasst_en guanaco --source OpenAssistant/oasst1\n\n"
+    "chatdata build starchat_alpha -s oasst=OpenAssistant/oasst1 -s dolly=databricks-dolly-15k.jsonl\n\n"
+    "chatdata build my_recipe.yaml --source data/ --test-fraction 0.1"
+)
+
+
+def build(recipe_names: list[str] | None = None, engine: Engine | None = None, **options: Any) -> None:
+    """Build recipes into Hub dataset folders (the options are :class:`chatdata.settings.BuildRequest`)."""
+    from chatdata.settings import BuildRequest, make_request
+
+    for name, field in BuildRequest.model_fields.items():
+        scale = (field.json_schema_extra or {}).get("scale")
+        if scale and options.get(name) is not None:
+            options[name] = options[name] * scale
     try:
-        if push_to:
-            _check_push_target(push_to, names)
-        from chatdata.pipeline import STAGES, BuildSettings, run_local
-        from chatdata.recipes import get_recipe
-
-        for n in names:
-            get_recipe(n)
-        settings = BuildSettings(
-            source=source,
-            revision=revision,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            leak_policy=leak_policy,
-            max_shard_bytes=max_shard_size * 1024 * 1024,
-            decontaminate=decontaminate,
-            pair_mode=pair_mode,
-            on_special=on_special,
-            tokenizer=tokenizer,
-            dialect=dialect,
-            mask_convention=mask_convention,
-            max_length=max_length,
-        )
-        settings.validate()
-        total = len(STAGES) + (len(names) - 1) * (len(STAGES) - 2)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            bar = progress.add_task("starting", total=total)
-
-            def on_stage(recipe: str, stage: str) -> None:
-                progress.update(bar, description=f"{recipe}: {stage}", advance=0)
-                progress.advance(bar)
-
-            if dask_address and engine is not Engine.prefect:
-                raise ChatdataError("--dask-address needs --engine prefect (the Dask runner is Prefect's)")
-            if engine is Engine.local:
-                run_local(names, settings, out, work=work, on_stage=on_stage)
-                result = None
-            elif engine is Engine.sharded:
-                from chatdata.sharded_build import run_sharded_build
-
-                progress.update(bar, total=None)
-                run_sharded_build(
-                    names, settings, out, work=work, shards=tree_shards, workers=workers,
-                    on_step=lambda msg: progress.update(bar, description=msg),
-                )  # fmt: skip
-                result = None
-            else:
-                result = _run_prefect(
-                    names, settings, out, on_stage,
-                    push_to=push_to, dask_address=dask_address, shards=shards, force=force, work=work,
-                )  # fmt: skip
-            progress.update(bar, description="done", completed=total)
+        request = make_request(cli=True, recipes=recipe_names or ["oasst_en"], **options)
+        if request.push_to:
+            _check_token(request.push_to)
+        use = engine or (Engine.prefect if os.environ.get("PREFECT_API_URL") else Engine.local)
+        if request.dask_address and use is not Engine.prefect:
+            raise ChatdataError("--dask-address runs on Prefect's Dask task runner: add --engine prefect")
+        result = _run_prefect(request) if use is Engine.prefect else _run_local(request)
     except ChatdataError as exc:
-        _fail(exc)
-    for n in names:
-        _summary(out / n)
-    if result is not None:
-        cached = sum(1 for r in result.get("stages", []) if r.get("status") == "cached")
-        if cached:
-            out_console.print(f"{cached} stage(s) reused from the workspace cache (inputs unchanged)")
-        for info in result.get("pushed", {}).values():
-            out_console.print(info["summary"], highlight=False, markup=False)
-    elif push_to:
-        from chatdata.hub import publish_folder
+        from chatdata.engine import EmptyDatasetError
 
-        try:
-            for n in names:
-                summary = publish_folder(out / n, push_to.replace("{recipe}", n), console=console).summary()
-                out_console.print(summary, highlight=False, markup=False)
-        except ChatdataError as exc:
-            _fail(exc)
+        _fail(exc, code=1 if isinstance(exc, EmptyDatasetError) else 2)
+    for folder in result["outputs"].values():
+        _summary(Path(folder))
+    reused = result.get("reused", {})
+    if reused.get("shard") or reused.get("write"):
+        out_console.print(
+            f"reused from the workspace: {reused.get('shard', 0)} shard result(s), "
+            f"{reused.get('write', 0)} unchanged output folder(s)"
+        )
+    for info in result.get("pushed", {}).values():
+        out_console.print(info["summary"], highlight=False, markup=False)
 
 
-def _check_push_target(push_to: str, names: list[str]) -> None:
-    """Fail before building on a bad repo id or a missing token."""
-    from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token, validate_repo_id
+build.__signature__ = pyinspect.Signature(_build_parameters())  # type: ignore[attr-defined]
+build.__annotations__ = {p.name: p.annotation for p in build.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command(help=BUILD_HELP)(build)
 
-    if len(names) > 1 and "{recipe}" not in push_to:
-        raise ChatdataError("--push-to needs a {recipe} placeholder when building several recipes")
-    for n in names:
-        validate_repo_id(push_to.replace("{recipe}", n))
+
+def _check_token(push_to: str) -> None:
+    """Fail before building when publishing is asked for but no token is there."""
+    from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token
+
     if resolve_token(None) is None:
         raise HubAuthError(f"--push-to needs a Hugging Face token: {LOGIN_HINT}")
+
+
+def _run_local(request: Any) -> dict[str, Any]:
+    """Build with worker processes on this machine (no Prefect), then publish when asked."""
+    from chatdata.engine import build as run_build
+    from chatdata.executors import InProcess, ProcessPool
+
+    workers = request.workers or os.cpu_count() or 1
+    executor = ProcessPool(workers) if workers > 1 else InProcess()
+    with _progress() as (on_phase, on_done), executor:
+        result = run_build(request, executor, on_phase=on_phase, on_done=on_done)
+    pushed = {}
+    if request.push_to:
+        from chatdata.hub import publish_folder
+
+        for name, folder in result.outputs.items():
+            pushed[name] = {
+                "summary": publish_folder(
+                    folder,
+                    request.push_to.replace("{recipe}", name),
+                    private=request.private,
+                    revision=request.push_revision,
+                    create_pr=request.create_pr,
+                    max_shrink=request.max_shrink,
+                    force=request.force_publish,
+                    console=console,
+                ).summary()
+            }
+    return {"outputs": result.outputs, "reused": result.reused, "pushed": pushed}
+
+
+@contextmanager
+def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, str], None]]]:
+    """A progress bar over the build's tasks: the phase as description, a tick per finished task."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} task(s)"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("starting", total=None)
+
+        def on_phase(message: str) -> None:
+            progress.update(bar, description=message)
+
+        def on_done(phase: str, label: str) -> None:
+            progress.update(bar, description=f"{phase}: {label}", advance=1)
+
+        yield on_phase, on_done
 
 
 @app.command()
@@ -351,30 +322,17 @@ def publish(
     out_console.print(result.summary(), highlight=False, markup=False)
 
 
-def _run_prefect(
-    names: list[str], settings: object, out: Path, on_stage: Callable[[str, str], None], **extra: Any
-) -> dict[str, Any]:
-    """Run the Prefect flow in this process (ephemeral server unless PREFECT_API_URL is set)."""
+def _run_prefect(request: Any) -> dict[str, Any]:
+    """Run the build as a Prefect flow in this process (ephemeral server unless PREFECT_API_URL is set).
+
+    Prefect's own log lines (and a failed run's traceback) go to ``WORK/prefect.log``, not the terminal: a
+    user error prints as one line like every engine's."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from dataclasses import asdict
+    from flows.build import quiet_prefect_logging, run_flow
 
-    from flows.build import build_flow, make_params, set_progress_callback
-
-    work = extra.pop("work")
-    params = make_params(
-        recipes=names,
-        out=str(out),
-        work=str(work) if work else None,
-        **asdict(settings),
-        **extra,  # type: ignore[call-overload]
-    )
-    set_progress_callback(on_stage)
-    try:
-        return build_flow(params)
-    finally:
-        set_progress_callback(None)
+    with quiet_prefect_logging(Path(request.work_dir()) / "prefect.log"), _progress() as callbacks:
+        return run_flow(request, *callbacks)
 
 
 def _summary(folder: Path) -> None:

@@ -25,6 +25,8 @@ class StageRecord:
     produced_unit: str | None = None
     moved: dict[str, int] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the recipe's source this record counts (None: the whole mixture, e.g. the splits)
+    source: str | None = None
 
     @property
     def n_rejected(self) -> int:
@@ -43,6 +45,11 @@ class StageRecord:
     def from_dict(cls, d: dict[str, Any]) -> StageRecord:
         return cls(**d)
 
+    @property
+    def carried(self) -> int:
+        """What the next stage starts with (the produced units when the stage turns one unit into another)."""
+        return self.produced if self.produced is not None else self.rows_out
+
 
 @dataclass
 class Ledger:
@@ -52,21 +59,31 @@ class Ledger:
         self.records.append(record)
 
     def check(self) -> None:
-        """Raise :class:`LedgerError` unless every stage balances and each stage starts where the last ended."""
-        prev: StageRecord | None = None
+        """Raise :class:`LedgerError` unless every stage balances and each stage starts where the last ended.
+
+        Records of a source (``source`` set) form that source's chain; a record for the whole mixture
+        (``source`` None) starts with what every source's chain carried, summed."""
+        last: dict[str | None, StageRecord] = {}
         for r in self.records:
             if not r.balanced:
                 raise LedgerError(
                     f"ledger does not balance at stage '{r.stage}': {r.rows_in} in != {r.rows_out} out + "
                     f"{r.n_rejected} rejected"
                 )
-            if prev is not None:
-                carried = prev.produced if prev.produced is not None else prev.rows_out
-                if carried != r.rows_in:
-                    raise LedgerError(
-                        f"stage '{r.stage}' starts with {r.rows_in} rows but '{prev.stage}' passed {carried}"
-                    )
-            prev = r
+            if r.source is None and any(k is not None for k in last):
+                carried = sum(p.carried for k, p in last.items() if k is not None)
+                name = "+".join(f"{k}:{p.stage}" for k, p in last.items() if k is not None)
+                last = {}
+            else:
+                prev = last.get(r.source)
+                carried, name = (prev.carried, prev.stage) if prev is not None else (r.rows_in, "")
+            if carried != r.rows_in:
+                raise LedgerError(f"stage '{r.stage}' starts with {r.rows_in} rows but '{name}' passed {carried}")
+            last[r.source] = r
+
+    def sources(self) -> list[str]:
+        """The sources counted, in order of first appearance."""
+        return list(dict.fromkeys(r.source for r in self.records if r.source is not None))
 
     def total_rejected(self) -> int:
         return sum(r.n_rejected for r in self.records)

@@ -1,5 +1,13 @@
-"""Assemble a recipe's output folder (a Hub dataset repository) atomically: Parquet per config and split,
-README.md with YAML ``configs``, and ``build.json`` with the fingerprint, the exact specs and the ledger."""
+"""Write a recipe's output folder (a Hub dataset repository) atomically from its shards' results: Parquet per
+config and split, README.md with YAML ``configs``, and ``build.json`` with the fingerprint, the exact specs and
+the ledger.
+
+Every split and the rejects table are k-way merges of the pieces (one per source and shard) in publish order,
+streamed into :class:`chatdata.writer.SplitWriter`: splits ordered by source, tree and dialogue; rejects by
+source and :data:`chatdata.stages.REJECT_ORDER`. Rows' payload sizes were measured when the shards were
+stored, so the writer knows each table's size before the first row and cuts the same files however many
+shards there were.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +18,49 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
 
 from chatdata import __version__
 from chatdata.errors import ChatdataError
-from chatdata.filters.specs import load_specs
 from chatdata.ledger import Ledger, LedgerError, StageRecord
-from chatdata.writer import payload_bytes, to_arrow
+from chatdata.writer import payload_bytes, row_payload_bytes, to_arrow
 
 #: the columns every SFT/preference row shows first, in this order, then the metadata columns
 PRIMARY = ("prompt", "prompt_id", "chosen", "rejected", "text", "messages", "score_chosen", "score_rejected")
 HIDDEN = ("split", "source_split")
 REJECTS_CONFIG = "rejects"
+#: the published rejects table: the recipe's source name, then the file and line the reject comes from
+PUBLISHED_REJECT_COLUMNS = (
+    "unit",
+    "stage",
+    "filter",
+    "reason",
+    "evidence",
+    "source",
+    "message_tree_id",
+    "message_id",
+    "source_file",
+    "source_line",
+    "payload",
+)
+BYTES = "_bytes"
 
 
-def publish_columns(frame: pl.DataFrame) -> list[str]:
-    first = [c for c in PRIMARY if c in frame.columns]
-    rest = [c for c in frame.columns if c not in first and c not in HIDDEN and not c.startswith("_")]
+def publish_columns(columns: Iterable[str]) -> list[str]:
+    columns = list(columns)
+    first = [c for c in PRIMARY if c in columns]
+    rest = [c for c in columns if c not in first and c not in HIDDEN and not c.startswith("_")]
     return first + rest
 
 
-REJECT_ORDER = ("stage", "unit", "message_tree_id", "message_id", "source", "source_line")
+def with_row_bytes(frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+    """``frame`` with :data:`BYTES`: each row's payload size over ``columns`` (default: what is published)."""
+    cols = columns if columns is not None else publish_columns(frame.columns)
+    sizes = row_payload_bytes(to_arrow(frame.select(cols))) if frame.height else np.zeros(0, dtype=np.int64)
+    return frame.with_columns(pl.Series(BYTES, sizes, dtype=pl.Int64))
 
 
 def file_entry(path: Path, root: Path) -> dict[str, Any]:
@@ -45,7 +73,7 @@ def file_entry(path: Path, root: Path) -> dict[str, Any]:
 
 @dataclass
 class TableStream:
-    """The rows of one split as Arrow tables in output order, with the totals the writer needs up front."""
+    """The rows of one table as Arrow tables in output order, with the totals the writer needs up front."""
 
     schema: pa.Schema
     rows: int
@@ -58,30 +86,250 @@ class TableStream:
         return cls(table.schema, table.num_rows, payload_bytes(table), [table])
 
 
-def sort_rejects(rejects: pl.DataFrame) -> pl.DataFrame:
-    """The published order of the rejects table (stable: ties keep stage-then-file order)."""
-    return rejects.sort(*REJECT_ORDER, nulls_last=True, maintain_order=True)
+def settings_fingerprint(recipe: Any, settings: Any, specs: list[dict[str, Any]]) -> str:
+    raw = orjson.dumps(
+        {"recipe": recipe.to_dict(), "settings": settings.output_settings(), "filters": specs, "version": __version__},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(raw).hexdigest()
 
 
-def write_dataset(ctx: Any) -> StageRecord:
-    """The ``write`` stage: check the ledger, then write ``OUT/<recipe>/`` in one atomic swap."""
-    from chatdata.pipeline import collect_ledger, collect_rejects, load
+# ------------------------------------------------------------------------------------------------ the ledger
 
-    ws, recipe = ctx.ws, ctx.recipe
-    ledger = collect_ledger(ws)
-    final = load(ws.own / "final.parquet")
-    cols = publish_columns(final)
-    splits = {s: TableStream.of(final.filter(pl.col("split") == s).select(cols)) for s in recipe.splits}
-    notes_path = ws.own / "notes.json"
-    return assemble(
-        ctx.out / recipe.name,
+
+def sum_records(records: list[StageRecord]) -> StageRecord:
+    """The shards' records of one stage summed into the record of the whole source."""
+    first = records[0]
+
+    def add(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for d in dicts:
+            for key, v in d.items():
+                total[key] = total.get(key, 0) + v
+        return dict(sorted(total.items()))
+
+    produced = [r.produced for r in records if r.produced is not None]
+    return StageRecord(
+        stage=first.stage,
+        unit=first.unit,
+        rows_in=sum(r.rows_in for r in records),
+        rows_out=sum(r.rows_out for r in records),
+        rejected=add(r.rejected for r in records),
+        produced=sum(produced) if produced else None,
+        produced_unit=first.produced_unit,
+        moved=add(r.moved for r in records),
+        notes=dict(first.notes),
+        source=first.source,
+    )
+
+
+def recipe_ledger(task: Any, store: Any, plan: dict[str, Any]) -> Ledger:
+    """Per source: what its partition counted, then its shards' records summed stage by stage (flatten's
+    per-tree statistics over all trees); then the mixture's ``splits`` record."""
+    from chatdata.engine import SHARD, partition_meta
+    from chatdata.stages import per_tree_notes
+
+    ledger = Ledger()
+    last_out = 0
+    for source, part_key in task.partitions:
+        for rec in partition_meta(store, part_key)["records"]:
+            ledger.add(StageRecord.from_dict({**rec, "source": source}))
+        jobs = [p.job for p in task.pieces if p.source == source]
+        per_shard = [[StageRecord.from_dict(r) for r in store.meta(SHARD, j)["records"]] for j in jobs]
+        for stage_index in range(len(per_shard[0])):
+            record = sum_records([records[stage_index] for records in per_shard])
+            if record.stage == "flatten":
+                counts = pl.concat([pl.read_parquet(store.path(SHARD, j) / "per-tree.parquet") for j in jobs])
+                record.notes = per_tree_notes(record.produced_unit or "dialogues", counts.get_column("count"))
+            ledger.add(record)
+        last_out += ledger.records[-1].carried
+    kept = last_out - sum(plan["counts"].values())
+    moved = {"cross_split_prompt_moved_to_train": plan["moved"]} if plan["moved"] else {}
+    counts = dict(sorted(plan["counts"].items()))
+    ledger.add(StageRecord("splits", _recipe(task).unit, last_out, kept, counts, moved=moved))
+    return ledger
+
+
+def _empty_reasons(ledger: Ledger) -> str:
+    """The stages and reasons that removed rows, largest first (for the empty-dataset error)."""
+    parts = []
+    for r in sorted(ledger.records, key=lambda r: -r.n_rejected):
+        if r.n_rejected:
+            top = ", ".join(f"{k} {v}" for k, v in sorted(r.rejected.items(), key=lambda kv: -kv[1])[:3])
+            parts.append(f"{(r.source + ':') if r.source else ''}{r.stage} {r.n_rejected} ({top})")
+    return "; ".join(parts[:6]) or "the sources hold no usable record"
+
+
+# ------------------------------------------------------------------------------------------------ the merge
+
+
+def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame]) -> dict[str, TableStream]:
+    """Every split as a merged stream: per source in order, its shards' rows merged by (tree, dialogue)."""
+    from chatdata.engine import SHARD
+    from chatdata.merge import PieceReader, merge_order, merged_chunks, union_schema
+
+    recipe_splits = _recipe(task).splits
+    paths = [store.path(SHARD, p.job) / "rows.parquet" for p in task.pieces]
+    schemas = [pl.read_parquet_schema(p) for p in paths]
+    columns = publish_columns(dict.fromkeys(c for s in schemas for c in s))
+    schema = union_schema([{c: d for c, d in s.items() if c in columns} for s in schemas], first=tuple(columns))
+    keys = [
+        pl.read_parquet(store.path(SHARD, p.job) / "keys.parquet", columns=["message_tree_id", "dialogue_id", BYTES])
+        for p in task.pieces
+    ]
+    streams = {}
+    for split in recipe_splits:
+        masks = [
+            plan.select((pl.col("split") == split) & pl.col("_reason").is_null()).to_series().to_numpy()
+            for plan in plans
+        ]
+        sequence = _source_ordered(
+            task.pieces,
+            [k.filter(m) for k, m in zip(keys, masks, strict=True)],
+            ("message_tree_id", "dialogue_id"),
+            merge_order,
+        )
+        rows = int(sum(m.sum() for m in masks))
+        nbytes = int(sum(k.get_column(BYTES).to_numpy()[m].sum() for k, m in zip(keys, masks, strict=True)))
+        readers = [
+            PieceReader(path, columns=[c for c in columns if c in s], mask=m)
+            for path, s, m in zip(paths, schemas, masks, strict=True)
+        ]
+        streams[split] = TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
+    return streams
+
+
+def _source_ordered(pieces: Any, keys: list[pl.DataFrame], by: tuple[str, ...], order: Any) -> np.ndarray:
+    """The merge sequence over all pieces: each source's pieces merged by ``by``, the sources one after another."""
+    parts = []
+    for source in dict.fromkeys(p.source for p in pieces):
+        index = [i for i, p in enumerate(pieces) if p.source == source]
+        local = order([keys[i] for i in index], by)
+        parts.append(np.asarray(index, dtype=np.uint32)[local])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+
+
+def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> list[pl.DataFrame]:
+    """Per piece, its rows the plan dropped (leaks under ``drop``, duplicates, mixture fractions) as rejects."""
+    from chatdata.engine import SHARD
+    from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
+    from chatdata.splits import dialogue_rejects
+    from chatdata.stages import sort_rejects
+
+    out = []
+    for piece, plan in zip(task.pieces, plans, strict=True):
+        dropped = plan.select(pl.col("_reason").is_not_null()).to_series()
+        if not dropped.any():
+            out.append(empty_rejects())
+            continue
+        rows = pl.read_parquet(store.path(SHARD, piece.job) / "rows.parquet").filter(dropped)
+        rows = rows.with_columns(plan.filter(dropped).select("_reason", "_evidence"))
+        rejects = dialogue_rejects(
+            rows, stage="splits", reason=pl.col("_reason"), evidence=pl.col("_evidence"), unit=unit
+        )
+        out.append(sort_rejects(conform(rejects, REJECT_SCHEMA)))
+    return out
+
+
+def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> TableStream:
+    """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order."""
+    from chatdata.engine import PARTITION, SHARD
+    from chatdata.merge import PieceReader, merge_order, merged_chunks
+    from chatdata.partition import REJECTS_FILE
+    from chatdata.schema import REJECT_SCHEMA
+    from chatdata.stages import REJECT_ORDER
+
+    plan_rejects = _plan_rejects(task, store, plans, unit)
+    pieces: list[tuple[str, Path | pl.DataFrame]] = []
+    for source, part_key in task.partitions:
+        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE))
+        for piece, extra in zip(task.pieces, plan_rejects, strict=True):
+            if piece.source == source:
+                pieces.append((source, store.path(SHARD, piece.job) / "rejects.parquet"))
+                if extra.height:
+                    pieces.append((source, with_row_bytes(extra, list(extra.columns))))
+    columns = [*REJECT_ORDER, BYTES]
+    keys = [
+        p.select(columns) if isinstance(p, pl.DataFrame) else pl.read_parquet(p, columns=columns) for _, p in pieces
+    ]
+    sequence = _source_ordered([_Tag(s) for s, _ in pieces], keys, REJECT_ORDER, merge_order)
+    schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
+    internal = list(REJECT_SCHEMA)
+    readers = [
+        PieceReader(
+            to_arrow(p.select(internal)) if isinstance(p, pl.DataFrame) else p,
+            columns=internal,
+            prepare=_publish_rejects(source),
+        )
+        for source, p in pieces
+    ]
+    rows = sum(k.height for k in keys)
+    # the published row adds the source name (its bytes, plus 4 for the offset) to what the shard measured
+    added = [k.height * (len(source.encode()) + 4) for (source, _), k in zip(pieces, keys, strict=True)]
+    nbytes = sum(int(k.get_column(BYTES).sum()) for k in keys) + sum(added)
+    return TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
+
+
+@dataclass(frozen=True)
+class _Tag:
+    """A reject piece's source, as :func:`_source_ordered` reads pieces."""
+
+    source: str
+
+
+def _published_reject_schema() -> dict[str, pl.DataType]:
+    from chatdata.schema import REJECT_SCHEMA
+
+    internal = {("source_file" if k == "source" else k): v for k, v in REJECT_SCHEMA.items()}
+    return {c: internal.get(c, pl.String()) for c in PUBLISHED_REJECT_COLUMNS}
+
+
+def _publish_rejects(source: str) -> Any:
+    def prepare(table: pa.Table) -> pa.Table:
+        table = table.rename_columns(["source_file" if c == "source" else c for c in table.column_names])
+        return table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
+
+    return prepare
+
+
+def _recipe(task: Any) -> Any:
+    from chatdata.recipes import get_recipe
+
+    return get_recipe(task.recipe)
+
+
+def write_recipe(task: Any, store: Any) -> None:
+    """Write one recipe's folder from its pieces and plan (``chatdata.engine.WriteTask``), atomically."""
+    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, _load_masks
+    from chatdata.mixture import piece_file
+    from chatdata.settings import BuildSettings
+    from chatdata.stages import merge_mask_notes
+
+    recipe = _recipe(task)
+    settings = BuildSettings(**task.settings)
+    plan_dir = store.path(PLAN, task.plan)
+    plan = json.loads((plan_dir / "meta.json").read_text())
+    ledger = recipe_ledger(task, store, plan)
+    if ledger.records[-1].rows_out == 0 and not task.allow_empty:
+        raise EmptyDatasetError(
+            f"recipe {recipe.name}: no row left to publish (removed by {_empty_reasons(ledger)}); check the source "
+            "and the filters, or pass --allow-empty to write an empty dataset"
+        )
+    plans = [pl.read_parquet(piece_file(plan_dir, i)) for i in range(len(task.pieces))]
+    unit = "pair" if recipe.output == "prefs" else "dialogue"
+    masks = [m for p in task.pieces if (m := _load_masks(store.path(SHARD, p.job))) is not None]
+    notes = merge_mask_notes(masks, settings.max_length) if masks else None
+    extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
+    assemble(
+        Path(task.target),
         recipe,
-        ctx.settings,
+        settings,
         ledger,
-        json.loads((ws.common / "sources.json").read_text()),
-        json.loads(notes_path.read_text()) if notes_path.exists() else None,
-        splits,
-        TableStream.of(sort_rejects(collect_rejects(ws))),
+        task.sources,
+        notes,
+        _split_streams(task, store, plans),
+        _rejects_stream(task, store, plans, unit),
+        extra,
     )
 
 
@@ -94,11 +342,12 @@ def assemble(
     notes: dict[str, Any] | None,
     splits: dict[str, TableStream],
     rejects: TableStream,
+    extra: dict[str, Any] | None = None,
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
     from chatdata.card import render_card
-    from chatdata.pipeline import dialogue_filter_refs, settings_fingerprint
+    from chatdata.filters.specs import load_specs
     from chatdata.writer import SplitWriter, atomic_folder
 
     ledger.check()
@@ -109,8 +358,10 @@ def assemble(
     total_out = sum(s.rows for s in splits.values())
     if total_out != ledger.records[-1].rows_out:
         raise ChatdataError(f"{total_out} rows to write but the last stage passed {ledger.records[-1].rows_out}")
-    refs = list(recipe.gates) + dialogue_filter_refs(recipe, settings)
-    specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(refs)]
+    refs = []
+    for name in recipe.sources:
+        refs += [*recipe.gate_refs(name), *recipe.filter_refs(name, settings.decontaminate)]
+    specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(list(dict.fromkeys(refs)))]
     outputs: dict[str, dict[str, Any]] = {"default": {}, REJECTS_CONFIG: {}}
     with atomic_folder(target) as tmp:
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
@@ -123,15 +374,18 @@ def assemble(
                 writer.write(chunk)
             paths = writer.close()
             outputs[config][name] = {"rows": stream.rows, "files": [file_entry(p, tmp) for p in paths]}
+        primary = sources[recipe.primary_source]
         build = {
             "chatdata_version": __version__,
             "recipe": recipe.to_dict(),
             "settings": settings.output_settings(),
             "settings_sha256": settings_fingerprint(recipe, settings, specs),
-            "source": sources,
+            "source": primary,
+            "sources": sources,
             "filters": specs,
             "ledger": ledger.to_list(),
             "outputs": outputs,
+            **(extra or {}),
         }
         if notes is not None:
             build["notes"] = notes

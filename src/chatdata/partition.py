@@ -9,7 +9,8 @@ keep source order. The result: each shard's stages see the same trees, in the sa
 
 Three passes, none holding the text of more than one batch: ingest streams batches into a spill file while
 keeping two 64-bit id hashes per message; a level-by-level walk over those hashes routes every message id to a
-shard; the spill is re-read and appended to per-shard files.
+shard; the spill is re-read and appended to per-shard files. The shards and the ingest rejects are written into
+one folder (a cache entry of the workspace, see :mod:`chatdata.engine`).
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ _MIN_FLUSH_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Partition:
-    """Shard workspaces ``roots[i]`` (each with ``common/messages.parquet`` and ``common/rejects-ingest.parquet``)
-    and the ingest record of the whole input."""
+    """The shard files written (``shard-0000i.parquet``, ``rejects.parquet``) and what ingest counted."""
 
-    roots: tuple[Path, ...]
     record: StageRecord
     files: tuple[SourceFile, ...]
-    messages_per_shard: tuple[int, ...]
+    rows_per_shard: tuple[int, ...]
+
+
+def shard_file(folder: Path, i: int) -> Path:
+    return folder / f"shard-{i:05d}.parquet"
+
+
+REJECTS_FILE = "rejects.parquet"
 
 
 def _id_hash(col: str) -> pl.Expr:
@@ -112,22 +118,20 @@ def _arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
 
 def partition_source(
     path: Path,
-    work: Path,
+    folder: Path,
     k: int,
     *,
     batch_rows: int = 50_000,
     on_batch: Callable[[int], None] | None = None,
 ) -> Partition:
-    """Ingest ``path`` into ``k`` shard workspaces under ``work/shards/`` (see the module docstring)."""
+    """Ingest the oasst data at ``path`` into ``k`` tree-shards in ``folder`` (see the module docstring)."""
     if k < 1:
         raise ValueError(f"the number of shards must be at least 1, got {k}")
-    scratch = work / "partition"
-    scratch.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     msg_schema, rej_schema = _arrow_schema(MESSAGE_SCHEMA), _arrow_schema(REJECT_SCHEMA)
-    spill_path = scratch / "messages.spill.parquet"
+    spill_path = folder / ".messages.spill.parquet"
     spill = pq.ParquetWriter(spill_path, msg_schema, compression="lz4", write_statistics=False)
-    roots = tuple(work / "shards" / f"{i:05d}-of-{k:05d}" for i in range(k))
-    rejects = _ShardFiles([roots[0] / "common" / "rejects-ingest.parquet"], rej_schema)
+    rejects = _ShardFiles([folder / REJECTS_FILE], rej_schema)
     ids: list[pl.DataFrame] = []
     files: list[SourceFile] = []
     n_messages = 0
@@ -159,10 +163,7 @@ def partition_source(
         all_ids.select("mid").join(routes, on="mid", how="left", maintain_order="left").get_column("shard").to_numpy()
     )
     del all_ids, routes
-    shards = _ShardFiles([r / "common" / "messages.parquet" for r in roots], msg_schema)
-    for i in range(1, k):
-        (roots[i] / "common").mkdir(parents=True, exist_ok=True)
-        pq.write_table(rej_schema.empty_table(), roots[i] / "common" / "rejects-ingest.parquet", compression="lz4")
+    shards = _ShardFiles([shard_file(folder, i) for i in range(k)], msg_schema)
     start = 0
     for rb in pq.ParquetFile(spill_path).iter_batches(batch_size=batch_rows):
         frame = pl.from_arrow(rb)
@@ -175,7 +176,7 @@ def partition_source(
     spill_path.unlink()
     n_rejects = sum(reject_counts.values())
     record = StageRecord("ingest", "records", n_messages + n_rejects, n_messages, dict(sorted(reject_counts.items())))
-    return Partition(roots, record, tuple(files), tuple(shards.counts))
+    return Partition(record, tuple(files), tuple(shards.counts))
 
 
 def _check_hashes(spill: Path, distinct_hashes: int) -> None:

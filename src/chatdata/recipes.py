@@ -1,117 +1,207 @@
-"""The recipes chatdata rebuilds, each declared in one place. Its declaration is copied into build.json and the card."""
+"""Recipes are data: one YAML file each (shipped ones in ``recipes/``, or a user's own file).
+
+A recipe names its **sources** (each with a format, a default Hub id, its own filters and a mixture weight) and
+says what to build from them: the output layout (``sft`` messages or ``prefs`` pairs), the split names, the
+special-token checks, the rendered text column, the notes for the card. Its declaration is copied into
+``build.json`` and the card. A malformed file is one :class:`~chatdata.errors.SpecError` naming the file and key.
+
+Source formats: ``oasst`` (message trees: quality gates, then ``threads``, ``top_ranked`` paths or preference
+``pairs``), ``dolly`` and ``chat`` (one dialogue per row), ``prefs`` (one preference pair per row).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
-from chatdata.errors import ChatdataError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chatdata.errors import ChatdataError, SpecError
+from chatdata.resources import recipes_dir
 
 #: the dialects whose special strings may not appear inside content (they would forge turns when rendered)
 CHECK_DIALECTS = ("starchat", "chatml")
+DECONTAM_SPEC = "decontam_humaneval"
+SourceFormat = Literal["oasst", "dolly", "chat", "prefs"]
+FlattenMode = Literal["threads", "top_ranked", "pairs"]
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What a recipe does, stage by stage (all names refer to ``filters/*.yaml`` specs)."""
+class SourceSpec(BaseModel):
+    """One named source of a recipe and what is done to it before it joins the mixture."""
 
-    name: str
-    summary: str
-    rebuilds: str
-    reference: str
-    gates: tuple[str, ...] = ("gates",)
-    flatten: Literal["threads", "top_ranked", "pairs"] = "threads"
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: SourceFormat = "oasst"
+    default: str | None = Field(None, description="Hub dataset id (or path) read when the build does not bind it")
+    data_files: tuple[str, ...] = Field((), description="globs relative to the source root; empty: every file")
+    gates: tuple[str, ...] = Field(("gates",), description="oasst only: message quality gates (filters/*.yaml)")
+    flatten: FlattenMode | None = Field(None, description="oasst only: threads, top_ranked or pairs")
     keep_user_ended: bool = False
     pair_mode: Literal["best_vs_worst", "all_pairs"] = "best_vs_worst"
-    dialogue_filters: tuple[str, ...] = ()
+    filters: tuple[str, ...] = Field((), description="dialogue filters (filters/*.yaml names or paths)")
+    weight: float = Field(1.0, gt=0.0, le=1.0, description="share of the source's train rows in the mixture")
+    description: str = ""
+
+    @property
+    def unit(self) -> str:
+        return "pairs" if self.format == "prefs" or self.flatten == "pairs" else "dialogues"
+
+
+class Recipe(BaseModel):
+    """What a recipe builds, from which sources (all names refer to ``filters/*.yaml`` specs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
+    summary: str
+    rebuilds: str
+    reference: str = ""
+    output: Literal["sft", "prefs"] = "sft"
+    sources: dict[str, SourceSpec] = Field(min_length=1)
     decontaminate: bool = True
     check_dialects: tuple[str, ...] = CHECK_DIALECTS
     text_format: Literal["guanaco"] | None = None
     splits: tuple[str, str] = ("train_sft", "test_sft")
-    test_fraction: float = 0.05
+    test_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    mixture_seed: int = Field(42, description="seed of the per-source train fractions (alignment-handbook's)")
     languages: tuple[str, ...] = ("en",)
+    card: str | None = Field(None, description="card template in data_cards/ (default: <name>.md.j2 or base)")
     notes: tuple[str, ...] = ()
+    path: str | None = Field(None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"source name {name!r} must be lowercase letters, digits and _")
+        return v
+
+    @field_validator("splits")
+    @classmethod
+    def _split_names(cls, v: tuple[str, str]) -> tuple[str, str]:
+        for name in v:
+            if not re.fullmatch(r"\w+(\.\w+)*", name):
+                raise ValueError(f"split name {name!r} must match ^\\w+(\\.\\w+)*$ (the Hub's rule)")
+        if v[0] == v[1]:
+            raise ValueError("the train and test split names must differ")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        for name, s in self.sources.items():
+            where = f"sources.{name}"
+            if s.format != "oasst" and (s.flatten is not None or s.gates != ("gates",)):
+                raise ValueError(f"{where}: flatten and gates apply to oasst sources only")
+            if s.format == "oasst" and s.flatten is None:
+                raise ValueError(f"{where}.flatten: an oasst source needs threads, top_ranked or pairs")
+            makes = s.unit
+            if (self.output == "prefs") != (makes == "pairs"):
+                raise ValueError(f"{where}: a '{self.output}' recipe cannot take {makes} (format {s.format})")
+        if self.text_format and self.output != "sft":
+            raise ValueError("text_format applies to sft recipes only")
+        return self
 
     @property
-    def output(self) -> str:
-        return "prefs" if self.flatten == "pairs" else "sft"
+    def unit(self) -> str:
+        return "pairs" if self.output == "prefs" else "dialogues"
 
     @property
     def message_columns(self) -> tuple[str, ...]:
         """The message-list columns a row carries: both sides of a pair, or the dialogue."""
-        return ("chosen", "rejected") if self.flatten == "pairs" else ("messages",)
+        return ("chosen", "rejected") if self.output == "prefs" else ("messages",)
+
+    @property
+    def primary_source(self) -> str:
+        """The source a plain ``--source PATH`` binds: the first one declared."""
+        return next(iter(self.sources))
+
+    def filter_refs(self, source: str, decontaminate: bool | None = None) -> list[str]:
+        """A source's dialogue filters, plus decontamination unless switched off (``decontaminate``)."""
+        refs = [self._ref(r) for r in self.sources[source].filters]
+        if self.decontaminate if decontaminate is None else decontaminate:
+            refs.append(DECONTAM_SPEC)
+        return refs
+
+    def gate_refs(self, source: str) -> list[str]:
+        spec = self.sources[source]
+        return [self._ref(r) for r in spec.gates] if spec.format == "oasst" else []
+
+    def _ref(self, ref: str) -> str:
+        """A filter reference: a shipped spec name, or a path (relative to the recipe file when it has one)."""
+        if ref.endswith((".yaml", ".yml")) and self.path and not Path(ref).is_absolute():
+            candidate = Path(self.path).parent / ref
+            if candidate.is_file():
+                return str(candidate)
+        return ref
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["output"] = self.output
+        d = self.model_dump(mode="json")
+        d["sources"] = {k: v.model_dump(mode="json") for k, v in self.sources.items()}
         return d
 
 
-DECONTAM_SPEC = "decontam_humaneval"
+def _error_line(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "recipe"
+    message = first["msg"].removeprefix("Value error, ")
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {where}: {message}{extra}"
 
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        Recipe(
-            name="oasst_en",
-            summary="English oasst threads as `messages` (StarChat-alpha's data)",
-            rebuilds="HuggingFaceH4/oasst1_en",
-            reference="https://huggingface.co/datasets/HuggingFaceH4/oasst1_en",
-            dialogue_filters=("english",),
-            notes=(
-                "Every root-to-leaf thread that ends on an assistant turn (Open-Assistant's loader rule).",
-                "English: the root's oasst lang field is en and fastText finds English in the length-weighted "
-                "vote over turns (code, URLs and markdown stripped first).",
-            ),
-        ),
-        Recipe(
-            name="guanaco",
-            summary="The top-ranked path of every tree, all languages, as guanaco `text` and `messages`",
-            rebuilds="timdettmers/openassistant-guanaco",
-            reference="https://huggingface.co/datasets/timdettmers/openassistant-guanaco",
-            flatten="top_ranked",
-            text_format="guanaco",
-            check_dialects=(*CHECK_DIALECTS, "guanaco"),
-            languages=("multilingual",),
-            notes=(
-                "One path per tree: below each user turn the best surviving rank, trailing user turns dropped.",
-                "`text` is `### Human: …### Assistant: …` exactly as the original.",
-            ),
-        ),
-        Recipe(
-            name="guanaco_uncensored",
-            summary="Guanaco without WizardLM 'uncensoring' phrases in any turn (StarChat-beta's data)",
-            rebuilds="StarChat-beta's openassistant-guanaco variant",
-            reference="https://huggingface.co/HuggingFaceH4/starchat-beta",
-            flatten="top_ranked",
-            text_format="guanaco",
-            check_dialects=(*CHECK_DIALECTS, "guanaco"),
-            dialogue_filters=("uncensor_starchat_beta",),
-            languages=("multilingual",),
-            notes=(
-                "All turns joined with a space, lowercased; dropped if any of the 228 WizardLM phrases or the five "
-                "StarChat-beta names is a substring (train and test alike).",
-            ),
-        ),
-        Recipe(
-            name="oasst_prefs",
-            summary="English preference pairs from oasst ranks (UltraFeedback-binarized layout)",
-            rebuilds="preference data in the HuggingFaceH4/ultrafeedback_binarized layout",
-            reference="https://huggingface.co/datasets/HuggingFaceH4/ultrafeedback_binarized",
-            flatten="pairs",
-            dialogue_filters=("english",),
-            splits=("train_prefs", "test_prefs"),
-            notes=(
-                "For each prefix ending on a user turn with >= 2 surviving ranked replies: best vs worst reply "
-                "(or all ordered pairs); score = 10 * (k - 1 - p) / (k - 1) for position p among k replies.",
-            ),
-        ),
-    )
-}
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    """Read and check one recipe YAML file; every problem is one line naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}: a recipe is a mapping with at least name, summary, rebuilds and sources")
+    try:
+        return Recipe(**raw, path=str(path))
+    except ValidationError as exc:
+        raise SpecError(_error_line(path, exc)) from None
+    except TypeError as exc:  # a key that collides with a keyword argument
+        raise SpecError(f"{path}: {exc}") from None
+
+
+@functools.cache
+def shipped_recipes() -> dict[str, Recipe]:
+    """Every recipe in the shipped ``recipes/`` folder, by name (file order)."""
+    found: dict[str, Recipe] = {}
+    for path in sorted(recipes_dir().glob("*.yaml")):
+        recipe = load_recipe_file(path)
+        if recipe.name != path.stem:
+            raise SpecError(f"{path}: name: '{recipe.name}' must equal the file name '{path.stem}'")
+        found[recipe.name] = recipe
+    return found
+
+
+def recipe_ref(recipe: Recipe) -> str:
+    """How a task (maybe in another process or machine) finds the recipe again: a shipped recipe by name, a
+    user's recipe by its file."""
+    shipped = recipe.path is None or Path(recipe.path).resolve().parent == recipes_dir().resolve()
+    return recipe.name if shipped else str(recipe.path)
 
 
 def get_recipe(name: str) -> Recipe:
+    """A shipped recipe by name, or a recipe file by path (``path/to/recipe.yaml``)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_recipe_file(name)
+    recipes = shipped_recipes()
     try:
-        return RECIPES[name]
+        return recipes[name]
     except KeyError:
-        raise ChatdataError(f"unknown recipe '{name}'; known: {', '.join(RECIPES)} (see `chatdata recipes`)") from None
+        raise ChatdataError(
+            f"unknown recipe '{name}'; known: {', '.join(recipes)} (see `chatdata recipes`), or give a recipe "
+            "file path/to/recipe.yaml"
+        ) from None

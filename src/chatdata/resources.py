@@ -1,7 +1,7 @@
 """Locate the data shipped beside the library: filter specs, card templates, the bundled sample.
 
-A wheel carries ``filters/`` and ``data_cards/`` as ``chatdata/_specs/...``; a source checkout (editable install or
-plain ``PYTHONPATH=src``) finds them at the repository's top level.
+A wheel carries ``filters/``, ``recipes/`` and ``data_cards/`` as ``chatdata/_specs/...``; a source checkout
+(editable install or plain ``PYTHONPATH=src``) finds them at the repository's top level.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ def filters_dir() -> Path:
 def data_cards_dir() -> Path:
     """The folder of dataset-card templates."""
     return _locate("data_cards")
+
+
+def recipes_dir() -> Path:
+    """The folder of shipped recipe files (``recipes/*.yaml``)."""
+    return _locate("recipes")
 
 
 def sample_dir() -> Path:

@@ -73,13 +73,15 @@ def dialogue_rejects(
     return conform(out, REJECT_SCHEMA)
 
 
-def reject_where(frame: pl.DataFrame, reason: pl.Expr, *, stage: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split ``frame`` by ``reason`` (null keeps the row): the kept rows, and dialogue rejects whose reason is the
-    code before the first ``:`` (or `` [``) and whose evidence is the whole reason string."""
+def reject_where(
+    frame: pl.DataFrame, reason: pl.Expr, *, stage: str, unit: str = "dialogue"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``frame`` by ``reason`` (null keeps the row): the kept rows, and dialogue (or pair) rejects whose
+    reason is the code before the first ``:`` (or `` [``) and whose evidence is the whole reason string."""
     checked = frame.with_columns(reason.alias("_reason"))
     code = pl.col("_reason").str.split(":").list.first().str.split(" [").list.first()
     rejects = dialogue_rejects(checked.filter(pl.col("_reason").is_not_null()), stage=stage, reason=code,
-                               evidence=pl.col("_reason"))  # fmt: skip
+                               evidence=pl.col("_reason"), unit=unit)  # fmt: skip
     return checked.filter(pl.col("_reason").is_null()).drop("_reason"), rejects
 
 

@@ -1,0 +1,258 @@
+"""Every build setting, declared once: type, default, help, command-line flag and the part of the build it shapes.
+
+- :class:`BuildSettings` holds what shapes the outputs. It is recorded in ``build.json`` and keys the caches:
+  each field's ``phase`` says which work it changes (``shard``: the per-shard stages; ``plan``: the split plan;
+  ``write``: the Parquet files), so a changed split setting re-runs only the plan and the writes.
+- :class:`BuildRequest` adds what to build, from where, where to and how to run it. The ``chatdata build``
+  options (:mod:`chatdata.cli`), the Prefect flow's parameters (``flows/build.py``) and the ``params`` of
+  ``prefect.yaml`` are this model: nothing is declared twice.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chatdata.errors import ChatdataError
+
+MIB = 1024 * 1024
+DEFAULT_SHARD_BYTES = 500 * MIB
+Phase = Literal["source", "shard", "plan", "write", "run"]
+_DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
+
+
+def setting(
+    default: Any, help: str, *, phase: Phase, cli: str | None = None, scale: int | None = None, **kw: Any
+) -> Any:
+    """A field with its help text and where it acts: ``cli`` overrides the flag (``--name`` by default),
+    ``scale`` is the factor between the flag's unit and the field's (MB on the command line, bytes here)."""
+    extra = {"phase": phase, "cli": cli, "scale": scale}
+    return Field(default, description=help, json_schema_extra=extra, **kw)
+
+
+def phase_of(model: type[BaseModel], name: str) -> Phase:
+    extra = model.model_fields[name].json_schema_extra
+    return extra["phase"] if isinstance(extra, dict) else "run"  # type: ignore[return-value]
+
+
+class BuildSettings(BaseModel):
+    """Everything besides the recipe and the source bytes that changes the output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decontaminate: bool | None = setting(
+        None,
+        "Drop dialogues sharing a 10-word sequence with a HumanEval prompt (default: the recipe's setting, on).",
+        phase="shard",
+        cli="--decontaminate/--no-decontaminate",
+    )
+    pair_mode: Literal["best_vs_worst", "all_pairs"] | None = setting(
+        None, "oasst preference pairs: best_vs_worst (one pair per prompt) or all_pairs.", phase="shard"
+    )
+    on_special: Literal["reject", "escape"] = setting(
+        "reject",
+        "Content holding a special-token string (<|end|>, <|im_start|>, ### Human:): reject the dialogue, or escape "
+        "it with a zero-width space.",
+        phase="shard",
+    )
+    tokenizer: str | None = setting(
+        None,
+        "Validate every label mask with this tokenizer (tokenizer.json, a tokenizer folder or a Hub id).",
+        phase="shard",
+    )
+    dialect: Literal["starchat", "chatml", "guanaco", "template"] = setting(
+        "starchat", "Chat rendering checked with --tokenizer.", phase="shard"
+    )
+    mask_convention: Literal["starchat", "content_only"] = setting(
+        "starchat",
+        "Label masks: starchat (the assistant header, reply, <|end|> and newline are trained) or content_only.",
+        phase="shard",
+    )
+    max_length: int = setting(
+        2048, "Training length for --tokenizer; rows with no trained token left are rejected.", phase="shard", ge=8
+    )
+    test_fraction: float | None = setting(
+        None,
+        "Share of trees in the test split when the source has no split of its own (default: the recipe's, 0.05).",
+        phase="plan",
+        ge=0.0,
+        lt=1.0,
+    )
+    split_seed: str = setting("", "Salt of the tree-hash split.", phase="plan")
+    leak_policy: Literal["move", "drop"] = setting(
+        "move", "Test trees whose first prompt is also in train: move them to train, or drop them.", phase="plan"
+    )
+    max_shard_bytes: int = setting(
+        DEFAULT_SHARD_BYTES, "Largest Parquet file, in MB.", phase="write", cli="--max-shard-size", scale=MIB, gt=0
+    )
+
+    def phase_settings(self, *phases: Phase) -> dict[str, Any]:
+        """The settings of the given phases (what keys that part of the work)."""
+        fields = type(self).model_fields
+        names = [n for n in BuildSettings.model_fields if phase_of(BuildSettings, n) in phases and n in fields]
+        return {n: getattr(self, n) for n in sorted(names)}
+
+    def output_settings(self) -> dict[str, Any]:
+        """Every setting that shapes the outputs, as recorded in ``build.json``."""
+        return {n: getattr(self, n) for n in BuildSettings.model_fields}
+
+    def settings(self) -> BuildSettings:
+        return BuildSettings(**self.output_settings())
+
+
+class BuildRequest(BuildSettings):
+    """A whole build: the settings, the recipes, their sources, the output and how to run and publish it."""
+
+    recipes: list[str] = setting(
+        ["oasst_en"],
+        "Recipes to build (names from `chatdata recipes`, or recipe files).",
+        phase="run",
+        cli="argument",
+        min_length=1,
+    )
+    source: list[str] = setting(
+        [],
+        "Where a recipe's sources come from: PATH_OR_HUB_ID for the recipe's first source, or NAME=PATH_OR_HUB_ID "
+        "per named source (repeatable). Default: the bundled sample.",
+        phase="source",
+        cli="--source",
+    )
+    revision: str | None = setting(None, "Hub revision (branch, tag or commit) to pin Hub sources to.", phase="source")
+    format: str | None = setting(
+        None, "Read every source file as this format instead of detecting it from its content.", phase="source"
+    )
+    out: str = setting("out", "Output folder; each recipe goes to OUT/RECIPE.", phase="run", cli="--out")
+    work: str | None = setting(
+        None, "Workspace for the cache of partitions and shard results (default OUT/.work).", phase="run"
+    )
+    shards: int | None = setting(
+        None,
+        "Tree-shards per source (default: about one per 150k messages); the output bytes do not depend on it.",
+        phase="run",
+        ge=1,
+        le=4096,
+    )
+    workers: int | None = setting(
+        None, "Processes running shards at once (default: one per core).", phase="run", ge=1, le=256
+    )
+    force: bool = setting(False, "Recompute everything instead of reusing the workspace cache.", phase="run")
+    allow_empty: bool = setting(
+        False, "Write a recipe whose outputs hold no row (default: fail, with what removed every row).", phase="run"
+    )
+    push_to: str | None = setting(
+        None, "Publish each recipe to this Hub dataset repo ORG/NAME ({recipe} in the name for several).", phase="run"
+    )
+    private: bool = setting(False, "Create the Hub repo private (new repos only).", phase="run")
+    push_revision: str | None = setting(None, "Hub branch to publish to (default main).", phase="run")
+    create_pr: bool = setting(False, "Open a pull request on the Hub instead of committing.", phase="run")
+    max_shrink: float = setting(
+        0.5,
+        "Refuse to publish a dataset with fewer rows than this fraction below the published one.",
+        phase="run",
+        ge=0.0,
+        le=1.0,
+    )
+    force_publish: bool = setting(
+        False, "Publish even an empty or shrunken dataset (overrides --max-shrink).", phase="run"
+    )
+    dask_address: str | None = setting(
+        None, "Run the shards as Prefect tasks on this Dask scheduler (tcp://HOST:8786).", phase="run"
+    )
+
+    @field_validator("recipes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from chatdata.recipes import get_recipe
+
+        if len(set(v)) != len(v):
+            raise ValueError(f"recipes listed twice: {v}")
+        names = [get_recipe(r).name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two recipes share a name: {names}")
+        return v
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_source(cls, v: Any) -> Any:
+        """One source may be given as a plain string (as ``prefect.yaml`` params often are)."""
+        return [v] if isinstance(v, str) else ([] if v is None else v)
+
+    @field_validator("dask_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _DASK_ADDRESS.match(v):
+            raise ValueError(f"dask_address {v!r} must look like tcp://HOST:PORT (the Dask scheduler)")
+        return v
+
+    @model_validator(mode="after")
+    def _bindings_and_push(self) -> BuildRequest:
+        from chatdata.recipes import get_recipe
+
+        recipes = [get_recipe(r) for r in self.recipes]
+        plain = [s for s in self.source if "=" not in s or _is_path_like(s)]
+        if len(plain) > 1:
+            raise ValueError(f"more than one unnamed source {plain}; name them: --source NAME=PATH_OR_HUB_ID")
+        known = {name for r in recipes for name in r.sources}
+        for entry in self.source:
+            if entry in plain:
+                continue
+            name, _, value = entry.partition("=")
+            if name not in known:
+                raise ValueError(f"source '{name}' is not a source of {self.recipes}; they have: {sorted(known)}")
+            if not value:
+                raise ValueError(f"--source {name}= needs a path or Hub id after '='")
+        if self.push_to is not None:
+            if len(self.recipes) > 1 and "{recipe}" not in self.push_to:
+                raise ValueError("push_to needs a {recipe} placeholder when building several recipes")
+            from chatdata.hub.client import validate_repo_id
+
+            for r in recipes:
+                try:
+                    validate_repo_id(self.push_to.replace("{recipe}", r.name))
+                except ChatdataError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
+
+    def bindings(self) -> tuple[str | None, dict[str, str]]:
+        """The unnamed source (or None) and the named ones."""
+        plain = [s for s in self.source if "=" not in s or _is_path_like(s)]
+        named = dict(s.partition("=")[::2] for s in self.source if s not in plain)
+        return (plain[0] if plain else None), named
+
+    def work_dir(self) -> str:
+        return self.work or f"{self.out.rstrip('/')}/.work"
+
+
+def _is_path_like(entry: str) -> bool:
+    """``--source`` values that hold ``=`` but are not NAME=VALUE (a path such as ``data/a=b.jsonl``)."""
+    name = entry.partition("=")[0]
+    return not re.fullmatch(r"[a-z][a-z0-9_]*", name)
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a :class:`BuildRequest` field."""
+    extra = BuildRequest.model_fields[name].json_schema_extra
+    cli = extra.get("cli") if isinstance(extra, dict) else None
+    if isinstance(cli, str) and cli.startswith("--"):
+        return cli.split("/")[0]
+    return "--" + name.replace("_", "-")
+
+
+def make_request(*, cli: bool = False, **values: Any) -> BuildRequest:
+    """A :class:`BuildRequest`, or a one-line :class:`ChatdataError` naming the bad field (its flag for the CLI)."""
+    unknown = sorted(set(values) - set(BuildRequest.model_fields))
+    if unknown:
+        raise ChatdataError(f"unknown parameter(s) {unknown}; known: {', '.join(BuildRequest.model_fields)}")
+    try:
+        return BuildRequest(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        field = loc[0] if loc else ""
+        where = (flag_of(field) if cli and field in BuildRequest.model_fields else ".".join(loc)) or "parameters"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ChatdataError(f"invalid build parameter {where}: {message}") from None
+    except ChatdataError as exc:  # a recipe file that cannot be read
+        raise ChatdataError(str(exc)) from None
