@@ -7,6 +7,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from compare import assert_same_bytes
 
 from chatdata.schema import CHAT_MESSAGE
 from chatdata.writer import SplitWriter, payload_bytes, row_payload_bytes, to_arrow, write_split
@@ -71,6 +72,28 @@ def test_empty_split_is_one_empty_file_with_the_schema(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["test-00000-of-00001.parquet"]
     assert pq.read_table(paths[0]).num_rows == 0
     assert pq.read_schema(paths[0]).names == ["dialogue_id", "score", "messages"]
+
+
+def test_a_split_of_zero_rows_has_the_schema_and_no_row_group(tmp_path: Path) -> None:
+    """A 0-row row group makes `datasets` read the file with batch_size 0 (ArrowInvalid); no row group reads fine."""
+    from datasets import Features, load_dataset
+
+    schema = to_arrow(_frame(3)).schema
+    written = []
+    for name in ("a", "b"):
+        writer = SplitWriter(tmp_path / name, "test", schema, 0, 0, max_shard_bytes=10**9)
+        writer.write(schema.empty_table())
+        written.append(writer.close())
+    (path,), (again,) = written
+    assert path.name == "test-00000-of-00001.parquet"
+    meta = pq.read_metadata(path)
+    assert (meta.num_rows, meta.num_row_groups) == (0, 0)
+    assert pq.read_schema(path).remove_metadata().equals(schema)
+    assert_same_bytes(again, path)
+    assert not list((tmp_path / "a").glob(".*"))
+    ds = load_dataset("parquet", data_files={"test": str(path)}, streaming=True, cache_dir=str(tmp_path / "cache"))
+    assert ds["test"].features == Features.from_arrow_schema(schema)
+    assert list(ds["test"]) == []
 
 
 def _skewed(n: int) -> pl.DataFrame:

@@ -140,6 +140,16 @@ class SplitWriter:
         self._buffer: list[pa.Table] = []
         self._sizes = np.zeros(0, dtype=np.int64)
 
+    def _new_writer(self, path: Path) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            path,
+            self.schema,
+            compression="zstd",
+            write_page_index=True,
+            use_content_defined_chunking=True,
+            write_statistics=True,
+        )
+
     def _open(self, file: int) -> pq.ParquetWriter:
         if self._writer is not None and file != self._file:
             self._writer.close()
@@ -147,14 +157,7 @@ class SplitWriter:
         if self._writer is None:
             path = part_path(self.folder, self.split, len(self._parts))
             self._parts.append(path)
-            self._writer = pq.ParquetWriter(
-                path,
-                self.schema,
-                compression="zstd",
-                write_page_index=True,
-                use_content_defined_chunking=True,
-                write_statistics=True,
-            )
+            self._writer = self._new_writer(path)
             self._file = file
         return self._writer
 
@@ -203,9 +206,10 @@ class SplitWriter:
         if self.written != self.rows:
             raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but got {self.written}")
         if not self._parts:
+            # an empty split is one file with the schema and no row group: a 0-row row group makes
+            # `datasets` read it with batch_size 0 (ArrowInvalid)
             path = part_path(self.folder, self.split, 0)
-            pq.write_table(self.schema.empty_table(), path, compression="zstd", write_page_index=True,
-                           use_content_defined_chunking=True)  # fmt: skip
+            self._new_writer(path).close()
             self._parts.append(path)
         return name_parts(self.folder, self.split, self._parts)
 
