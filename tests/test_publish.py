@@ -14,7 +14,8 @@ from hubserver import READ_TOKEN, HubServer, hub_server, load_dataset_rows
 from rich.console import Console
 
 from chatdata.errors import ChatdataError
-from chatdata.hub import PublishResult, publish_folder
+from chatdata.hub import PublishRefused, PublishResult, publish_folder
+from chatdata.hub.client import HubError
 
 __all__ = ["hub_server"]  # the fixture, imported for pytest
 
@@ -65,23 +66,47 @@ def write_shards(folder: Path, prefix: str, rows: list[dict], schema: pa.Schema,
         pq.write_table(pa.Table.from_pylist(rows[i * per : (i + 1) * per], schema=schema), path)
 
 
-def build_folder(root: Path, tag: str, *, train_shards: int = 1, plots: tuple[str, ...] = ("lengths.png",)) -> dict:
-    """A built dataset folder like the lead's writer makes; returns the rows per config/split."""
+def build_folder(
+    root: Path,
+    tag: str,
+    *,
+    train_shards: int = 1,
+    plots: tuple[str, ...] = ("lengths.png",),
+    train: int = 6,
+    test: int = 2,
+    counts_in: str | None = None,
+) -> dict:
+    """A built dataset folder like the lead's writer makes; returns the rows per config/split. ``counts_in``
+    records the row counts the way chatdata does (``build.json`` outputs) or in the card (``README.md``
+    dataset_info); by default neither holds them, so the publish guard has no remote count to compare with."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.rglob("*.parquet"):
         old.unlink()
     for old in root.glob("*.png"):
         old.unlink()
     rows = {
-        "sft/train_sft": sft_rows(f"{tag}-train", 6),
-        "sft/test_sft": sft_rows(f"{tag}-test", 2),
+        "sft/train_sft": sft_rows(f"{tag}-train", train),
+        "sft/test_sft": sft_rows(f"{tag}-test", test),
         "rejects/rejects": [{"unit": "message", "reason": f"{tag} too short"}],
     }
     write_shards(root, "data/train_sft", rows["sft/train_sft"], SFT_SCHEMA, train_shards)
     write_shards(root, "data/test_sft", rows["sft/test_sft"], SFT_SCHEMA, 1)
     write_shards(root, "rejects/rejects", rows["rejects/rejects"], REJECT_SCHEMA, 1)
-    (root / "README.md").write_text(CARD, encoding="utf-8")
-    (root / "build.json").write_text(json.dumps({"recipe": "oasst_en", "tag": tag}), encoding="utf-8")
+    card, build = CARD, {"recipe": "oasst_en", "tag": tag}
+    if counts_in == "build.json":
+        build["outputs"] = {
+            "default": {"train_sft": {"rows": train}, "test_sft": {"rows": test}},
+            "rejects": {"rejects": {"rows": 1}},
+        }
+    elif counts_in == "README.md":
+        info = (
+            f"dataset_info:\n- config_name: sft\n  splits:\n  - name: train_sft\n    num_examples: {train}\n"
+            f"  - name: test_sft\n    num_examples: {test}\n- config_name: rejects\n  splits:\n"
+            "  - name: rejects\n    num_examples: 1\n"
+        )
+        card = CARD.replace("---\n# oasst", info + "---\n# oasst")
+    (root / "README.md").write_text(card, encoding="utf-8")
+    (root / "build.json").write_text(json.dumps(build), encoding="utf-8")
     for name in plots:
         (root / name).write_bytes(PNG + tag.encode())
     return rows
@@ -389,3 +414,108 @@ def test_dry_run_with_token_on_a_new_repo_creates_nothing(hub_server: HubServer,
     assert result.remote_listed and "would be created" in result.summary()
     assert hub_server.writes() == [] and ("dataset", "org/brand-new") not in hub_server.repos
     assert {f.path for f in result.uploads} == set(local_files(folder)) and not result.deletions
+
+
+# ------------------------------------------------------------------------------------------------ guard
+
+
+def test_an_empty_default_config_is_refused_before_any_request(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train=0, test=0, counts_in="build.json")
+    with pytest.raises(PublishRefused) as err:
+        push(folder, hub_server)
+    message = str(err.value)
+    assert "\n" not in message and "holds 0 rows" in message and "--force" in message and REPO in message
+    assert hub_server.requests == []
+    assert push(folder, hub_server, force=True).guard.refusal is not None  # force publishes it anyway
+    assert hub_server.commit_count(REPO) == 1
+
+
+@pytest.mark.parametrize("counts_in", ["build.json", "README.md"])
+def test_a_shrink_beyond_max_shrink_is_refused_with_the_counts(
+    hub_server: HubServer, tmp_path: Path, counts_in: str
+) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train=100, test=20, counts_in=counts_in)
+    push(folder, hub_server)
+    before, files_before, writes = hub_server.head(REPO), hub_server.files(REPO), len(hub_server.writes())
+    build_folder(folder, "v2", train=40, test=10, counts_in=counts_in)  # 50 < 120 * (1 - 0.5)
+
+    with pytest.raises(PublishRefused) as err:
+        push(folder, hub_server)
+
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"from 120 rows (remote {counts_in}) to 50 (-58%)" in message
+    assert "--max-shrink 0.5 allows" in message and "--max-shrink 0.59" in message and "--force" in message
+    assert hub_server.head(REPO) == before and hub_server.files(REPO) == files_before
+    assert len(hub_server.writes()) == writes
+    with pytest.raises(PublishRefused):
+        push(folder, hub_server, max_shrink=0.58)
+    allowed = push(folder, hub_server, max_shrink=0.59)
+    assert allowed.guard.refusal is None and (allowed.guard.local_rows, allowed.guard.remote_rows) == (50, 120)
+    assert hub_server.commit_count(REPO) == 2
+
+
+def test_a_shrink_within_max_shrink_and_force_publish(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train=100, test=20, counts_in="build.json")
+    push(folder, hub_server)
+    build_folder(folder, "v2", train=50, test=10, counts_in="build.json")  # 60 == 120 * 0.5: not below
+    assert push(folder, hub_server).guard.refusal is None
+    build_folder(folder, "v3", train=1, test=1, counts_in="build.json")
+    forced = push(folder, hub_server, force=True)
+    assert "from 60 rows" in forced.guard.line() and forced.guard.line().startswith("guard overridden by --force")
+    assert hub_server.commit_count(REPO) == 3 and forced.commit_sha == hub_server.head(REPO)
+
+
+def test_the_remote_count_is_read_at_the_target_revision(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train=100, test=20, counts_in="build.json")
+    push(folder, hub_server)
+    build_folder(folder, "v2", train=10, test=2, counts_in="build.json")
+    push(folder, hub_server, revision="dev", force=True)
+    build_folder(folder, "v3", train=9, test=2, counts_in="build.json")
+    on_dev = push(folder, hub_server, revision="dev")  # 11 vs dev's 12, not main's 120
+    assert (on_dev.guard.local_rows, on_dev.guard.remote_rows) == (11, 12)
+    with pytest.raises(PublishRefused, match="from 120 rows"):
+        push(folder, hub_server)
+
+
+def test_first_publish_to_a_new_repo_has_nothing_to_compare_with(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    rows = build_folder(folder, "v1", train=3, test=1, counts_in="build.json")
+    result = push(folder, hub_server, repo="org/fresh")
+    assert result.guard.remote_rows is None and result.guard.local_rows == 4
+    assert "no remote row count" in result.guard.line()
+    loaded = load_dataset_rows(hub_server, "org/fresh", [("sft", "train_sft")], tmp_path)
+    assert loaded == {"sft/train_sft": rows["sft/train_sft"]}
+
+
+def test_dry_run_reports_the_guard_verdict(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", train=100, test=20, counts_in="README.md")
+    push(folder, hub_server)
+    writes = len(hub_server.writes())
+    build_folder(folder, "v2", train=10, test=2, counts_in="README.md")
+    buffer = io.StringIO()
+
+    dry = push(folder, hub_server, dry_run=True, console=Console(file=buffer, width=300))
+    assert dry.refused and (dry.guard.local_rows, dry.guard.remote_rows) == (12, 120)
+    assert "would be REFUSED: the default config would shrink from 120 rows" in dry.summary()
+    assert "guard: refused:" in buffer.getvalue()
+    forced = push(folder, hub_server, dry_run=True, force=True)
+    assert not forced.refused and "overridden by --force" in forced.summary()
+    no_token = publish_folder(folder, REPO, dry_run=True, endpoint=hub_server.url)
+    assert not no_token.refused and no_token.guard.remote_rows is None  # the remote was not read
+    build_folder(folder, "v3", train=0, test=0)
+    assert publish_folder(folder, REPO, dry_run=True, endpoint=hub_server.url).refused  # empty: known locally
+    assert len(hub_server.writes()) == writes
+
+
+def test_max_shrink_must_be_a_fraction(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1")
+    with pytest.raises(HubError, match=r"--max-shrink must be a fraction in \[0, 1\]"):
+        push(folder, hub_server, max_shrink=1.5)
+    assert hub_server.requests == []

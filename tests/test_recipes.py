@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from chat_tokenizer import byte_level_bpe
 
 from chatdata.ledger import Ledger, StageRecord
 from chatdata.pipeline import BuildSettings, run_local
 from chatdata.recipes import RECIPES
+from chatdata.resources import sample_dir
 
 ALL = list(RECIPES)
 
@@ -34,6 +36,35 @@ def test_every_config_and_split_loads(built: Path, recipe: str) -> None:
         ds = load_dataset(str(built / recipe), config)
         assert {s: len(ds[s]) for s in ds} == {s: v["rows"] for s, v in splits.items()}
     assert sum(v["rows"] for v in build["outputs"]["default"].values()) > 0
+
+
+def test_every_config_loads_when_the_test_splits_are_empty(tmp_path: Path) -> None:
+    """A source with no validation trees leaves every test split empty: the file is still written (schema, no row
+    group), the card's YAML leaves the split out, and every config loads with `datasets`."""
+    from datasets import Features, load_dataset
+
+    train = pl.read_parquet(sample_dir() / "data" / "train-00000-of-00001.parquet")
+    trees = train.get_column("message_tree_id").unique(maintain_order=True).head(60)
+    source = tmp_path / "src" / "data"
+    source.mkdir(parents=True)
+    few = train.filter(pl.col("message_tree_id").is_in(trees.implode()))
+    few.write_parquet(source / "train-00000-of-00001.parquet")
+    run_local(ALL, BuildSettings(source=str(source.parent)), tmp_path / "out")
+    for recipe in ALL:
+        folder = tmp_path / "out" / recipe
+        outputs = json.loads((folder / "build.json").read_text())["outputs"]
+        train_split, test_split = RECIPES[recipe].splits
+        assert outputs["default"][test_split]["rows"] == 0 and outputs["default"][train_split]["rows"] > 0
+        (empty,) = outputs["default"][test_split]["files"]
+        meta = pq.read_metadata(folder / empty["path"])
+        assert (meta.num_rows, meta.num_row_groups) == (0, 0)
+        for config, splits in outputs.items():
+            ds = load_dataset(str(folder), config, cache_dir=str(tmp_path / "cache"))
+            assert {s: len(ds[s]) for s in ds} == {s: v["rows"] for s, v in splits.items() if v["rows"]}
+        # the empty file itself reads as 0 rows with its features (streaming: datasets <= 5.2 cannot materialise it)
+        streamed = load_dataset(str(folder), data_files={test_split: empty["path"]}, streaming=True)
+        assert list(streamed[test_split]) == []
+        assert streamed[test_split].features == Features.from_arrow_schema(pq.read_schema(folder / empty["path"]))
 
 
 def test_recipe_rules_on_the_sample(built: Path) -> None:

@@ -358,9 +358,14 @@ def card_metadata(build: Mapping[str, Any], folder: Path, languages: list[str] |
                     f"{sf.rows}; rebuild the folder"
                 )
             split_infos.append({"name": sf.split, "num_bytes": size, "num_examples": rows})
+        # datasets (<= 5.2) cannot materialise a 0-row split ('Instruction "test" corresponds to no data!') and
+        # then fails the whole config, so empty splits stay out of the YAML (their files stay in the folder and
+        # in build.json), unless every split of the config is empty
+        listed = [i for i, sf in enumerate(members) if sf.rows] or list(range(len(members)))
+        split_infos = [split_infos[i] for i in listed]
         entry: dict[str, Any] = {
             "config_name": config,
-            "data_files": [_data_files_entry(s, present) for s in members],
+            "data_files": [_data_files_entry(members[i], present) for i in listed],
         }
         if config == "default":
             entry["default"] = True

@@ -298,13 +298,33 @@ def publish(
     revision: Annotated[str | None, typer.Option(help="Target branch (created from main if missing).")] = None,
     create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List uploads and deletions with sizes; write nothing.")
+        bool,
+        typer.Option("--dry-run", help="List uploads and deletions with sizes and the guard's verdict; write nothing."),
+    ] = False,
+    max_shrink: Annotated[
+        float,
+        typer.Option(
+            "--max-shrink",
+            min=0.0,
+            max=1.0,
+            help="Refuse when the default config would lose more than this fraction of the remote's rows "
+            "(0.5: refuse going from 1000 to under 500 rows; 1: never refuse a shrink).",
+        ),
+    ] = 0.5,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Publish even when the guard refuses (an empty default config, a big shrink)."),
     ] = False,
 ) -> None:
     """Publish a built folder to the Hub in one atomic commit (stale shards deleted).
 
-    The token comes from HF_TOKEN or `hf auth login` and is never printed.
+    A guard refuses, before anything is written, a folder whose default config holds 0 rows, or one whose
+    default config has fewer rows than the remote's (read from the remote build.json, else its card) by more
+    than --max-shrink; a new repo has nothing to compare with. Refusals exit with code 3, also for --dry-run,
+    which prints the verdict. The token comes from HF_TOKEN or `hf auth login` and is never printed.
     """
+    from chatdata.hub.publish import PublishRefused
+
     try:
         from chatdata.hub import publish_folder
 
@@ -316,10 +336,17 @@ def publish(
             create_pr=create_pr,
             dry_run=dry_run,
             console=console,
+            max_shrink=max_shrink,
+            force=force,
         )
+    except PublishRefused as exc:
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
+        raise typer.Exit(3) from None
     except ChatdataError as exc:
         _fail(exc)
     out_console.print(result.summary(), highlight=False, markup=False)
+    if result.refused:
+        raise typer.Exit(3)
 
 
 def _run_prefect(request: Any) -> dict[str, Any]:

@@ -7,19 +7,30 @@ than ``max_shard_bytes``. The same frame always gives the same bytes.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import math
 import os
+import platform
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; temp folders of dead runs are then left alone
+    fcntl = None  # type: ignore[assignment]
 
 ROW_GROUP_BYTES = 100 * 1024 * 1024
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
@@ -140,6 +151,16 @@ class SplitWriter:
         self._buffer: list[pa.Table] = []
         self._sizes = np.zeros(0, dtype=np.int64)
 
+    def _new_writer(self, path: Path) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            path,
+            self.schema,
+            compression="zstd",
+            write_page_index=True,
+            use_content_defined_chunking=True,
+            write_statistics=True,
+        )
+
     def _open(self, file: int) -> pq.ParquetWriter:
         if self._writer is not None and file != self._file:
             self._writer.close()
@@ -147,14 +168,7 @@ class SplitWriter:
         if self._writer is None:
             path = part_path(self.folder, self.split, len(self._parts))
             self._parts.append(path)
-            self._writer = pq.ParquetWriter(
-                path,
-                self.schema,
-                compression="zstd",
-                write_page_index=True,
-                use_content_defined_chunking=True,
-                write_statistics=True,
-            )
+            self._writer = self._new_writer(path)
             self._file = file
         return self._writer
 
@@ -203,9 +217,10 @@ class SplitWriter:
         if self.written != self.rows:
             raise ValueError(f"split {self.split!r} was declared with {self.rows} rows but got {self.written}")
         if not self._parts:
+            # an empty split is one file with the schema and no row group: a 0-row row group makes
+            # `datasets` read it with batch_size 0 (ArrowInvalid)
             path = part_path(self.folder, self.split, 0)
-            pq.write_table(self.schema.empty_table(), path, compression="zstd", write_page_index=True,
-                           use_content_defined_chunking=True)  # fmt: skip
+            self._new_writer(path).close()
             self._parts.append(path)
         return name_parts(self.folder, self.split, self._parts)
 
@@ -222,26 +237,241 @@ def write_split(
     return writer.close()
 
 
+# ------------------------------------------------------------------------------------------------ atomic swap
+#
+# Beside OUT/NAME live, only while a run needs them:
+#   .NAME.lock            the target's lock: held (briefly) to recover and clean up, to create a temp folder and to
+#                         swap; never during the build itself, so builds of the same target may run side by side
+#   .NAME.tmp-XXXX/       a run's folder being built, and .NAME.tmp-XXXX.lock, flocked by that run while it lives
+#   .NAME.swap.json       the journal of a two-rename swap (only where RENAME_EXCHANGE is unavailable)
+#   .NAME.old-XXXX/       the old folder during a two-rename swap
+# The rule: a temp folder whose .lock someone holds belongs to a live run and is never touched; one whose lock is
+# free (its run died: the kernel drops flocks with the process) is removed. An .old folder or a journal only
+# exists inside a swap, under .NAME.lock, so whoever holds that lock may finish, undo or remove them. Lock files
+# are unlinked on release; a waiter that then finds its lock on an unlinked file retries.
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+#: renameat2 syscall numbers, for a libc without the wrapper (glibc < 2.28, some musl builds)
+_SYS_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276, "riscv64": 276, "i386": 353,
+                  "i686": 353, "armv7l": 382, "ppc64le": 357, "ppc64": 357, "s390x": 347}  # fmt: skip
+#: errors that mean "this OS or filesystem cannot exchange": fall back to the journaled two-rename swap
+_NO_EXCHANGE = frozenset(e for e in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", 0)) if e)
+
+
+def _libc_renameat2() -> Callable[..., int] | None:
+    """libc's ``renameat2``, or None when this libc has no such symbol."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def _syscall_renameat2() -> Callable[..., int] | None:
+    """``renameat2`` as a raw syscall, or None when its number on this CPU is not known."""
+    number = _SYS_RENAMEAT2.get(platform.machine().lower())
+    if number is None:
+        return None
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+
+    def call(olddirfd: int, old: bytes, newdirfd: int, new: bytes, flags: int) -> int:
+        args = (ctypes.c_int(olddirfd), ctypes.c_char_p(old), ctypes.c_int(newdirfd), ctypes.c_char_p(new))
+        return int(syscall(ctypes.c_long(number), *args, ctypes.c_uint(flags)))
+
+    return call
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises ``OSError`` with ``ENOSYS`` off Linux or without the call, ``EINVAL``/``EOPNOTSUPP`` where the filesystem
+    cannot exchange."""
+    if not sys.platform.startswith("linux"):
+        raise OSError(errno.ENOSYS, "RENAME_EXCHANGE needs Linux")
+    func = _libc_renameat2() or _syscall_renameat2()
+    if func is None:
+        raise OSError(errno.ENOSYS, "no renameat2 on this system")
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _take_lock(path: Path, *, blocking: bool) -> int | None:
+    """An flock'ed descriptor on ``path`` (created if missing), or None if ``blocking`` is false and it is held.
+    Without flock (Windows) no file is made: -1 when blocking, else None (so nothing is ever judged dead)."""
+    if fcntl is None:
+        return -1 if blocking else None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except FileNotFoundError:
+            pass  # the holder unlinked it while we waited: our lock is on a dead file, take the new one
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _drop_lock(fd: int, path: Path) -> None:
+    """Unlink the lock file, then release it (a waiter on the unlinked file notices and retries)."""
+    if fd < 0:
+        return
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+    os.close(fd)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = _take_lock(path, blocking=True)
+    assert fd is not None
+    try:
+        yield
+    finally:
+        _drop_lock(fd, path)
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.{kind}-*"))
+
+
+def _journal(target: Path) -> Path:
+    return target.parent / f".{target.name}.swap.json"
+
+
+def _owner_lock(tmp: Path) -> Path:
+    return tmp.parent / f"{tmp.name}.lock"
+
+
+def _write_journal(target: Path, new: Path, old: Path) -> None:
+    journal, part = _journal(target), target.parent / f".{target.name}.swap.json.part"
+    part.write_bytes(orjson.dumps({"new": new.name, "old": old.name, "target": target.name}))
+    with open(part, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(part, journal)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with suppress(OSError):  # not every OS/filesystem can fsync a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def recover(target: Path) -> None:
+    """Finish or undo an interrupted swap of ``target`` and remove what dead runs left beside it.
+
+    Call with ``.NAME.lock`` held. A journaled two-rename swap that lost the target is finished (the new folder was
+    complete) or, without the new folder, undone; with no journal, a missing target comes back from the newest
+    ``.NAME.old-*``. Then every ``.old`` folder goes, and every temp folder whose run no longer holds its lock."""
+    target = Path(target)
+    journal = _journal(target)
+    if journal.exists():
+        try:
+            plan = orjson.loads(journal.read_bytes())
+            new, old = target.parent / str(plan["new"]), target.parent / str(plan["old"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            new = old = None  # written atomically, so never half a journal; a foreign file: ignore it
+        if new is not None and old is not None and not os.path.lexists(target):
+            if new.is_dir():
+                os.rename(new, target)
+            elif old.is_dir():
+                os.rename(old, target)
+        journal.unlink()
+    olds = [p for p in _siblings(target, "old") if p.is_dir()]
+    if olds and not os.path.lexists(target):
+        newest = max(olds, key=lambda p: p.stat().st_mtime_ns)
+        os.rename(newest, target)
+        olds.remove(newest)
+    for old in olds:
+        _discard(old)
+    for path in _siblings(target, "tmp"):
+        if path.name.endswith(".lock"):
+            if not path.with_name(path.name[: -len(".lock")]).exists():
+                fd = _take_lock(path, blocking=False)
+                if fd is not None:
+                    _drop_lock(fd, path)
+            continue
+        lock = _owner_lock(path)
+        fd = _take_lock(lock, blocking=False)
+        if fd is not None:  # no live run owns it
+            _discard(path)
+            _drop_lock(fd, lock)
+
+
+def _swap(tmp: Path, target: Path) -> None:
+    """Put ``tmp`` at ``target`` (under the target's lock): one exchange, else a journaled two-rename swap."""
+    if not os.path.lexists(target):
+        os.rename(tmp, target)
+        return
+    try:
+        exchange(tmp, target)
+    except OSError as exc:
+        if exc.errno not in _NO_EXCHANGE:
+            raise
+    else:
+        _discard(tmp)  # now the old folder
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rmdir(old)
+    _write_journal(target, tmp, old)
+    os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except Exception:  # a real error: undo now (a killed process leaves the journal to the next run)
+        os.rename(old, target)
+        _journal(target).unlink()
+        raise
+    _journal(target).unlink()
+    _discard(old)
+
+
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target`` whole, on error it vanishes.
 
-    The swap is two renames on the same filesystem: readers see the old folder or the new one, never a half-written
-    one. A crash between the renames leaves the old dataset in ``.{name}.old-*`` beside it.
+    The swap is one ``renameat2(RENAME_EXCHANGE)`` (Linux): readers see the old folder or the new one, never a
+    half-written one or none. Where the OS or filesystem cannot exchange, two renames with a journal, which the next
+    run finishes or undoes if this one dies in between. Each call first recovers an interrupted swap and removes
+    what dead runs left (see the rule above), never a live run's folder. The result has mode 0o755.
     """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    lock = target.parent / f".{target.name}.lock"
+    with _locked(lock):
+        recover(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        owner = _take_lock(_owner_lock(tmp), blocking=True)  # new, so never waits
+        assert owner is not None
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.rmdir(old)
-        os.rename(target, old)
-    os.rename(tmp, target)
-    os.chmod(target, 0o755)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            yield tmp
+        except BaseException:
+            _discard(tmp)
+            raise
+        os.chmod(tmp, 0o755)
+        with _locked(lock):
+            try:
+                _swap(tmp, target)
+            except Exception:  # a real error (a killed run leaves its state to the next run's recover)
+                _discard(tmp)
+                raise
+    finally:
+        _drop_lock(owner, _owner_lock(tmp))

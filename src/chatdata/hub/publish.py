@@ -6,13 +6,19 @@ to the remote head that was diffed (``parent_commit``): if anything moved in bet
 Transient failures (5xx, 429, dropped connections) are retried with exponential backoff, re-planning each
 time, so a commit whose answer was lost is recognised instead of being made twice. After the commit the remote
 file list is checked against the expected set.
+
+A guard refuses (:class:`PublishRefused`) to publish a folder whose default config holds no rows, or one that
+would shrink the remote's default config by more than ``max_shrink`` (the remote count comes from its
+``build.json``, else its card's ``dataset_info``, at the commit that is diffed); ``force`` overrides it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -20,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.parquet as pq
 import yaml
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from chatdata.errors import ChatdataError, InputError
 from chatdata.hub.client import (
@@ -47,7 +55,14 @@ PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".pdf")
 #: Never deleted, whatever the folder holds.
 PROTECTED = frozenset({".gitattributes"})
 _CHUNK = 8 * 1024 * 1024
+#: remote build.json / README.md larger than this are not read for the guard (no count from them)
+_GUARD_READ_LIMIT = 16 * 1024 * 1024
+DEFAULT_MAX_SHRINK = 0.5
 T = TypeVar("T")
+
+
+class PublishRefused(ChatdataError):
+    """The publish guard refused the push (empty default config, or too large a shrink); ``--force`` overrides."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class PublishResult:
     commit_url: str | None = None
     pr_url: str | None = None
     attempts: int = 0
+    guard: Verdict | None = None
 
     @property
     def upload_bytes(self) -> int:
@@ -91,6 +107,8 @@ class PublishResult:
         where = f"{self.repo_id}@{self.revision}"
         if self.dry_run:
             tail = f" ({'' if self.remote_listed else 'remote not read: '}{self.note})" if self.note else ""
+            if self.guard is not None and self.guard.refusal is not None:
+                tail += f"; {'overridden by --force' if self.guard.force else 'would be REFUSED'}: {self.guard.refusal}"
             return f"dry run for {where}: {what}, {len(self.unchanged)} unchanged{tail}"
         if not self.changed:
             return f"{where} already up to date at {self.commit_sha}"
@@ -99,10 +117,54 @@ class PublishResult:
         done += f"deleted {len(self.deletions)}"
         return f"published {where}: {done}; commit {self.commit_sha} ({target})"
 
+    @property
+    def refused(self) -> bool:
+        """A dry run whose real push the guard would refuse."""
+        return self.guard is not None and self.guard.blocks
+
     def lines(self) -> list[str]:
         """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
         marks = {"add": "+", "update": "~", "delete": "-"}
         return [f"{marks[f.action]} {f.path} ({_human(f.size)})" for f in [*self.uploads, *self.deletions]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The publish guard's judgement: local and remote default-config rows and, if refused, why."""
+
+    repo_id: str
+    revision: str
+    local_rows: int
+    remote_rows: int | None
+    remote_source: str | None
+    max_shrink: float
+    force: bool
+    refusal: str | None = None
+
+    @property
+    def blocks(self) -> bool:
+        return self.refusal is not None and not self.force
+
+    def line(self) -> str:
+        """One line for the console: passed, refused, or overridden by ``force``."""
+        if self.refusal is None:
+            remote = (
+                f"remote has {self.remote_rows} (from {self.remote_source})"
+                if self.remote_rows is not None
+                else "no remote row count to compare with"
+            )
+            return f"guard: ok, default config holds {self.local_rows} row(s) locally, {remote}"
+        if self.force:
+            return f"guard overridden by --force: {self.refusal}"
+        return f"guard: refused: {self.refusal}"
+
+    def error(self) -> PublishRefused:
+        if self.local_rows == 0 or self.remote_rows is None:
+            hint = "rebuild the folder, or pass --force to publish it anyway"
+        else:
+            needed = math.ceil((1 - self.local_rows / self.remote_rows) * 100 - 1e-9) / 100
+            hint = f"check the build, or pass --max-shrink {needed:g} (or --force) to publish it anyway"
+        return PublishRefused(f"refusing to publish to {self.repo_id}@{self.revision}: {self.refusal}; {hint}")
 
 
 @dataclass(frozen=True)
@@ -196,6 +258,117 @@ def _check_card(readme: Path, paths: list[str]) -> None:
                     )
 
 
+# ------------------------------------------------------------------------------------------------ guard
+
+
+def _default_config(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``configs`` entry ``datasets`` loads without a config name: marked ``default``, named ``default``, or the
+    only one; None when the card declares no configs (or several without a default)."""
+    configs = [c for c in meta.get("configs") or [] if isinstance(c, dict)]
+    for config in configs:
+        if config.get("default") is True:
+            return config
+    named = [c for c in configs if c.get("config_name", "default") == "default"]
+    return (named or (configs if len(configs) == 1 else [None]))[0]
+
+
+def _patterns(config: dict[str, Any]) -> list[str]:
+    data_files = config.get("data_files") or []
+    entries = [data_files] if isinstance(data_files, (str, dict)) else list(data_files)
+    out: list[str] = []
+    for entry in entries:
+        paths = entry.get("path") if isinstance(entry, dict) else entry
+        out += [paths] if isinstance(paths, str) else [str(p) for p in paths or []]
+    return out
+
+
+def local_default_rows(folder: Path, local: dict[str, _LocalFile]) -> int:
+    """Rows of the folder's default config, from the Parquet footers of its files (every ``.parquet`` file when
+    the card declares no configs, as ``datasets`` then reads them all)."""
+    config = _default_config(_card_metadata(Path(folder) / "README.md"))
+    patterns = _patterns(config) if config is not None else ["*.parquet", "**/*.parquet"]
+    paths = [p for p in local if p.endswith(".parquet") and any(fnmatch.fnmatchcase(p, pat) for pat in patterns)]
+    try:
+        return sum(pq.read_metadata(local[p].abspath).num_rows for p in paths)
+    except Exception as exc:
+        raise InputError(folder, f"cannot read a Parquet footer ({one_line(exc, limit=120)}); rebuild it") from exc
+
+
+def _rows_from_build(text: str) -> int | None:
+    """``sum(outputs.default.<split>.rows)`` of a chatdata ``build.json``, None if it has none."""
+    try:
+        splits = json.loads(text)["outputs"]["default"]
+        return sum(int(v["rows"]) for v in splits.values())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _rows_from_card(text: str) -> int | None:
+    """``sum(splits[].num_examples)`` of the default config's ``dataset_info`` in a card, None if it has none."""
+    match = _FRONT_MATTER.match(text)
+    try:
+        meta = yaml.safe_load(match.group(1)) if match else None
+    except yaml.YAMLError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    config = _default_config(meta)
+    name = config.get("config_name", "default") if config is not None else "default"
+    infos = meta.get("dataset_info")
+    infos = [infos] if isinstance(infos, dict) else infos if isinstance(infos, list) else []
+    for info in infos:
+        if isinstance(info, dict) and info.get("config_name", "default") == name:
+            try:
+                return sum(int(s["num_examples"]) for s in info["splits"])
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+def _remote_text(api: HfApi, repo_id: str, sha: str, entry: RepoFile | None) -> str | None:
+    """A small remote file's text at commit ``sha`` (one GET, nothing cached), or None if absent or too big."""
+    if entry is None or entry.size > _GUARD_READ_LIMIT:
+        return None
+    url = hf_hub_url(repo_id, entry.path, repo_type="dataset", revision=sha, endpoint=api.endpoint)
+    response = get_session().get(
+        url, headers=build_hf_headers(token=api.token, library_name="chatdata"), follow_redirects=True
+    )
+    hf_raise_for_status(response)
+    return response.content.decode("utf-8", errors="replace")
+
+
+def remote_default_rows(api: HfApi, repo_id: str, sha: str, remote: dict[str, RepoFile]) -> tuple[int, str] | None:
+    """(rows, where from) of the remote's default config at ``sha``: its ``build.json``, else its card."""
+    for path, parse in (("build.json", _rows_from_build), ("README.md", _rows_from_card)):
+        text = _remote_text(api, repo_id, sha, remote.get(path))
+        rows = parse(text) if text is not None else None
+        if rows is not None:
+            return rows, path
+    return None
+
+
+def judge(
+    repo_id: str,
+    revision: str,
+    local_rows: int,
+    remote: tuple[int, str] | None,
+    *,
+    max_shrink: float,
+    force: bool,
+) -> Verdict:
+    """Refuse an empty default config, and one smaller than ``remote * (1 - max_shrink)``."""
+    remote_rows, source = remote if remote is not None else (None, None)
+    refusal = None
+    if local_rows == 0:
+        refusal = "the default config holds 0 rows, nothing to publish"
+    elif remote_rows is not None and local_rows < remote_rows * (1 - max_shrink):
+        refusal = (
+            f"the default config would shrink from {remote_rows} rows (remote {source}) to {local_rows} "
+            f"(-{1 - local_rows / remote_rows:.0%}), more than --max-shrink {max_shrink:g} allows"
+        )
+    return Verdict(repo_id, revision, local_rows, remote_rows, source, max_shrink, force, refusal)
+
+
 def _is_stale_kind(path: str) -> bool:
     return path not in PROTECTED and path.lower().endswith(DATA_SUFFIXES + PLOT_SUFFIXES)
 
@@ -277,6 +450,8 @@ def publish_folder(
     retry_wait: float = 2.0,
     commit_message: str | None = None,
     console: Any = None,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    force: bool = False,
 ) -> PublishResult:
     """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete remote shards/plots gone locally.
 
@@ -286,16 +461,30 @@ def publish_folder(
     use a loopback server). The token comes from ``token``, ``HF_TOKEN`` or ``hf auth login`` and is never
     printed or stored. Raises a one-line ``ChatdataError`` on bad input, missing/rejected token or a failed
     push.
+
+    The guard raises :class:`PublishRefused` before anything is written when the default config holds 0 rows,
+    or when it holds fewer than ``remote * (1 - max_shrink)`` rows (remote: the target's ``build.json``, else
+    its card's ``dataset_info``; a new repo or one with neither has no count); ``force`` publishes anyway. A dry
+    run never raises for the guard: ``result.guard`` holds the verdict and ``result.refused`` says if it blocks.
     """
     folder = Path(folder)
     validate_repo_id(repo_id)
     branch = revision or "main"
     if revision is not None and (not revision.strip() or revision.startswith("/") or ".." in revision):
         raise HubError(f"invalid --revision {revision!r}: give a branch name such as 'dev'")
+    if not 0.0 <= max_shrink <= 1.0:
+        raise HubError(f"--max-shrink must be a fraction in [0, 1] (0.5 refuses losing over half), not {max_shrink}")
     local = scan_folder(folder)
+    local_rows = local_default_rows(folder, local)
+
+    def verdict(remote: tuple[int, str] | None) -> Verdict:
+        return judge(repo_id, branch, local_rows, remote, max_shrink=max_shrink, force=force)
+
     resolved = resolve_token(token)
     if dry_run:
-        return _dry_run(local, repo_id, branch, resolved, endpoint, console)
+        return _dry_run(local, repo_id, branch, resolved, endpoint, console, verdict)
+    if verdict(None).blocks:  # empty: refused before any request
+        raise verdict(None).error()
     if resolved is None:
         raise HubAuthError(f"no Hugging Face token found to publish {repo_id}: {LOGIN_HINT}")
     api = make_api(endpoint, resolved)
@@ -304,8 +493,14 @@ def publish_folder(
     def step(attempt: int) -> PublishResult:
         base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
         remote = _remote_files(api, repo_id, base_sha)
+        guard = verdict(remote_default_rows(api, repo_id, base_sha, remote))
+        if attempt == 1 or guard.refusal is not None:
+            _say(console, guard.line())
+        if guard.blocks:
+            raise guard.error()
         uploads, unchanged, deletions, kept = _diff(local, remote)
         result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
+        result.guard = guard
         if not result.changed:
             result.commit_sha = base_sha
             return result
@@ -411,8 +606,10 @@ def _dry_run(
     token: str | None,
     endpoint: str | None,
     console: Any,
+    verdict: Callable[[tuple[int, str] | None], Verdict],
 ) -> PublishResult:
     remote: dict[str, RepoFile] = {}
+    remote_rows: tuple[int, str] | None = None
     listed, note = False, "no token available" if token is None else ""
     if token is not None:
         api = make_api(endpoint, token)
@@ -426,13 +623,16 @@ def _dry_run(
                 )
             remote = _remote_files(api, repo_id, sha or branch)
             listed = True
+            remote_rows = remote_default_rows(api, repo_id, sha or branch, remote)
         except RepositoryNotFoundError:
             listed, note = True, "the repo does not exist yet and would be created"
         except Exception as exc:
             note = str(translate(exc, repo_id=repo_id, action="read", token=token, revision=branch))
     uploads, unchanged, deletions, kept = _diff(local, remote)
     result = PublishResult(repo_id, branch, True, uploads, unchanged, deletions, kept, listed, note)
+    result.guard = verdict(remote_rows)
     for line in result.lines():
         _say(console, line)
+    _say(console, result.guard.line() + ("" if listed or result.refused else " (remote not read: shrink unchecked)"))
     _say(console, result.summary())
     return result
