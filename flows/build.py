@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +42,6 @@ from chatdata.settings import BuildRequest
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: set by :func:`run_flow` to drive the CLI's progress bar (in-process only)
-_callbacks: tuple[Callable[[str], None] | None, Callable[[str, str], None] | None] = (None, None)
 
 
 # --------------------------------------------------------------------------------------------------- retries
@@ -138,8 +136,12 @@ def task_runner(params: BuildRequest) -> tuple[Any, int]:
         return DaskTaskRunner(address=params.dask_address), params.workers or 1
     from prefect.task_runners import ProcessPoolTaskRunner
 
+    import flows.callbacks
+
     workers = params.workers or os.cpu_count() or 1
-    return ProcessPoolTaskRunner(max_workers=workers), workers
+    quiet = flows.callbacks.log_file
+    extra = {"initializer": log_to_file, "initargs": (quiet,)} if quiet else {}
+    return ProcessPoolTaskRunner(max_workers=workers, **extra), workers
 
 
 # -------------------------------------------------------------------------------------------------- artifacts
@@ -278,9 +280,11 @@ def _preflight(params: BuildRequest) -> None:
 @flow(name="chatdata-build", log_prints=True, validate_parameters=True)
 def build_flow(params: BuildRequest) -> dict[str, Any]:
     """Build every requested recipe into ``params.out/<recipe>`` and publish them when asked."""
+    import flows.callbacks
+
     logger = get_run_logger()
     _preflight(params)
-    on_phase, on_done = _callbacks
+    on_phase, on_done = flows.callbacks.current
     progress = _Progress(key=f"progress-{_slug('-'.join(Path(r).stem for r in params.recipes))}")
     runner, workers = task_runner(params)
 
@@ -315,36 +319,63 @@ def run_flow(
     on_done: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Call the flow in this process with progress callbacks (the CLI's ``--engine prefect``)."""
-    global _callbacks
-    _callbacks = (on_phase, on_done)
+    import flows.callbacks
+
+    flows.callbacks.current = (on_phase, on_done)
     try:
         return build_flow(params)
     finally:
-        _callbacks = (None, None)
+        flows.callbacks.current = (None, None)
+
+
+def _terminal_handlers() -> list[tuple[logging.Logger, logging.Handler]]:
+    """Every logging handler that writes to the terminal (Prefect's console handler and the like)."""
+    streams = {id(x) for x in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)}
+    found = []
+    for name in [None, *logging.root.manager.loggerDict]:
+        lg = logging.getLogger(name)
+        for h in getattr(lg, "handlers", []):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                if id(getattr(h, "stream", None)) in streams or type(h).__name__ == "PrefectConsoleHandler":
+                    found.append((lg, h))
+    return found
+
+
+def log_to_file(path: str) -> None:
+    """In this process: Prefect's (and every library's) log records to ``path``, nothing to the terminal. The
+    initializer of the worker processes of a quiet run."""
+    for lg, h in _terminal_handlers():
+        lg.removeHandler(h)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    for lg in (logging.getLogger(), logging.getLogger("prefect")):
+        lg.addHandler(handler)
 
 
 @contextmanager
 def quiet_prefect_logging(path: Path) -> Iterator[None]:
-    """Prefect's terminal logging off (in this process and the workers it spawns), its records into ``path``:
-    a failed run prints chatdata's one-line error, the traceback stays in the debug log (and the Prefect UI)."""
+    """Prefect's terminal logging off (in this process and the workers it starts), its records into ``path``:
+    a failed run prints chatdata's one-line error; the traceback stays in the debug log (and the Prefect UI)."""
+    import flows.callbacks
+
     silenced = {f"PREFECT_LOGGING_HANDLERS_{h}_LEVEL": "100" for h in ("CONSOLE", "DEBUG")}
     saved = {k: os.environ.get(k) for k in silenced}
     os.environ.update(silenced)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    from prefect.logging.configuration import setup_logging
-
-    setup_logging(incremental=False)
-    loggers = [logging.getLogger(), logging.getLogger("prefect")]
-    for lg in loggers:
-        lg.addHandler(handler)
+    removed = _terminal_handlers()
+    before = {id(h) for h in logging.getLogger().handlers}
+    log_to_file(str(path))
+    flows.callbacks.log_file = str(path)
     try:
         yield
     finally:
-        for lg in loggers:
-            lg.removeHandler(handler)
-        handler.close()
+        flows.callbacks.log_file = None
+        for lg in (logging.getLogger(), logging.getLogger("prefect")):
+            for h in [h for h in lg.handlers if id(h) not in before and isinstance(h, logging.FileHandler)]:
+                lg.removeHandler(h)
+                h.close()
+        for lg, h in removed:
+            lg.addHandler(h)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

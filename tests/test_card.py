@@ -271,9 +271,15 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
         "summary": "<img src=x onerror=alert(1)> summary" if hostile else f"test {name}",
         "rebuilds": "x/y",
         "reference": "javascript:alert(1)" if hostile else "https://huggingface.co/datasets/x/y",
-        "flatten": "pairs" if kind == "prefs" else "threads",
-        "keep_user_ended": False,
-        "dialogue_filters": [f["name"] for f in filters[1:]],
+        "sources": {
+            "oasst": {
+                "format": "oasst",
+                "flatten": "pairs" if kind == "prefs" else "threads",
+                "keep_user_ended": False,
+                "filters": [f["name"] for f in filters[1:]],
+                "weight": 1.0,
+            }
+        },
         "output": "prefs" if kind == "prefs" else "sft",
         "text_format": "guanaco" if kind in ("guanaco", "uncensored") else None,
         "splits": list(splits),
@@ -596,9 +602,9 @@ def test_card_for_unknown_recipe_uses_the_base_template(tmp_path: Path) -> None:
 
 
 def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -> None:
-    from chatdata.pipeline import BuildSettings, run_local
+    from builds import build_recipes
 
-    folder = run_local(["oasst_en"], BuildSettings(source=str(real_trees)), tmp_path / "out")["oasst_en"]
+    folder = build_recipes(["oasst_en"], tmp_path / "out", source=real_trees)["oasst_en"]
     folder = Path(folder)
     text = (folder / "README.md").read_text(encoding="utf-8")
     meta = front_matter(text)

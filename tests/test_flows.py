@@ -1,81 +1,32 @@
-"""The Prefect build flow: parameter validation, content-keyed stage caching (counted), artifacts, retries."""
+"""The Prefect flow: the library engine with Prefect tasks as its executor, on a process pool or on Dask, with the
+same output bytes as the local executor; artifacts; reuse across runs; one-line errors."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect_harness import prefect_server, server_test, tiny_source  # noqa: F401  (prefect_server: session fixture)
+from builds import build_recipes
+from compare import assert_same_tree
+from prefect_harness import REPO, prefect_server, server_test, tiny_source  # noqa: F401  (session fixture)
 
-from chatdata import pipeline
 from chatdata.errors import ChatdataError
 
-
-@pytest.fixture
-def stage_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Count executions of every library stage function (the flow's tasks run in this process)."""
-    calls: Counter[str] = Counter()
-    for name, fn in list(pipeline.STAGE_FUNCS.items()):
-
-        def counted(ctx: Any, fn: Any = fn, name: str = name) -> Any:
-            calls[name] += 1
-            return fn(ctx)
-
-        monkeypatch.setitem(pipeline.STAGE_FUNCS, name, counted)
-    return calls
+RECIPES = ["oasst_en", "oasst_prefs"]
 
 
-def _run(calls: Counter[str], **params: Any) -> tuple[dict[str, Any], dict[str, int], Any]:
-    from flows.build import BuildParams, build_flow
-
-    calls.clear()
-    state = build_flow(BuildParams(**params), return_state=True)
-    return state.result(), dict(calls), state
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_source(tmp_path_factory.mktemp("src"), n_trees=40)
 
 
-# ------------------------------------------------------------------------------------------ no server needed
-
-
-def test_bad_params_are_one_line_errors() -> None:
-    from flows.build import make_params
-
-    for values, needle in (
-        ({"recipes": ["no_such_recipe"]}, "unknown recipe"),
-        ({"recipes": []}, "recipes"),
-        ({"test_fraction": 1.5}, "test_fraction"),
-        ({"leak_policy": "keep"}, "leak_policy"),
-        ({"dask_address": "localhost"}, "tcp://HOST:PORT"),
-        ({"shards": 0}, "shards"),
-        ({"no_such_setting": 1}, "unknown parameter"),
-        ({"recipes": ["oasst_en", "oasst_en"]}, "twice"),
-        ({"push_to": "not a repo"}, "invalid Hub repo id"),
-        ({"on_special": "shout"}, "on-special"),
-        ({"max_length": 0}, "max_length"),
-        ({"engine": "fast"}, "engine"),
-        ({"tree_shards": 0}, "tree_shards"),
-        ({"workers": 0}, "workers"),
-    ):
-        with pytest.raises(ChatdataError) as err:
-            make_params(**values)
-        assert needle in str(err.value) and "\n" not in str(err.value), (values, str(err.value))
-
-
-def test_params_carry_every_build_setting() -> None:
-    from flows.build import BuildParams
-
-    params = BuildParams(test_fraction=0.2, split_seed="s", max_shard_bytes=1234, source="x")
-    settings = params.settings()
-    assert (settings.test_fraction, settings.split_seed, settings.max_shard_bytes, settings.source) == (
-        0.2,
-        "s",
-        1234,
-        "x",
-    )
-    assert settings.to_dict().keys() == pipeline.BuildSettings().to_dict().keys()
-    assert params.work_dir() == str(Path("out") / ".work")
+@pytest.fixture(scope="module")
+def local(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_recipes(RECIPES, tmp_path_factory.mktemp("local"), source=source, shards=1)
 
 
 def test_retry_only_transient_hub_errors() -> None:
@@ -107,132 +58,107 @@ def test_retry_only_transient_hub_errors() -> None:
     assert not retry_if_transient(None, None, Failed(data=ChatdataError("source 'x' is neither a path nor an id")))
 
 
-# ------------------------------------------------------------------------------------------- against a server
+def _artifacts(state: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+
+
+def _task_names(state: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    return sorted(r.name for r in runs)
 
 
 @server_test
-def test_invalid_params_fail_before_any_stage(stage_calls: Counter[str], tmp_path: Path) -> None:
-    from flows.build import BuildParams, build_flow
+def test_invalid_params_fail_before_any_task(tmp_path: Path) -> None:
+    from flows.build import build_flow
 
     with pytest.raises(Exception, match="unknown recipe"):
         build_flow(params={"recipes": ["no_such_recipe"], "out": str(tmp_path)})
-    with pytest.raises(ChatdataError, match="neither an existing path"):
-        build_flow(BuildParams(source=str(tmp_path / "missing.jsonl"), out=str(tmp_path)))
-    assert not stage_calls and not (tmp_path / ".work" / "common").exists()
+    assert not (tmp_path / ".work").exists()
 
 
 @server_test
-def test_reruns_skip_unchanged_stages(stage_calls: Counter[str], tmp_path: Path) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+def test_flow_on_a_process_pool_matches_the_local_build_and_reuses_on_rerun(
+    source: Path, local: dict[str, Path], tmp_path: Path
+) -> None:
+    from chatdata.settings import BuildRequest
+    from flows.build import build_flow
 
-    src = tiny_source(tmp_path / "src")
-    base = {"recipes": ["oasst_en"], "source": str(src), "out": str(tmp_path / "out")}
-    stages = list(pipeline.STAGES)
+    params = BuildRequest(recipes=RECIPES, source=[str(source)], out=str(tmp_path / "out"), shards=3, workers=2)
+    state = build_flow(params, return_state=True)
+    result = state.result()
+    for name in RECIPES:
+        assert_same_tree(local[name], Path(result["outputs"][name]))
+    assert result["ran"] == {"partition": 1, "shard": 6, "plan": 2, "write": 2}
+    names = _task_names(state)
+    assert sum(n.startswith("shard:") for n in names) == 3  # one task per shard, all recipes inside it
+    assert {n.split(":")[0] for n in names} == {"fetch", "partition", "shard", "plan", "write"}
+    arts = {a.key: a for a in _artifacts(state)}
+    assert {"ledger-oasst-en", "summary-oasst-prefs", "progress-oasst-en-oasst-prefs"} <= set(arts)
+    assert arts["progress-oasst-en-oasst-prefs"].data == 100.0
+    assert str((tmp_path / "out" / "oasst_en").resolve()) in arts["summary-oasst-en"].data
+    again = build_flow(params)
+    assert again["ran"] == {"partition": 0, "shard": 0, "plan": 0, "write": 0}
 
-    first, calls, state = _run(stage_calls, **base)
-    assert calls == {s: 1 for s in stages}
-    assert [r["status"] for r in first["stages"]] == ["ran"] * len(stages)
-    folder = Path(first["outputs"]["oasst_en"])
-    build = json.loads((folder / "build.json").read_text())
 
-    with get_client(sync_client=True) as client:
-        flow_run_id = state.state_details.flow_run_id
-        arts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+@server_test
+def test_flow_on_a_dask_cluster_matches_the_local_build(source: Path, local: dict[str, Path], tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from chatdata.settings import BuildRequest
+    from flows.build import build_flow
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        result = build_flow(
+            BuildRequest(
+                recipes=RECIPES,
+                source=[str(source)],
+                out=str(tmp_path / "out"),
+                shards=4,
+                dask_address=cluster.scheduler_address,
+            )  # fmt: skip
         )
-    by_type = {a.type: a for a in arts}
-    assert {"table", "markdown", "progress"} <= set(by_type)
-    assert by_type["progress"].data == 100.0
-    assert str(folder.resolve()) in by_type["markdown"].data
-    assert "splits" in str(by_type["table"].data)
-
-    # nothing changed: every stage skipped, same bytes
-    second, calls, _ = _run(stage_calls, **base)
-    assert calls == {} and {r["status"] for r in second["stages"]} == {"cached"}
-    assert json.loads((folder / "build.json").read_text()) == build
-
-    # a split setting changed: only splits and what follows it
-    _, calls, _ = _run(stage_calls, **base, test_fraction=0.5)
-    assert calls == {s: 1 for s in stages[stages.index("splits") :]}
-    assert json.loads((folder / "build.json").read_text())["settings"]["test_fraction"] == 0.5
-
-    # back to the first settings: the workspace now holds 0.5's files, so the markers do not match -> rebuilt
-    _, calls, _ = _run(stage_calls, **base)
-    assert calls == {s: 1 for s in stages[stages.index("splits") :]}
-    assert json.loads((folder / "build.json").read_text()) == build
-
-    # an intermediate output vanished: its stage re-runs (never a stale path); its bytes come back identical
-    (tmp_path / "out" / ".work" / "oasst_en" / "final.parquet").unlink()
-    _, calls, _ = _run(stage_calls, **base)
-    assert calls == {"splits": 1}
+    assert result["ran"]["shard"] == 8
+    for name in RECIPES:
+        assert_same_tree(local[name], Path(result["outputs"][name]))
 
 
 @server_test
-def test_crashed_build_resumes(
-    stage_calls: Counter[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    src = tiny_source(tmp_path / "src", n_trees=8)
-    base = {"recipes": ["oasst_en"], "source": str(src), "out": str(tmp_path / "out")}
-    stages = list(pipeline.STAGES)
-    crash_at = "filters" if "filters" in stages else stages[len(stages) // 2]
-    real = pipeline.STAGE_FUNCS[crash_at]
-
-    def crash(ctx: Any) -> Any:
-        stage_calls[crash_at] += 1
-        raise RuntimeError("worker lost")
-
-    monkeypatch.setitem(pipeline.STAGE_FUNCS, crash_at, crash)
-    with pytest.raises(RuntimeError, match="worker lost"):
-        _run(stage_calls, **base)
-    assert stage_calls == {s: 1 for s in stages[: stages.index(crash_at) + 1]}
-
-    monkeypatch.setitem(pipeline.STAGE_FUNCS, crash_at, real)
-    result, calls, _ = _run(stage_calls, **base)
-    assert calls == {s: 1 for s in stages[stages.index(crash_at) :]}
-    assert (Path(result["outputs"]["oasst_en"]) / "build.json").is_file()
-
-
-@server_test
-def test_recipes_share_the_common_stages(stage_calls: Counter[str], tmp_path: Path) -> None:
-    from chatdata.recipes import RECIPES
-
-    others = [r for r in RECIPES if r != "oasst_en"][:1]
-    if not others:
-        pytest.skip("only one recipe is declared")
-    src = tiny_source(tmp_path / "src", n_trees=8)
-    base = {"source": str(src), "out": str(tmp_path / "out")}
-    both = ["oasst_en", *others]
-    _, calls, _ = _run(stage_calls, recipes=both, **base)
-    assert calls == {s: 1 if s in pipeline.COMMON_STAGES else len(both) for s in pipeline.STAGES}
-    result, calls, _ = _run(stage_calls, recipes=others, **base)
-    assert calls == {} and {r["status"] for r in result["stages"]} == {"cached"}
-
-
-@server_test
-def test_sharded_engine_runs_as_one_task_and_matches_the_stage_engine(
-    stage_calls: Counter[str], tmp_path: Path
-) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    src = tiny_source(tmp_path / "src", n_trees=60)
-    recipes = ["oasst_en", "oasst_prefs"]
-    stages_run, _, _ = _run(stage_calls, recipes=recipes, source=str(src), out=str(tmp_path / "a"))
-    sharded, calls, state = _run(
-        stage_calls, recipes=recipes, source=str(src), out=str(tmp_path / "b"), engine="sharded", tree_shards=3,
-        workers=1,
+def test_cli_prefect_engine_prints_one_line_errors(prefect_server: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A user error inside a flow run is chatdata's one line on the terminal; the traceback goes to the log."""
+    bad = tmp_path / "cut.messages.jsonl.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 10)
+    env = prefect_server.env()
+    proc = subprocess.run(
+        [sys.executable, "-m", "chatdata.cli", "build", "--engine", "prefect", "--source", str(bad), "--out",
+         str(tmp_path / "o"), "--workers", "1"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
     )  # fmt: skip
-    assert calls["structure"] == 3 and calls["gates"] == 6  # every shard ran its stages, through the library
-    for recipe in recipes:
-        a, b = Path(stages_run["outputs"][recipe]), Path(sharded["outputs"][recipe])
-        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and ".work" not in p.parts)
-        assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files), recipe
-    assert {r["stage"] for r in sharded["stages"]} >= {"ingest", "structure", "splits"}
-    with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-        )
-    assert {a.key for a in arts} >= {"ledger-oasst-en", "summary-oasst-prefs"}
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "gzip" in lines[-1], proc.stderr[-2000:]
+    assert "Traceback" in (tmp_path / "o" / ".work" / "prefect.log").read_text()
+
+
+def test_prefect_is_imported_only_by_flows() -> None:
+    code = (
+        "import sys; import chatdata.cli, chatdata.engine, chatdata.stages, chatdata.output;"
+        "print(sorted(m for m in ('prefect', 'dask', 'datasets', 'transformers', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"

@@ -8,20 +8,20 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from builds import build_recipes
 from chat_tokenizer import byte_level_bpe
 
 from chatdata.ledger import Ledger, StageRecord
-from chatdata.pipeline import BuildSettings, run_local
-from chatdata.recipes import RECIPES
+from chatdata.recipes import get_recipe
 from chatdata.resources import sample_dir
 
-ALL = list(RECIPES)
+ALL = ["oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs"]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sample-build")
-    run_local(ALL, BuildSettings(), out)
+    build_recipes(ALL, out)
     return out
 
 
@@ -49,11 +49,11 @@ def test_every_config_loads_when_the_test_splits_are_empty(tmp_path: Path) -> No
     source.mkdir(parents=True)
     few = train.filter(pl.col("message_tree_id").is_in(trees.implode()))
     few.write_parquet(source / "train-00000-of-00001.parquet")
-    run_local(ALL, BuildSettings(source=str(source.parent)), tmp_path / "out")
+    build_recipes(ALL, tmp_path / "out", source=source.parent)
     for recipe in ALL:
         folder = tmp_path / "out" / recipe
         outputs = json.loads((folder / "build.json").read_text())["outputs"]
-        train_split, test_split = RECIPES[recipe].splits
+        train_split, test_split = get_recipe(recipe).splits
         assert outputs["default"][test_split]["rows"] == 0 and outputs["default"][train_split]["rows"] > 0
         (empty,) = outputs["default"][test_split]["files"]
         meta = pq.read_metadata(folder / empty["path"])
@@ -91,7 +91,7 @@ def test_recipe_rules_on_the_sample(built: Path) -> None:
     assert prefs.select(pl.col("messages") == pl.col("chosen")).to_series().all()
     for recipe in ALL:
         frame = rows(recipe).join(
-            pl.read_parquet(built / recipe / "data" / f"{RECIPES[recipe].splits[1]}-00000-of-00001.parquet")
+            pl.read_parquet(built / recipe / "data" / f"{get_recipe(recipe).splits[1]}-00000-of-00001.parquet")
             .select("message_tree_id")
             .unique(),
             on="message_tree_id",
@@ -99,7 +99,7 @@ def test_recipe_rules_on_the_sample(built: Path) -> None:
         )
         # no tree straddles train and test
         test_trees = set(frame["message_tree_id"])
-        train = pl.read_parquet(built / recipe / "data" / f"{RECIPES[recipe].splits[0]}-00000-of-00001.parquet")
+        train = pl.read_parquet(built / recipe / "data" / f"{get_recipe(recipe).splits[0]}-00000-of-00001.parquet")
         assert not test_trees & set(train["message_tree_id"])
     rejects = pl.read_parquet(built / "oasst_en" / "rejects")
     forged = rejects.filter(pl.col("stage") == "render")
@@ -110,7 +110,7 @@ def test_recipe_rules_on_the_sample(built: Path) -> None:
 def test_build_with_tokenizer_records_mask_stats(tmp_path: Path) -> None:
     tok_dir = tmp_path / "tok"
     byte_level_bpe().save_pretrained(str(tok_dir))
-    out = run_local(["oasst_prefs"], BuildSettings(tokenizer=str(tok_dir), max_length=64), tmp_path / "out")
+    out = build_recipes(["oasst_prefs"], tmp_path / "out", tokenizer=str(tok_dir), max_length=64)
     build = json.loads((out["oasst_prefs"] / "build.json").read_text())
     masks = build["notes"]["masks"]
     assert masks["convention"] == "starchat" and masks["max_length"] == 64

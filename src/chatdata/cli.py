@@ -227,6 +227,9 @@ def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, str], No
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        # no proxies around sys.stdout/stderr: a Prefect run pickles its context for worker processes
+        redirect_stdout=False,
+        redirect_stderr=False,
     ) as progress:
         bar = progress.add_task("starting", total=None)
 

@@ -10,6 +10,7 @@ rebuild does not re-upload unchanged plots.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,11 @@ RC: dict[str, Any] = {
 }
 
 
+#: matplotlib's state (rcParams, the font cache) is global and not thread-safe: threads (a Dask worker's, a
+#: thread pool's) draw one figure at a time, or two cards drawn at once would not be byte-identical
+_DRAWING = threading.RLock()
+
+
 @contextmanager
 def _figure(
     width: float,
@@ -57,7 +63,7 @@ def _figure(
     """A figure with fixed margins in inches (cheaper than constrained layout and just as stable)."""
     import matplotlib
 
-    with matplotlib.rc_context(RC):
+    with _DRAWING, matplotlib.rc_context(RC):
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(width, height), dpi=DPI)
@@ -84,7 +90,7 @@ def save_png(fig: Any, path: Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context(RC):
+    with _DRAWING, matplotlib.rc_context(RC):
         fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
     return path
 

@@ -226,7 +226,7 @@ def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
     from chatdata.chat.tokenizer import load_tokenizer
     from chatdata.chat.validate import validate_masks
 
-    tokenizer = _tokenizer(s.tokenizer, load_tokenizer)
+    tokenizer, prepared = _tokenizer(s.tokenizer, s.dialect, load_tokenizer)
     reason = pl.lit(None, pl.String)
     checked = frame
     per_column: dict[str, Any] = {}
@@ -241,6 +241,7 @@ def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
             on_special=s.on_special,  # type: ignore[arg-type]
         )
         rows = result.select(MASK_COLUMNS)
+        stats["notes"] = prepared  # what preparing the freshly loaded tokenizer did, the same in every shard
         per_column[column] = {"rows": rows, "stats": {k: v for k, v in stats.items() if not _merged_stat(k)}}
         reason = pl.coalesce(
             reason,
@@ -255,14 +256,18 @@ def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
     return StageOut(good, rejects, record, masks={"columns": per_column, "settings": _mask_settings(job)})
 
 
-_TOKENIZERS: dict[str, Any] = {}
+_TOKENIZERS: dict[tuple[str, str], tuple[Any, list[str]]] = {}
 
 
-def _tokenizer(spec: str, load: Callable[[str], Any]) -> Any:
-    """One tokenizer per process and spec (loading one costs more than tokenizing a small shard)."""
-    if spec not in _TOKENIZERS:
-        _TOKENIZERS[spec] = load(spec)
-    return _TOKENIZERS[spec]
+def _tokenizer(spec: str, dialect: str, load: Callable[[str], Any]) -> tuple[Any, list[str]]:
+    """One tokenizer per process, spec and dialect, prepared for the dialect once (loading one costs more than
+    tokenizing a small shard), with the notes of that preparation (tokens added …)."""
+    from chatdata.chat.tokenizer import prepare_tokenizer
+
+    if (spec, dialect) not in _TOKENIZERS:
+        tokenizer = load(spec)
+        _TOKENIZERS[(spec, dialect)] = tokenizer, prepare_tokenizer(tokenizer, dialect)
+    return _TOKENIZERS[(spec, dialect)]
 
 
 def _merged_stat(key: str) -> bool:

@@ -1,0 +1,313 @@
+"""The one engine: every record accounted for, the same bytes whatever the executor, shard or worker count."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from builds import build_recipes, run
+from compare import assert_same_tree, files_of
+from oasst_builders import m, write_jsonl
+
+from chatdata import engine, merge, stages
+from chatdata.errors import ChatdataError
+from chatdata.executors import InProcess, ProcessPool
+from chatdata.ledger import Ledger, LedgerError, StageRecord
+from chatdata.partition import REJECTS_FILE, partition_source, route, shard_file
+from chatdata.resources import sample_dir
+
+ALL = ["oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs"]
+
+#: trees whose parent links disagree with the tree ids they claim, orphans, cycles, cross-file duplicates with
+#: another tree id, ingest rejects with children, a malformed line
+TRAPS = [
+    m("ta", None, "prompter", text="How do I reverse a string in Python?", message_tree_id="ta"),
+    m("ta1", "ta", "assistant", text="Use slicing: s[::-1].", rank=0, message_tree_id="ta"),
+    m("ta2", "ta1", "prompter", text="And in place?", message_tree_id="tb"),
+    m("ta3", "ta2", "assistant", text="Strings are immutable.", message_tree_id="tb"),
+    m("tb", None, "prompter", text="What is a Python decorator?", message_tree_id="tb"),
+    m("tb1", "tb", "assistant", text="A function wrapping a function.", rank=0, message_tree_id="tb"),
+    m("tb2", "tb", "assistant", text="Syntax sugar for f = d(f).", rank=1, message_tree_id="ta"),
+    m("o1", "nowhere", "assistant", message_tree_id="o1"),
+    m("o2", "o1", "prompter", message_tree_id="tb"),
+    m("c1", "c2", "prompter", message_tree_id="ta"),
+    m("c2", "c1", "assistant", message_tree_id="tb"),
+    {"message_id": "r1", "parent_id": "tb1", "text": "no role"},
+    m("r2", "r1", "assistant", message_tree_id="tb"),
+    "{not json",
+]
+LATER = [
+    m("ta1", "ta", "assistant", text="A different text under the same id.", message_tree_id="tb"),
+    m("tb2", "tb", "assistant", text="Syntax sugar for f = d(f).", rank=1, message_tree_id="tb"),
+    m("tc", None, "prompter", text="How do I reverse a string in Python?", message_tree_id="tc"),
+    m("tc1", "tc", "assistant", text="Use slicing: s[::-1].", rank=0, message_tree_id="tc"),
+]
+BAD = [
+    m("r", None, "prompter", text="How do I sort a list in Python?"),
+    m("a", "r", "assistant", text="Use sorted().", rank=0),
+    m("a2", "r", "assistant", text="Use list.sort().", rank=1, deleted=True),
+    "{oops",
+    m("o", "missing-parent", "assistant"),
+    m("c1", "c2", "prompter"),
+    m("c2", "c1", "assistant"),
+    m("e", "a", "prompter", text=" "),
+    m("r", None, "prompter", text="duplicate id"),
+    {"message_id": "nt", "parent_id": "a", "role": "prompter"},
+    m("de", None, "prompter", text="Wie sortiere ich eine Liste?", lang="de"),
+    m("dea", "de", "assistant", text="Mit sorted().", rank=0),
+]
+
+
+def _outputs(folders: dict[str, Path]) -> dict[str, Path]:
+    return {name: Path(folder) for name, folder in folders.items()}
+
+
+@pytest.fixture(scope="module")
+def trap_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("traps")
+    shutil.copytree(sample_dir(), root, dirs_exist_ok=True)
+    write_jsonl(root / "extra" / "2023-05-01_traps.messages.jsonl", TRAPS)
+    write_jsonl(root / "extra" / "2023-05-02_later.messages.jsonl", LATER)
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_shard(trap_source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_recipes(ALL, tmp_path_factory.mktemp("one"), source=trap_source, shards=1)
+
+
+# ------------------------------------------------------------------------------------------ accounting
+
+
+def test_real_data_build_balances_and_loads(real_trees: Path, tmp_path: Path) -> None:
+    out = build_recipes(["oasst_en"], tmp_path / "out", source=real_trees)["oasst_en"]
+    build = json.loads((out / "build.json").read_text())
+    ledger = Ledger([StageRecord.from_dict(r) for r in build["ledger"]])
+    ledger.check()
+    assert build["ledger"][0]["rows_in"] == 1167 and build["ledger"][0]["source"] == "oasst"
+    assert build["sources"]["oasst"]["files"][0]["sha256"]
+    rejects = pl.read_parquet(out / "rejects")
+    assert rejects.height == ledger.total_rejected()
+    assert set(rejects["source"]) == {"oasst"} and "source_file" in rejects.columns
+    rows = sum(v["rows"] for v in build["outputs"]["default"].values())
+    # every input message is in an output dialogue or in the rejects table
+    published = pl.read_parquet(out / "data")
+    used = set(published["message_ids"].explode().to_list())
+    rejected_msgs = set(rejects.filter(pl.col("unit") == "message")["message_id"].to_list())
+    dialogues = rejects.filter(pl.col("unit") == "dialogue")["payload"]
+    in_rejected_dialogues = {mid for p in dialogues for mid in json.loads(p)["message_ids"]}
+    assert len(used | rejected_msgs | in_rejected_dialogues) == 1167
+    assert published.height == rows and set(published["source"]) == {"oasst"}
+    assert "user_id" not in published.columns
+
+    from datasets import load_dataset
+
+    ds = load_dataset(str(out), "default")
+    assert {s: len(ds[s]) for s in ds} == {k: v["rows"] for k, v in build["outputs"]["default"].items()}
+    assert ds["train_sft"][0]["messages"][0]["role"] == "user"
+    assert len(load_dataset(str(out), "rejects")["rejects"]) == rejects.height
+
+
+def test_bad_input_build_accounts_for_everything(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "bad.messages.jsonl", BAD)
+    out = build_recipes(["oasst_en"], tmp_path / "out", source=src)["oasst_en"]
+    build = json.loads((out / "build.json").read_text())
+    Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()
+    reasons = sorted(pl.read_parquet(out / "rejects")["reason"].to_list())
+    assert reasons == sorted(
+        ["malformed_json", "missing_field", "orphan", "cycle", "cycle", "empty_text", "duplicate_message_id",
+         "deleted", "root_lang_not_target"]
+    )  # fmt: skip
+    assert sum(v["rows"] for v in build["outputs"]["default"].values()) == 1
+
+
+def test_a_recipe_left_empty_fails_with_the_reasons_unless_allowed(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "de.messages.jsonl", [m("de", None, "prompter", text="Hallo?", lang="de"),
+                                                       m("dea", "de", "assistant", text="Hallo!", rank=0)])  # fmt: skip
+    with pytest.raises(engine.EmptyDatasetError, match=r"no row left.*root_lang_not_target.*--allow-empty"):
+        build_recipes(["oasst_en"], tmp_path / "out", source=src)
+    assert not (tmp_path / "out" / "oasst_en").exists()
+    out = build_recipes(["oasst_en"], tmp_path / "out", source=src, allow_empty=True)["oasst_en"]
+    assert json.loads((out / "build.json").read_text())["outputs"]["default"]["train_sft"]["rows"] == 0
+
+
+def test_build_is_byte_identical(real_trees: Path, tmp_path: Path) -> None:
+    a = build_recipes(["oasst_en"], tmp_path / "a", source=real_trees)["oasst_en"]
+    b = build_recipes(["oasst_en"], tmp_path / "b", source=real_trees)["oasst_en"]
+    assert_same_tree(a, b)
+
+
+def test_crash_during_write_leaves_previous_output(
+    real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    build_recipes(["oasst_en"], out, source=real_trees)
+    before = {name: (out / "oasst_en" / name).read_bytes() for name in files_of(out / "oasst_en")}
+
+    def boom(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("chatdata.card.render_card", boom)
+    with pytest.raises(RuntimeError):
+        build_recipes(["oasst_en"], out, source=real_trees, split_seed="x")
+    assert {name: (out / "oasst_en" / name).read_bytes() for name in files_of(out / "oasst_en")} == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".oasst_en")] == []
+
+
+def test_unbalanced_ledger_refuses_to_write() -> None:
+    with pytest.raises(LedgerError, match="does not balance at stage 'x'"):
+        Ledger([StageRecord("x", "messages", 10, 8, {"r": 1})]).check()
+    with pytest.raises(LedgerError, match="starts with 5"):
+        Ledger([StageRecord("a", "m", 10, 9, {"r": 1}), StageRecord("b", "m", 5, 5)]).check()
+
+
+def test_a_mixture_ledger_starts_the_mixture_with_every_source_summed() -> None:
+    chain = [
+        StageRecord("ingest", "records", 10, 9, {"r": 1}, source="a"),
+        StageRecord("score", "dialogues", 9, 9, source="a"),
+        StageRecord("ingest", "records", 4, 4, source="b"),
+    ]
+    Ledger([*chain, StageRecord("splits", "dialogues", 13, 12, {"d": 1})]).check()
+    with pytest.raises(LedgerError, match="starts with 12 rows but 'a:score\\+b:ingest' passed 13"):
+        Ledger([*chain, StageRecord("splits", "dialogues", 12, 12)]).check()
+
+
+def test_every_stage_declares_its_columns_and_is_documented() -> None:
+    for stage in (*stages.OASST_STAGES, *stages.ROW_STAGES):
+        assert stage.reads and isinstance(stage.writes, tuple), stage.name
+        assert f"\n{stage.name}" in stages.__doc__  # the docstring table says what each reads and writes
+    assert "\nstructure" in stages.__doc__
+
+
+def test_recipes_share_identical_stages_within_a_shard(real_trees: Path, tmp_path: Path, monkeypatch) -> None:
+    calls: list[str] = []
+    real = stages._flatten
+
+    def counted(frame: pl.DataFrame, job: stages.Job) -> stages.StageOut:
+        calls.append(job.recipe.name)
+        return real(frame, job)
+
+    monkeypatch.setattr(stages, "OASST_STAGES", tuple(
+        s if s.name != "flatten" else stages.Stage(s.name, s.reads, s.writes, s.key, counted)
+        for s in stages.OASST_STAGES
+    ))  # fmt: skip
+    out = build_recipes(["guanaco", "guanaco_uncensored"], tmp_path / "out", source=real_trees)
+    assert calls == ["guanaco"]  # the second recipe reuses the first one's gates and paths
+    ledgers = [json.loads((out[r] / "build.json").read_text())["ledger"] for r in out]
+    assert ledgers[0][:3] == ledgers[1][:3]
+
+
+# ------------------------------------------------------------------------------------------ executors and shards
+
+
+@pytest.mark.parametrize(("k", "workers"), [(5, 1), (3, 2)])
+def test_any_shard_and_worker_count_gives_the_same_bytes(
+    trap_source: Path, one_shard: dict[str, Path], tmp_path: Path, k: int, workers: int
+) -> None:
+    executor = ProcessPool(workers) if workers > 1 else InProcess()
+    with executor:
+        result = run(ALL, tmp_path / "many", source=trap_source, shards=k, executor=executor)
+    assert result.shards == {str(trap_source): k}
+    for name in ALL:
+        assert_same_tree(one_shard[name], result.outputs[name])
+        Ledger([StageRecord.from_dict(r) for r in json.loads((result.outputs[name] / "build.json").read_text())
+                ["ledger"]]).check()  # fmt: skip
+    reasons = set(pl.read_parquet(result.outputs["oasst_en"] / "rejects").get_column("reason").to_list())
+    assert {"tree_id_mismatch", "orphan", "cycle", "duplicate_message_id", "parent_rejected", "malformed_json"} <= (
+        reasons
+    )
+
+
+@pytest.mark.parametrize("max_shard_bytes", [None, 150_000])
+def test_real_data_sharded_equals_one_shard(real_trees: Path, tmp_path: Path, max_shard_bytes: int | None) -> None:
+    extra = {"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}
+    one = build_recipes(ALL, tmp_path / "one", source=real_trees, shards=1, **extra)
+    many = build_recipes(ALL, tmp_path / "many", source=real_trees, shards=4, **extra)
+    for name in ALL:
+        assert_same_tree(one[name], many[name])
+    if max_shard_bytes:  # several files per table, cut from sizes summed over the shards
+        assert len(list((many["oasst_en"] / "rejects").glob("*.parquet"))) > 1
+        assert len(list((many["oasst_en"] / "data").glob("train_sft-*.parquet"))) > 1
+
+
+def test_small_merge_chunks_give_the_same_bytes(real_trees: Path, tmp_path: Path, monkeypatch) -> None:
+    one = build_recipes(["oasst_en", "oasst_prefs"], tmp_path / "one", source=real_trees, shards=1)
+    monkeypatch.setattr(merge, "READ_ROWS", 7)  # readers hold 7 rows, chunks interleave 13 rows of 4 shards
+    monkeypatch.setattr(merge, "CHUNK_ROWS", 13)
+    many = build_recipes(["oasst_en", "oasst_prefs"], tmp_path / "many", source=real_trees, shards=4)
+    for name in ("oasst_en", "oasst_prefs"):
+        assert_same_tree(one[name], many[name])
+
+
+def test_mask_validation_runs_per_shard_with_merged_statistics(real_trees: Path, tmp_path: Path) -> None:
+    from chat_tokenizer import byte_level_bpe
+
+    tok = tmp_path / "tok"
+    byte_level_bpe().save_pretrained(str(tok))
+    one = build_recipes(["oasst_prefs"], tmp_path / "one", source=real_trees, shards=1, tokenizer=str(tok),
+                        max_length=96)  # fmt: skip
+    many = build_recipes(["oasst_prefs"], tmp_path / "many", source=real_trees, shards=3, tokenizer=str(tok),
+                         max_length=96)  # fmt: skip
+    assert_same_tree(one["oasst_prefs"], many["oasst_prefs"])
+    masks = json.loads((many["oasst_prefs"] / "build.json").read_text())["notes"]["masks"]
+    assert masks["max_length"] == 96 and masks["chosen"]["rows"] == masks["rejected"]["rows"] > 0
+    assert masks["chosen"]["tokens"]["max"] > 0 and 0 < masks["chosen"]["trained_share"] <= 1
+
+
+def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_path: Path) -> None:
+    part = partition_source(trap_source, tmp_path, 4, batch_rows=97)
+    frames = [pl.read_parquet(shard_file(tmp_path, i)) for i in range(4)]
+    assert sum(f.height for f in frames) == part.record.rows_out == sum(part.rows_per_shard)
+    assert min(part.rows_per_shard) > 0.5 * max(part.rows_per_shard)  # trees spread evenly
+    assert part.record.rows_in == sum(f.records for f in part.files)
+    where = {mid: i for i, f in enumerate(frames) for mid in f.get_column("message_id").to_list()}
+    # a message sits with its parent whenever the parent is a message (links decide, not claimed tree ids)
+    for f in frames:
+        for mid, parent in f.select("message_id", "parent_id").iter_rows():
+            if parent in where:
+                assert where[mid] == where[parent], (mid, parent)
+    assert where["ta2"] == where["ta"] and where["tb2"] == where["tb"]
+    assert where["o1"] == where["o2"] == where["c1"] == where["r2"] == 0
+    assert pl.read_parquet(tmp_path / REJECTS_FILE).height == part.record.n_rejected > 0
+    for f in frames:  # source order is kept inside a shard
+        order = f.select("source", "source_line").rows()
+        assert order == sorted(order, key=lambda r: (r[0].startswith("extra"), r[0], r[1]))
+
+
+def test_route_sends_unreached_messages_to_shard_zero() -> None:
+    ids = pl.DataFrame(
+        {"mid": [1, 2, 3, 4, 5, 6, 2], "pid": [None, 1, 2, 99, 6, 5, None]},
+        schema={"mid": pl.UInt64, "pid": pl.UInt64},
+    )
+    routes = dict(route(ids, 7).iter_rows())
+    assert routes == {1: 1, 2: 1, 3: 1, 4: 0, 5: 0, 6: 0}
+
+
+def test_merge_order_is_a_stable_global_sort() -> None:
+    a = pl.DataFrame({"k": ["a", "c", "c", None]})
+    b = pl.DataFrame({"k": ["b", "c", "d"]})
+    assert merge.merge_order([a, b], ("k",)).tolist() == [0, 1, 0, 0, 1, 1, 0]
+
+
+def test_automatic_shard_count_follows_the_input_not_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved = engine.resolve(engine.SourceRef(engine.BUNDLED, "oasst"), "")
+    rows = pl.read_parquet(sample_dir() / "data" / "train-00000-of-00001.parquet").height
+    assert engine.estimate_rows(resolved) >= rows
+    monkeypatch.setattr(engine, "TARGET_SHARD_MESSAGES", 1000)
+    assert engine.auto_shards(resolved) == -(-engine.estimate_rows(resolved) // 1000) >= 3
+    monkeypatch.setattr(engine, "TARGET_SHARD_MESSAGES", 10**9)
+    assert engine.auto_shards(resolved) == 1
+
+
+def test_unknown_sources_and_bindings_are_one_line_errors(tmp_path: Path) -> None:
+    for kwargs, needle in (
+        ({"source": tmp_path / "nope"}, "neither an existing path"),
+        ({"source": ["dolly=x.jsonl"]}, "source 'dolly' is not a source of"),
+        ({"source": ["a.jsonl", "b.jsonl"]}, "more than one unnamed source"),
+    ):
+        with pytest.raises(ChatdataError) as err:
+            build_recipes(["oasst_en"], tmp_path / "o", **kwargs)
+        assert needle in str(err.value) and "\n" not in str(err.value)

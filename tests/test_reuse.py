@@ -1,0 +1,133 @@
+"""Reruns reuse finished work: nothing changed runs nothing, a killed build resumes, a split change re-plans
+only, stale cache entries go; the same mechanism for every executor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from builds import run
+from compare import assert_same_tree
+from oasst_builders import m, write_jsonl
+
+from chatdata import engine
+
+ZERO = {"partition": 0, "shard": 0, "plan": 0, "write": 0}
+
+
+def _entries(out: Path, kind: str) -> set[str]:
+    folder = out / ".work" / "cache" / kind
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_nothing_changed_runs_nothing(real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    first = run(["oasst_en", "oasst_prefs"], out, source=real_trees, shards=3)
+    assert first.ran == {"partition": 1, "shard": 6, "plan": 2, "write": 2}
+    snapshot = tmp_path / "snapshot"
+    for name, folder in first.outputs.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        __import__("shutil").copytree(folder, snapshot / name)
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a stage ran on a rerun with nothing changed")
+
+    monkeypatch.setattr("chatdata.stages.run_shard", no_work)
+    again = run(["oasst_en", "oasst_prefs"], out, source=real_trees, shards=3)
+    assert again.ran == ZERO and again.reused == first.ran
+    for name in first.outputs:
+        assert_same_tree(snapshot / name, again.outputs[name])
+
+
+def test_a_killed_build_resumes_with_its_finished_shards(
+    real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    real = engine.shard_task
+    done: list[int] = []
+
+    def dies_on_the_third(task: engine.ShardTask) -> int:
+        if len(done) == 2:
+            raise RuntimeError("worker killed")
+        done.append(task.shard)
+        return real(task)
+
+    monkeypatch.setattr(engine, "shard_task", dies_on_the_third)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run(["oasst_en"], out, source=real_trees, shards=4)
+    monkeypatch.setattr(engine, "shard_task", real)
+    resumed = run(["oasst_en"], out, source=real_trees, shards=4)
+    assert resumed.ran["shard"] == 2 and resumed.reused["shard"] == 2 and resumed.reused["partition"] == 1
+    fresh = run(["oasst_en"], tmp_path / "fresh", source=real_trees, shards=4)
+    assert_same_tree(fresh.outputs["oasst_en"], resumed.outputs["oasst_en"])
+
+
+def test_a_split_setting_reruns_only_plan_and_write(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=real_trees, shards=2)
+    plans = _entries(out, "plan")
+    changed = run(["oasst_en"], out, source=real_trees, shards=2, test_fraction=0.5)
+    assert changed.ran == {"partition": 0, "shard": 0, "plan": 1, "write": 1}
+    build = json.loads((changed.outputs["oasst_en"] / "build.json").read_text())
+    assert build["settings"]["test_fraction"] == 0.5
+    assert not plans & _entries(out, "plan")  # the superseded plan is gone
+    back = run(["oasst_en"], out, source=real_trees, shards=2)
+    assert back.ran == {"partition": 0, "shard": 0, "plan": 1, "write": 1}
+
+
+def test_a_changed_shard_setting_reruns_the_shards_on_the_same_partition(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=real_trees, shards=2)
+    shards = _entries(out, "shard")
+    changed = run(["oasst_en"], out, source=real_trees, shards=2, decontaminate=False)
+    assert changed.ran == {"partition": 0, "shard": 2, "plan": 1, "write": 1}
+    assert not shards & _entries(out, "shard")
+
+
+def test_a_deleted_or_edited_output_is_written_again(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    folder = run(["oasst_en"], out, source=real_trees).outputs["oasst_en"]
+    card = (folder / "README.md").read_bytes()
+    (folder / "README.md").write_text("edited")
+    again = run(["oasst_en"], out, source=real_trees)
+    assert again.ran == {"partition": 0, "shard": 0, "plan": 0, "write": 1}
+    assert (folder / "README.md").read_bytes() == card
+
+
+def test_a_changed_source_file_replaces_its_partition(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "a.messages.jsonl", [m("r", None, "prompter", text="How do I sort a list in Python?"),
+                                                      m("a", "r", "assistant", text="Use sorted().", rank=0)])  # fmt: skip
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=src)
+    parts = _entries(out, "partition")
+    write_jsonl(src, [m("r", None, "prompter", text="How do I sort a list in Python?"),
+                      m("a", "r", "assistant", text="Use the sorted() builtin.", rank=0)])  # fmt: skip
+    changed = run(["oasst_en"], out, source=src)
+    assert changed.ran == {"partition": 1, "shard": 1, "plan": 1, "write": 1}
+    assert not parts & _entries(out, "partition")
+
+
+def test_recipes_built_one_by_one_keep_each_others_entries(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=real_trees)
+    run(["guanaco"], out, source=real_trees)
+    again = run(["oasst_en"], out, source=real_trees)
+    assert again.ran == ZERO
+
+
+def test_force_recomputes_everything(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=real_trees)
+    forced = run(["oasst_en"], out, source=real_trees, force=True)
+    assert forced.ran == {"partition": 1, "shard": 1, "plan": 1, "write": 1}
+
+
+def test_a_damaged_cache_entry_is_rebuilt(real_trees: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(["oasst_en"], out, source=real_trees, shards=2)
+    (entry,) = [p for p in (out / ".work" / "cache" / "shard").iterdir()][:1]
+    (entry / "rows.parquet").write_bytes(b"garbage")
+    (out / "oasst_en" / "build.json").unlink()
+    again = run(["oasst_en"], out, source=real_trees, shards=2)
+    assert again.ran["shard"] == 1 and again.reused["shard"] == 1
