@@ -114,7 +114,7 @@ def source_fingerprint(path: str | Path) -> list[tuple[str, str]]:
     """sha256 of every oasst file below ``path``, found the way ``ingest`` finds them."""
     p = Path(path)
     root = p if p.is_dir() else p.parent
-    return files_fingerprint(discover(p), root)
+    return files_fingerprint(discover(p).paths, root)
 
 
 def _key(payload: dict[str, Any]) -> str:

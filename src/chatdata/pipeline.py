@@ -216,9 +216,23 @@ class StageContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sources_info(src: ResolvedSource, files: Iterable[SourceFile]) -> dict[str, Any]:
-    """What ``sources.json`` records: the source as given, its pinned revision, every file with its sha256."""
-    return {"spec": src.spec, "revision": src.revision, "files": [asdict(f) for f in files]}
+def sources_info(
+    src: ResolvedSource, files: Iterable[SourceFile], skipped: Iterable[Any] | None = None
+) -> dict[str, Any]:
+    """What ``sources.json`` records: the source as given, its pinned revision, every file with its sha256, and
+    every file of the source that was not read (``{"path", "reason"}``). ``skipped`` are the
+    :class:`~chatdata.detect.SkippedFile` of the read (``IngestResult.skipped``); when not given they are found
+    again from the source folder by content detection (without a format override)."""
+    if skipped is None:
+        from chatdata.ingest import discover
+
+        skipped = discover(src.path).skipped
+    return {
+        "spec": src.spec,
+        "revision": src.revision,
+        "files": [asdict(f) for f in files],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+    }
 
 
 def write_sources(info: dict[str, Any], folder: Path) -> None:

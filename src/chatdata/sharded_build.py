@@ -76,7 +76,7 @@ _MERGE_HELD_ROWS = 68_000
 def estimate_messages(path: Path) -> int:
     """A cheap estimate of the input's message count: Parquet row counts, JSONL bytes over a typical line."""
     total = 0
-    for f in discover(path):
+    for f in discover(path).paths:
         if file_format(f) == "parquet":
             total += pq.ParquetFile(f).metadata.num_rows
         else:
