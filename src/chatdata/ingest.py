@@ -81,11 +81,13 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class DetectedFile:
-    """A file :func:`discover` will read: its path, its name relative to the read root, and its format."""
+    """A file :func:`discover` will read: its path, its name relative to the read root, its format and its layout
+    (``parquet``, ``jsonl``, ``json_array``)."""
 
     path: Path
     name: str
     format: str
+    layout: str | None = None
 
 
 @dataclass
@@ -158,7 +160,7 @@ def discover(path: Path, fmt: str | None = None) -> Discovery:
         found = examine(path, path.name, explicit=True, fmt=fine, accept=accept)
         if found.format is None:
             raise InputError(path, found.reason)
-        return Discovery([DetectedFile(path, path.name, _SHORT[found.format])])
+        return Discovery([DetectedFile(path, path.name, _SHORT[found.format], found.layout)])
     if not path.is_dir():
         raise InputError(
             path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1"
@@ -171,7 +173,7 @@ def discover(path: Path, fmt: str | None = None) -> Discovery:
         if found.format is None:
             skipped.append(SkippedFile(name, found.reason))
         else:
-            files.append(DetectedFile(p, name, _SHORT[found.format]))
+            files.append(DetectedFile(p, name, _SHORT[found.format], found.layout))
     if not files:
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         raise InputError(path, f"no oasst files found ({why or 'the folder is empty'})")
