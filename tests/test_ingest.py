@@ -13,7 +13,9 @@ from oasst_builders import m, write_jsonl
 from chatdata.errors import ChatdataError, InputError
 from chatdata.ingest import discover, file_format, read_path, split_from_name
 from chatdata.pipeline import ResolvedSource, sources_info
+from chatdata.resources import sample_dir
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
+from chatdata.synth import BAD_JSONL_NAME
 
 
 def test_real_trees_file(real_trees: Path) -> None:
@@ -367,3 +369,11 @@ def test_empty_files_take_the_format_their_name_hints(tmp_path: Path) -> None:
         ("b.messages.jsonl", "messages"),
     ]
     assert [(s.path, s.reason) for s in found.skipped] == [("c.jsonl", "no records (only blank lines)")]
+
+
+def test_bundled_bad_file_starts_with_a_bom_and_reads_line_1() -> None:
+    bad = sample_dir() / "extra" / BAD_JSONL_NAME
+    assert bad.read_bytes().startswith(b"\xef\xbb\xbf")
+    r = read_path(bad)
+    assert r.messages.filter(pl.col("source_line") == 1).height == 1
+    assert r.rejects.filter(pl.col("source_line") == 1).is_empty()
