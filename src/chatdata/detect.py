@@ -117,6 +117,11 @@ def layout_of(path: Path, name: str, *, explicit: bool = False) -> str | None:
     return "json_array" if first_char(path, name) == "[" else "jsonl"
 
 
+def hidden(p: Path, root: Path) -> bool:
+    """True for a file below ``root`` whose path has a part starting with a dot (never read nor listed)."""
+    return any(part.startswith(".") for part in p.relative_to(root).parts)
+
+
 def name_hint(path: Path) -> str | None:
     lower = path.name.lower().removesuffix(".gz")
     return next((fmt for end, fmt in NAME_HINTS if lower.endswith(end)), None)

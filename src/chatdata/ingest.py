@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chatdata.detect import FAMILY, SkippedFile, examine
+from chatdata.detect import FAMILY, SkippedFile, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.jsonfiles import open_lines
 from chatdata.schema import (
@@ -167,7 +167,7 @@ def discover(path: Path, fmt: str | None = None) -> Discovery:
         )
     files: list[DetectedFile] = []
     skipped: list[SkippedFile] = []
-    for p in sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)):
+    for p in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p, path)):
         name = p.relative_to(path).as_posix()
         found = examine(p, name, fmt=fine, accept=accept)
         if found.format is None:
@@ -178,10 +178,6 @@ def discover(path: Path, fmt: str | None = None) -> Discovery:
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         raise InputError(path, f"no oasst files found ({why or 'the folder is empty'})")
     return Discovery(files, skipped)
-
-
-def _hidden(p: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(root).parts)
 
 
 def file_format(path: Path, fmt: str | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from chatdata.detect import FAMILY, KINDS, SkippedFile, check_format, examine
+from chatdata.detect import FAMILY, KINDS, SkippedFile, check_format, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.ingest import BATCH_ROWS, DetectedFile, SourceFile, iter_file, sha256_file, split_from_name
 from chatdata.schema import empty_messages, empty_rejects
@@ -107,7 +107,7 @@ def scan(
         root, candidates, explicit = path.parent, [path], True
     elif path.is_dir():
         root, explicit = path, False
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+        candidates = sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p, path))
     else:
         raise InputError(path, "no such file or folder")
     files: list[DetectedFile] = []
@@ -128,10 +128,6 @@ def scan(
         why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         raise InputError(path, f"no {kind or 'source'} files found ({why or 'the folder is empty'})")
     return files, skipped
-
-
-def _hidden(p: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(root).parts)
 
 
 def iter_source(
