@@ -8,11 +8,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from chatdata.pipeline import ResolvedSource, sources_info
 from oasst_builders import m, write_jsonl
 
-from chatdata.errors import InputError
-from chatdata.ingest import read_path, split_from_name
+from chatdata.errors import ChatdataError, InputError
+from chatdata.ingest import discover, file_format, read_path, split_from_name
+from chatdata.resources import sample_dir
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
+from chatdata.synth import BAD_JSONL_NAME
 
 
 def test_real_trees_file(real_trees: Path) -> None:
@@ -229,3 +232,148 @@ def test_parquet_cells_polars_cannot_cast_become_wrong_type_rejects(tmp_path: Pa
     r = read_path(tmp_path)
     assert r.messages.height == 0
     assert r.rejects.select("reason", "evidence").rows() == [("wrong_type", "text")]
+
+
+# --- files are read by what they hold
+
+
+def _tree(tid: str) -> dict:
+    return {
+        "message_tree_id": tid,
+        "tree_state": "ready_for_export",
+        "prompt": {
+            "message_id": tid,
+            "text": "hi",
+            "role": "prompter",
+            "lang": "en",
+            "replies": [{"message_id": f"{tid}-a", "text": "hello", "role": "assistant", "rank": 0}],
+        },
+    }
+
+
+def test_renamed_trees_export_is_read_as_trees(real_trees: Path, tmp_path: Path) -> None:
+    renamed = tmp_path / "oasst2_filtered.jsonl"
+    renamed.write_bytes(real_trees.read_bytes())
+    (tmp_path / "oasst2_filtered.jsonl.gz").write_bytes(gzip.compress(real_trees.read_bytes()))
+    for name in ("oasst2_filtered.jsonl", "oasst2_filtered.jsonl.gz"):
+        r = read_path(tmp_path / name)
+        assert (r.messages.height, r.rejects.height) == (1167, 0), name
+        assert [(f.path, f.format) for f in r.files] == [(name, "trees")]
+        assert file_format(tmp_path / name) == "trees"
+    assert read_path(tmp_path).messages.height == 2 * 1167
+
+
+def test_folder_lists_the_files_it_skips_with_reasons(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "export.jsonl", [_tree("t1"), _tree("t2")])
+    (tmp_path / "notes.txt").write_text("not data\n")
+    write_jsonl(tmp_path / "random.jsonl", [{"foo": 1, "bar": [2]}])
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    write_jsonl(tmp_path / "broken.jsonl", ["{oops", "also not json"])
+    write_jsonl(tmp_path / "dolly.jsonl", [{"instruction": "q", "context": "", "response": "a", "category": "qa"}])
+    (tmp_path / ".hidden.jsonl").write_bytes(orjson.dumps(_tree("t3")))
+    found = discover(tmp_path)
+    assert [(f.name, f.format) for f in found.files] == [("export.jsonl", "trees")]
+    reasons = {s.path: s.reason for s in found.skipped}
+    assert set(reasons) == {"notes.txt", "random.jsonl", "empty.jsonl", "broken.jsonl", "dolly.jsonl"}
+    assert reasons["notes.txt"].startswith("unknown extension (.txt)")
+    assert reasons["random.jsonl"] == "unrecognised content: records with keys [bar, foo]"
+    assert reasons["empty.jsonl"] == "empty file"
+    assert reasons["broken.jsonl"] == "unrecognised content: no JSON object in the first 2 record(s)"
+    assert reasons["dolly.jsonl"] == "holds dolly records (dolly), not oasst"
+    r = read_path(tmp_path)
+    assert r.messages["message_tree_id"].unique().sort().to_list() == ["t1", "t2"]
+    assert r.skipped == found.skipped
+    info = sources_info(ResolvedSource(tmp_path, str(tmp_path)), r.files)
+    assert info["skipped"] == [{"path": s.path, "reason": s.reason} for s in found.skipped]
+    assert sources_info(ResolvedSource(tmp_path, str(tmp_path)), r.files, skipped=[])["skipped"] == []
+
+
+def test_nothing_readable_is_one_line_error_with_reasons(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    write_jsonl(tmp_path / "random.jsonl", [{"foo": 1}])
+    with pytest.raises(InputError, match=r"no oasst files found \(notes\.txt: unknown extension"):
+        read_path(tmp_path)
+    with pytest.raises(InputError, match=r"random\.jsonl: unrecognised content: records with keys \[foo\]"):
+        read_path(tmp_path / "random.jsonl")
+
+
+def test_parquet_is_detected_by_its_columns_whatever_its_name(tmp_path: Path) -> None:
+    base = {"message_tree_id": "r", "role": "prompter", "text": "q", "lang": "en", "review_result": True}
+    table = _hub_table([{**base, "message_id": "r"}])
+    pq.write_table(table, tmp_path / "whatever.parquet")
+    pq.write_table(table, tmp_path / "export.bin")  # a Parquet file given by itself is known by its magic bytes
+    pq.write_table(pa.table({"instruction": ["q"], "response": ["a"]}), tmp_path / "train-0.parquet")
+    assert file_format(tmp_path / "export.bin") == "parquet"
+    assert read_path(tmp_path / "export.bin").messages["message_id"].to_list() == ["r"]
+    found = discover(tmp_path)
+    assert [(f.name, f.format) for f in found.files] == [("whatever.parquet", "parquet")]
+    assert {s.path: s.reason for s in found.skipped} == {
+        "export.bin": "unknown extension (.bin); expected .parquet, .jsonl, .json (or .gz)",
+        "train-0.parquet": "holds dolly records (dolly), not oasst",
+    }
+
+
+def test_format_override_wins(tmp_path: Path) -> None:
+    msgs = write_jsonl(tmp_path / "a.trees.jsonl", [m("r", None, "prompter"), m("a", "r", "assistant")])
+    assert file_format(msgs) == "messages"  # the content wins over the name
+    as_trees = read_path(msgs, fmt="trees")
+    assert as_trees.messages.height == 0
+    assert as_trees.rejects.select("reason", "evidence").rows() == [("missing_field", "prompt")] * 2
+    assert [f.format for f in as_trees.files] == ["trees"]
+    odd = tmp_path / "dump.txt"
+    odd.write_bytes(msgs.read_bytes())
+    assert read_path(odd, fmt="oasst_messages").messages.height == 2
+    # in a folder the override applies to every file its layout can hold; the others are skipped
+    pq.write_table(_hub_table([{"message_id": "p", "role": "prompter", "text": "q"}]), tmp_path / "p.parquet")
+    found = discover(tmp_path, fmt="messages")
+    assert [(f.name, f.format) for f in found.files] == [("a.trees.jsonl", "messages")]
+    assert {s.path: s.reason for s in found.skipped} == {
+        "dump.txt": "unknown extension (.txt); expected .parquet, .jsonl, .json (or .gz)",
+        "p.parquet": "a Parquet file cannot hold oasst_messages records (format given)",
+    }
+    with pytest.raises(InputError, match="cannot hold oasst_trees"):
+        read_path(tmp_path / "p.parquet", fmt="trees")
+    with pytest.raises(ChatdataError, match="unknown oasst format 'dolly'"):
+        read_path(msgs, fmt="dolly")
+
+
+def test_bom_on_the_first_line_is_ignored(tmp_path: Path) -> None:
+    lines = b"\xef\xbb\xbf" + orjson.dumps(m("r", None, "prompter")) + b"\n" + orjson.dumps(m("a", "r", "assistant"))
+    (tmp_path / "x.jsonl").write_bytes(lines)
+    (tmp_path / "y.jsonl.gz").write_bytes(gzip.compress(lines.replace(b'"r"', b'"s"').replace(b'"a"', b'"b"')))
+    (tmp_path / "t.jsonl").write_bytes(b"\xef\xbb\xbf" + orjson.dumps(_tree("t1")) + b"\n")
+    r = read_path(tmp_path)
+    assert r.rejects.height == 0
+    assert [(f.path, f.format, f.records) for f in r.files] == [
+        ("t.jsonl", "trees", 2),
+        ("x.jsonl", "messages", 2),
+        ("y.jsonl.gz", "messages", 2),
+    ]
+    assert sorted(r.messages["message_id"]) == ["a", "b", "r", "s", "t1", "t1-a"]
+
+
+def test_gzip_is_known_by_its_magic_bytes(tmp_path: Path) -> None:
+    p = tmp_path / "export.jsonl"
+    p.write_bytes(gzip.compress(orjson.dumps(_tree("t1"))))
+    r = read_path(p)
+    assert r.messages.height == 2 and r.files[0].format == "trees"
+
+
+def test_empty_files_take_the_format_their_name_hints(tmp_path: Path) -> None:
+    (tmp_path / "a.trees.jsonl.gz").write_bytes(gzip.compress(b""))
+    (tmp_path / "b.messages.jsonl").write_bytes(b"\n")
+    (tmp_path / "c.jsonl").write_bytes(b"\n\n")
+    found = discover(tmp_path)
+    assert [(f.name, f.format) for f in found.files] == [
+        ("a.trees.jsonl.gz", "trees"),
+        ("b.messages.jsonl", "messages"),
+    ]
+    assert [(s.path, s.reason) for s in found.skipped] == [("c.jsonl", "no records (only blank lines)")]
+
+
+def test_bundled_bad_file_starts_with_a_bom_and_reads_line_1() -> None:
+    bad = sample_dir() / "extra" / BAD_JSONL_NAME
+    assert bad.read_bytes().startswith(b"\xef\xbb\xbf")
+    r = read_path(bad)
+    assert r.messages.filter(pl.col("source_line") == 1).height == 1
+    assert r.rejects.filter(pl.col("source_line") == 1).is_empty()

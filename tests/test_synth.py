@@ -103,8 +103,8 @@ def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
             if pq.ParquetFile(path).metadata.created_by != pq.ParquetFile(fresh[rel]).metadata.created_by:
                 continue  # another pyarrow writes other bytes for the same content
         else:
-            old = path.read_text(encoding="utf-8").splitlines()
-            new = fresh[rel].read_text(encoding="utf-8").splitlines()
+            old = path.read_text(encoding="utf-8-sig").splitlines()  # the BOM is compared with the bytes below
+            new = fresh[rel].read_text(encoding="utf-8-sig").splitlines()
             assert len(old) == len(new), f"{rel}: {len(old)} vs {len(new)} lines; {hint}"
             for n, (x, y) in enumerate(zip(old, new, strict=True), start=1):
                 try:
@@ -356,7 +356,9 @@ def test_write_forest_shards_by_tree(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bad_lines() -> list[str]:
-    return (sample_dir() / "extra" / synth.BAD_JSONL_NAME).read_text("utf-8").splitlines()
+    raw = (sample_dir() / "extra" / synth.BAD_JSONL_NAME).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf"), "the file starts with a UTF-8 BOM"
+    return raw.decode("utf-8-sig").splitlines()
 
 
 def test_bad_jsonl_holds_every_defect(bad_lines: list[str]) -> None:
@@ -431,6 +433,7 @@ def test_write_sample_reports_each_case_with_its_ids(tmp_path: Path) -> None:
     cases = synth.write_sample(tmp_path)["bad_cases"]
     lines = (tmp_path / "extra" / synth.BAD_JSONL_NAME).read_text("utf-8").splitlines()
     for name in (
+        "utf8_bom",
         "malformed_json",
         "not_an_object",
         "missing_text",

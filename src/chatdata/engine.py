@@ -100,9 +100,10 @@ def _looks_like_repo_id(s: str) -> bool:
 
 
 def resolve(ref: SourceRef, cache_dir: str) -> Resolved:
-    """The local files of a source (a Hub dataset is downloaded once, pinned to ``revision``)."""
-    from chatdata.ingest import discover
+    """The local files of a source (a Hub dataset is downloaded once, pinned to ``revision``), each with its
+    sha256: what the partition key is made of."""
     from chatdata.resources import sample_dir
+    from chatdata.sources.read import scan
 
     commit = None
     if ref.spec == BUNDLED:
@@ -117,8 +118,8 @@ def resolve(ref: SourceRef, cache_dir: str) -> Resolved:
         raise ChatdataError(
             f"source '{ref.spec}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
         )
-    root = path if path.is_dir() else path.parent
-    files = tuple((f.relative_to(root).as_posix(), sha256_file(f)) for f in discover(path))
+    found, _ = scan(path, ref.format, patterns=ref.data_files or None, fmt=ref.fmt)
+    files = tuple((f.name, sha256_file(f.path)) for f in found)
     return Resolved(ref, str(path), commit, files)
 
 
@@ -171,13 +172,17 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
     store = Store(Path(task.store))
     if store.get(PARTITION, task.key) is None:
         with store.put(PARTITION, task.key) as tmp:
-            part = partition_source(Path(task.resolved.path), tmp, task.k)
+            ref = task.resolved.ref
+            part = partition_source(
+                Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
+            )
             rejects = sort_rejects(pl.read_parquet(tmp / REJECTS_FILE))  # publish order, sizes measured once
             with_row_bytes(rejects, list(REJECT_SCHEMA)).write_parquet(tmp / REJECTS_FILE, statistics=False)
             meta = {
                 "k": task.k,
-                "records": [part.record.to_dict()],
+                "records": [r.to_dict() for r in part.records],
                 "files": [asdict(f) for f in part.files],
+                "skipped": [asdict(f) for f in part.skipped],
                 "rows_per_shard": list(part.rows_per_shard),
                 "commit": task.resolved.commit,
                 "spec": task.resolved.ref.spec,

@@ -1,18 +1,21 @@
 """Read OpenAssistant data in every published format into ONE canonical message table.
 
-Formats: the Hub Parquet message table (``emojis``/``labels`` as parallel lists), ``*.messages.jsonl(.gz)``
-(dict-shaped ``emojis``/``labels``), ``*.trees.jsonl(.gz)`` (nested ``replies``; missing keys mean null), a folder of
-such files, or a Hub dataset id (downloaded through :mod:`chatdata.hub.source`).
+Formats: the Hub Parquet message table (``emojis``/``labels`` as parallel lists), messages JSON Lines (dict-shaped
+``emojis``/``labels``), trees JSON Lines (nested ``replies``; missing keys mean null), each also gzip-compressed, a
+folder of such files, or a Hub dataset id (downloaded through :mod:`chatdata.hub.source`). What a file holds is read
+from its content (:mod:`chatdata.detect`: a trees line has ``prompt`` and ``message_tree_id``, a message line
+``message_id``, ``role`` and ``text``, Parquet is judged by its columns); the name (``*.trees.jsonl``,
+``*.messages.jsonl``) only decides when the content does not, and ``fmt`` overrides both. A UTF-8 BOM is ignored.
 
 Unreadable records never vanish: a malformed line, a record that is not an object, a missing required field or a
-value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload.
+value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload. Files of a
+folder that are not read are listed with a reason (:attr:`Discovery.skipped`).
 
 :func:`iter_path` streams the input in batches of a bounded number of records; :func:`read_path` concatenates them.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
 from collections.abc import Iterator
@@ -25,7 +28,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chatdata.errors import InputError
+from chatdata.detect import FAMILY, SkippedFile, examine, hidden
+from chatdata.errors import ChatdataError, InputError
+from chatdata.jsonfiles import open_lines
 from chatdata.schema import (
     DETOXIFY_FIELDS,
     MESSAGE_SCHEMA,
@@ -37,9 +42,11 @@ from chatdata.schema import (
 )
 
 STAGE = "ingest"
-PATTERNS = ("*.parquet", "*.messages.jsonl", "*.messages.jsonl.gz", "*.trees.jsonl", "*.trees.jsonl.gz")
 #: Input records (Parquet rows, JSONL messages and rejects) per streamed batch by default.
 BATCH_ROWS = 200_000
+#: ingest's format names (``SourceFile.format``, the ``fmt`` override) -> the fine format names of :mod:`detect`
+FORMATS = {"parquet": "oasst_parquet", "messages": "oasst_messages", "trees": "oasst_trees"}
+_SHORT = {fine: short for short, fine in FORMATS.items()}
 
 # JSON field -> accepted Python types (bool is not an int here)
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -64,7 +71,7 @@ _TYPE_NAMES = {_STR: "string", _INT: "integer", _BOOL: "boolean"}
 
 @dataclass
 class SourceFile:
-    """One file that was read, for the build fingerprint."""
+    """One file that was read, for the build fingerprint; ``format`` is the detected (or given) format."""
 
     path: str
     sha256: str
@@ -72,11 +79,35 @@ class SourceFile:
     records: int
 
 
+@dataclass(frozen=True)
+class DetectedFile:
+    """A file :func:`discover` will read: its path, its name relative to the read root, its format and its layout
+    (``parquet``, ``jsonl``, ``json_array``)."""
+
+    path: Path
+    name: str
+    format: str
+    layout: str | None = None
+
+
+@dataclass
+class Discovery:
+    """The files below a source: those that will be read, in order, and those skipped with a reason."""
+
+    files: list[DetectedFile]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.files]
+
+
 @dataclass
 class IngestResult:
     messages: pl.DataFrame
     rejects: pl.DataFrame
     files: list[SourceFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 @dataclass
@@ -97,7 +128,8 @@ def sha256_file(path: Path) -> str:
 
 
 def split_from_name(path: Path) -> str | None:
-    """The source split a file belongs to, from Hub naming (``data/train-0000-of-0001.parquet``)."""
+    """The source split a file belongs to, from Hub naming (``data/train-0000-of-0001.parquet``, ``train_sft-…``,
+    ``test_prefs-…``)."""
     stem = path.name.lower()
     if re.match(r"^(train)[-_.]", stem):
         return "train"
@@ -106,51 +138,70 @@ def split_from_name(path: Path) -> str | None:
     return None
 
 
-def discover(path: Path) -> list[Path]:
-    """Every oasst file below ``path`` (or ``path`` itself), in a stable order."""
+def oasst_format(fmt: str | None) -> str | None:
+    """The fine oasst format an override names (``parquet``/``messages``/``trees`` or ``oasst_*``)."""
+    if fmt is None:
+        return None
+    fine = FORMATS.get(fmt, fmt)
+    if FAMILY.get(fine) != "oasst":
+        raise ChatdataError(f"unknown oasst format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fine
+
+
+def discover(path: Path, fmt: str | None = None) -> Discovery:
+    """Every file below ``path`` (or ``path`` itself) with the format it holds, in a stable order, and the files
+    that are skipped (hidden ones are not listed); see the module docstring for how formats are told apart.
+
+    ``path`` itself must be readable oasst data, and a folder must hold at least one such file: otherwise
+    :class:`InputError` says why."""
+    fine = oasst_format(fmt)
+    accept = tuple(FORMATS.values())
     if path.is_file():
-        return [path]
+        found = examine(path, path.name, explicit=True, fmt=fine, accept=accept)
+        if found.format is None:
+            raise InputError(path, found.reason)
+        return Discovery([DetectedFile(path, path.name, _SHORT[found.format], found.layout)])
     if not path.is_dir():
         raise InputError(
             path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1"
         )
-    found = sorted({p for pat in PATTERNS for p in path.rglob(pat) if p.is_file() and not _hidden(p, path)})
-    if not found:
-        raise InputError(path, f"no oasst files found (looked for {', '.join(PATTERNS)})")
-    return found
+    files: list[DetectedFile] = []
+    skipped: list[SkippedFile] = []
+    for p in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p, path)):
+        name = p.relative_to(path).as_posix()
+        found = examine(p, name, fmt=fine, accept=accept)
+        if found.format is None:
+            skipped.append(SkippedFile(name, found.reason))
+        else:
+            files.append(DetectedFile(p, name, _SHORT[found.format], found.layout))
+    if not files:
+        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        raise InputError(path, f"no oasst files found ({why or 'the folder is empty'})")
+    return Discovery(files, skipped)
 
 
-def _hidden(p: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(root).parts)
+def file_format(path: Path, fmt: str | None = None) -> str:
+    """``parquet``, ``messages`` or ``trees``: what one file holds (or ``fmt``), :class:`InputError` if neither."""
+    return discover(path, fmt).files[0].format
 
 
-def file_format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith((".trees.jsonl", ".trees.jsonl.gz")):
-        return "trees"
-    if name.endswith((".messages.jsonl", ".messages.jsonl.gz", ".jsonl", ".jsonl.gz")):
-        return "messages"
-    raise InputError(path, "unknown file type; expected .parquet, .messages.jsonl(.gz) or .trees.jsonl(.gz)")
-
-
-def read_path(path: Path) -> IngestResult:
+def read_path(path: Path, *, fmt: str | None = None) -> IngestResult:
     """Read a local file or folder of oasst data whole: :func:`iter_path`, concatenated."""
+    found = discover(path, fmt)
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
     files: list[SourceFile] = []
-    for batch in iter_path(path):
+    for batch in _iter_files(found, BATCH_ROWS):
         frames.append(batch.messages)
         rejects.append(batch.rejects)
         if batch.file is not None:
             files.append(batch.file)
     messages = pl.concat(frames, how="vertical") if frames else empty_messages()
     rejected = pl.concat(rejects, how="vertical") if rejects else empty_rejects()
-    return IngestResult(messages=messages, rejects=rejected, files=files)
+    return IngestResult(messages=messages, rejects=rejected, files=files, skipped=found.skipped)
 
 
-def iter_path(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[IngestBatch]:
+def iter_path(path: Path, batch_rows: int = BATCH_ROWS, *, fmt: str | None = None) -> Iterator[IngestBatch]:
     """Stream a local file or folder of oasst data in batches of about ``batch_rows`` input records.
 
     Files come in :func:`discover` order, each as one or more batches in file order (at least one, possibly
@@ -159,23 +210,30 @@ def iter_path(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[IngestBatch]
     Unreadable files raise :class:`InputError` when reached, possibly after earlier batches of that file."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    root = path if path.is_dir() else path.parent
-    for f in discover(path):
-        name = f.relative_to(root).as_posix()
-        fmt = file_format(f)
-        if fmt == "parquet":
-            batches = _parquet_batches(f, name, batch_rows)
-        else:
-            batches = _jsonl_batches(f, name, trees=(fmt == "trees"), batch_rows=batch_rows)
-        records = 0
-        last: tuple[pl.DataFrame, pl.DataFrame] | None = None
-        for current in batches:  # one batch of lookahead, so the file's last batch can carry its SourceFile
-            if last is not None:
-                yield IngestBatch(*last)
-            records += current[0].height + current[1].height
-            last = current
-        msgs, rej = last if last is not None else (empty_messages(), empty_rejects())
-        yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha256_file(f), format=fmt, records=records))
+    yield from _iter_files(discover(path, fmt), batch_rows)
+
+
+def _iter_files(found: Discovery, batch_rows: int) -> Iterator[IngestBatch]:
+    for f in found.files:
+        yield from iter_file(f.path, f.name, f.format, batch_rows)
+
+
+def iter_file(path: Path, name: str, fmt: str, batch_rows: int = BATCH_ROWS) -> Iterator[IngestBatch]:
+    """One file of format ``fmt`` (``parquet``/``messages``/``trees``) as batches, shown as ``name``; the last
+    (possibly the only, possibly empty) batch carries its :class:`SourceFile`."""
+    if fmt == "parquet":
+        batches = _parquet_batches(path, name, batch_rows)
+    else:
+        batches = _jsonl_batches(path, name, trees=(fmt == "trees"), batch_rows=batch_rows)
+    records = 0
+    last: tuple[pl.DataFrame, pl.DataFrame] | None = None
+    for current in batches:  # one batch of lookahead, so the file's last batch can carry its SourceFile
+        if last is not None:
+            yield IngestBatch(*last)
+        records += current[0].height + current[1].height
+        last = current
+    msgs, rej = last if last is not None else (empty_messages(), empty_rejects())
+    yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha256_file(path), format=fmt, records=records))
 
 
 def _concat(batches: Iterator[tuple[pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -309,15 +367,6 @@ def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -
 
 
 # ------------------------------------------------------------------------------------------------------------ JSONL
-
-
-def _open_lines(path: Path, name: str) -> Iterator[tuple[int, bytes]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:  # type: ignore[operator]
-            yield from enumerate(fh, start=1)
-    except (OSError, EOFError) as exc:
-        raise InputError(name, f"cannot read file ({exc}); is it a complete (gzip) JSONL file?") from None
 
 
 def _emojis(value: Any) -> dict[str, Any] | None:
@@ -481,7 +530,7 @@ def _jsonl_batches(
     """Flush the records read so far whenever they reach ``batch_rows``, between lines (nothing for no records)."""
     acc = _Columns(name, split_from_name(path))
     ready_export = "_ready." in path.name
-    for lineno, raw in _open_lines(path, name):
+    for lineno, raw in open_lines(path, name):
         _read_line(acc, raw, lineno, trees=trees, ready_export=ready_export)
         if acc.records >= batch_rows:
             yield acc.flush()

@@ -15,15 +15,17 @@ one folder (a cache entry of the workspace, see :mod:`chatdata.engine`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chatdata.ingest import SourceFile, iter_path
+from chatdata.detect import SkippedFile
+from chatdata.ingest import SourceFile
 from chatdata.ledger import StageRecord
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
 from chatdata.trees import reason_counts
@@ -35,10 +37,12 @@ _MIN_FLUSH_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Partition:
-    """The shard files written (``shard-0000i.parquet``, ``rejects.parquet``) and what ingest counted."""
+    """The shard files written (``shard-0000i.parquet``, ``rejects.parquet``), what ingest counted (one record
+    per stage: ``ingest``, and ``convert`` for sources of dialogues or pairs), the files read and skipped."""
 
-    record: StageRecord
+    records: tuple[StageRecord, ...]
     files: tuple[SourceFile, ...]
+    skipped: tuple[SkippedFile, ...]
     rows_per_shard: tuple[int, ...]
 
 
@@ -121,13 +125,27 @@ def partition_source(
     folder: Path,
     k: int,
     *,
+    kind: str = "oasst",
+    patterns: Sequence[str] | None = None,
+    fmt: str | None = None,
     batch_rows: int = 50_000,
-    on_batch: Callable[[int], None] | None = None,
 ) -> Partition:
-    """Ingest the oasst data at ``path`` into ``k`` tree-shards in ``folder`` (see the module docstring)."""
+    """Read the source at ``path`` (only files of the ``kind`` family, matching ``patterns``, as ``fmt`` when
+    given) into ``k`` shards in ``folder``: oasst messages by tree (see the module docstring), dialogues or pairs
+    by a hash of their id (each is its own split unit)."""
+    from chatdata.sources.read import iter_detected, scan
+
     if k < 1:
         raise ValueError(f"the number of shards must be at least 1, got {k}")
     folder.mkdir(parents=True, exist_ok=True)
+    files, skipped = scan(path, kind, patterns=patterns, fmt=fmt)
+    batches = (b for f in files for b in iter_detected(f, batch_rows))
+    if kind == "oasst":
+        return _partition_trees(batches, folder, k, batch_rows, tuple(skipped))
+    return _partition_rows(batches, folder, k, tuple(skipped))
+
+
+def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: int, skipped: tuple) -> Partition:
     msg_schema, rej_schema = _arrow_schema(MESSAGE_SCHEMA), _arrow_schema(REJECT_SCHEMA)
     spill_path = folder / ".messages.spill.parquet"
     spill = pq.ParquetWriter(spill_path, msg_schema, compression="lz4", write_statistics=False)
@@ -135,22 +153,19 @@ def partition_source(
     ids: list[pl.DataFrame] = []
     files: list[SourceFile] = []
     n_messages = 0
-    reject_counts: dict[str, int] = {}
+    counts = _Counts()
     try:
-        for batch in iter_path(path, batch_rows):
-            if batch.messages.height:
-                spill.write_table(batch.messages.to_arrow().cast(msg_schema))
+        for batch in batches:
+            if batch.frame.height:
+                spill.write_table(batch.frame.to_arrow().cast(msg_schema))
                 hashed = (_id_hash("message_id").alias("mid"), _id_hash("parent_id").alias("pid"))
-                ids.append(batch.messages.select(hashed))
-                n_messages += batch.messages.height
+                ids.append(batch.frame.select(hashed))
+                n_messages += batch.frame.height
             if batch.rejects.height:
                 rejects.add(0, batch.rejects)
-                for reason, n in reason_counts(batch.rejects).items():
-                    reject_counts[reason] = reject_counts.get(reason, 0) + n
+                counts.add(batch.rejects)
             if batch.file is not None:
                 files.append(batch.file)
-            if on_batch:
-                on_batch(batch.messages.height + batch.rejects.height)
     finally:
         spill.close()
         rejects.close()
@@ -174,9 +189,64 @@ def partition_source(
             shards.add(int(i), part.drop("shard"))  # type: ignore[arg-type]
     shards.close()
     spill_path.unlink()
-    n_rejects = sum(reject_counts.values())
-    record = StageRecord("ingest", "records", n_messages + n_rejects, n_messages, dict(sorted(reject_counts.items())))
-    return Partition(record, tuple(files), tuple(shards.counts))
+    record = StageRecord("ingest", "records", n_messages + counts.total, n_messages, counts.of("ingest"))
+    return Partition((record,), tuple(files), skipped, tuple(shards.counts))
+
+
+def _partition_rows(batches: Iterable[Any], folder: Path, k: int, skipped: tuple) -> Partition:
+    """Dialogues or pairs (one per record) into ``k`` shards by a stable hash of their id, in source order."""
+    rejects = _ShardFiles([folder / REJECTS_FILE], _arrow_schema(REJECT_SCHEMA))
+    shards: _ShardFiles | None = None
+    files: list[SourceFile] = []
+    counts = _Counts()
+    unit, rows = "dialogues", 0
+    for batch in batches:
+        unit = batch.table
+        frame = batch.frame.rename({"source": "source_file"})
+        if shards is None:
+            shards = _ShardFiles([shard_file(folder, i) for i in range(k)], frame.to_arrow().schema)
+        if frame.height:
+            rows += frame.height
+            shard = (pl.col("message_tree_id").hash(_SEED) % k).alias("_shard")
+            for (i,), part in (
+                frame.with_columns(shard).partition_by("_shard", as_dict=True, maintain_order=True).items()
+            ):
+                shards.add(int(i), part.drop("_shard"))  # type: ignore[arg-type]
+        if batch.rejects.height:
+            rejects.add(0, batch.rejects)
+            counts.add(batch.rejects)
+        if batch.file is not None:
+            files.append(batch.file)
+    rejects.close()
+    assert shards is not None, "a scanned source yields at least one batch"
+    shards.close()
+    records = sum(f.records for f in files)
+    converted = records - sum(counts.of("ingest").values())
+    ingest = StageRecord("ingest", "records", records, converted, counts.of("ingest"))
+    convert = StageRecord(
+        "convert", "records", converted, rows, counts.of("convert"), produced=rows, produced_unit=unit
+    )
+    return Partition((ingest, convert), tuple(files), skipped, tuple(shards.counts))
+
+
+class _Counts:
+    """Reject counts by stage and reason, summed over batches."""
+
+    def __init__(self) -> None:
+        self.by_stage: dict[str, dict[str, int]] = {}
+
+    def add(self, rejects: pl.DataFrame) -> None:
+        for (stage,), part in rejects.partition_by("stage", as_dict=True).items():
+            mine = self.by_stage.setdefault(str(stage), {})
+            for reason, n in reason_counts(part).items():
+                mine[reason] = mine.get(reason, 0) + n
+
+    def of(self, stage: str) -> dict[str, int]:
+        return dict(sorted(self.by_stage.get(stage, {}).items()))
+
+    @property
+    def total(self) -> int:
+        return sum(n for reasons in self.by_stage.values() for n in reasons.values())
 
 
 def _check_hashes(spill: Path, distinct_hashes: int) -> None:

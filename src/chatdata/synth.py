@@ -2550,8 +2550,8 @@ def write_sample(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write THE bundled sample into ``out_dir`` (normally ``chatdata.resources.sample_dir()``).
 
     ``data/{train,validation}-00000-of-00001.parquet`` (Hub schema, ~400 trees) and
-    ``extra/2023-04-12_oasst_sample_bad.messages.jsonl`` (four valid trees plus every defect of
-    :func:`_bad_cases`). Byte-identical on every call with the same pyarrow version. Returns the paths and,
+    ``extra/2023-04-12_oasst_sample_bad.messages.jsonl`` (a UTF-8 BOM, then four valid trees plus every defect
+    of :func:`_bad_cases`). Byte-identical on every call with the same pyarrow version. Returns the paths and,
     per defect, its 1-based line number and message ids.
     """
     out = Path(out_dir)
@@ -2561,7 +2561,8 @@ def write_sample(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     first_train_id = pq.read_table(shards["train"][0], columns=["message_id"]).column(0)[0].as_py()
     trees = _valid_jsonl_trees()
     lines = [_dump(r) for tree in trees[:3] for r in tree]
-    cases: dict[str, dict[str, Any]] = {}
+    # a UTF-8 byte-order mark before line 1 (editors on Windows write one): a valid record all the same
+    cases: dict[str, dict[str, Any]] = {"utf8_bom": {"line": 1, "message_ids": [trees[0][0]["message_id"]]}}
     for name, item in _bad_cases(first_train_id):
         lines.append(item if isinstance(item, str) else _dump(item))
         ids = [item["message_id"]] if isinstance(item, dict) and "message_id" in item else []
@@ -2570,7 +2571,7 @@ def write_sample(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     extra = out / "extra"
     extra.mkdir(parents=True, exist_ok=True)
     bad = extra / BAD_JSONL_NAME
-    bad.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    bad.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode("utf-8"))
     return {**shards, "bad_jsonl": bad, "bad_cases": cases}
 
 
