@@ -335,9 +335,9 @@ def _terminal_handlers() -> list[tuple[logging.Logger, logging.Handler]]:
     for name in [None, *logging.root.manager.loggerDict]:
         lg = logging.getLogger(name)
         for h in getattr(lg, "handlers", []):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                if id(getattr(h, "stream", None)) in streams or type(h).__name__ == "PrefectConsoleHandler":
-                    found.append((lg, h))
+            console = id(getattr(h, "stream", None)) in streams or type(h).__name__ == "PrefectConsoleHandler"
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) and console:
+                found.append((lg, h))
     return found
 
 

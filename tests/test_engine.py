@@ -118,15 +118,26 @@ def test_bad_input_build_accounts_for_everything(tmp_path: Path) -> None:
     Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()
     reasons = sorted(pl.read_parquet(out / "rejects")["reason"].to_list())
     assert reasons == sorted(
-        ["malformed_json", "missing_field", "orphan", "cycle", "cycle", "empty_text", "duplicate_message_id",
-         "deleted", "root_lang_not_target"]
-    )  # fmt: skip
+        [
+            "malformed_json",
+            "missing_field",
+            "orphan",
+            "cycle",
+            "cycle",
+            "empty_text",
+            "duplicate_message_id",
+            "deleted",
+            "root_lang_not_target",
+        ]
+    )
     assert sum(v["rows"] for v in build["outputs"]["default"].values()) == 1
 
 
 def test_a_recipe_left_empty_fails_with_the_reasons_unless_allowed(tmp_path: Path) -> None:
-    src = write_jsonl(tmp_path / "de.messages.jsonl", [m("de", None, "prompter", text="Hallo?", lang="de"),
-                                                       m("dea", "de", "assistant", text="Hallo!", rank=0)])  # fmt: skip
+    src = write_jsonl(
+        tmp_path / "de.messages.jsonl",
+        [m("de", None, "prompter", text="Hallo?", lang="de"), m("dea", "de", "assistant", text="Hallo!", rank=0)],
+    )
     with pytest.raises(engine.EmptyDatasetError, match=r"no row left.*root_lang_not_target.*--allow-empty"):
         build_recipes(["oasst_en"], tmp_path / "out", source=src)
     assert not (tmp_path / "out" / "oasst_en").exists()
@@ -190,10 +201,14 @@ def test_recipes_share_identical_stages_within_a_shard(real_trees: Path, tmp_pat
         calls.append(job.recipe.name)
         return real(frame, job)
 
-    monkeypatch.setattr(stages, "OASST_STAGES", tuple(
-        s if s.name != "flatten" else stages.Stage(s.name, s.reads, s.writes, s.key, counted)
-        for s in stages.OASST_STAGES
-    ))  # fmt: skip
+    monkeypatch.setattr(
+        stages,
+        "OASST_STAGES",
+        tuple(
+            s if s.name != "flatten" else stages.Stage(s.name, s.reads, s.writes, s.key, counted)
+            for s in stages.OASST_STAGES
+        ),
+    )
     out = build_recipes(["guanaco", "guanaco_uncensored"], tmp_path / "out", source=real_trees)
     assert calls == ["guanaco"]  # the second recipe reuses the first one's gates and paths
     ledgers = [json.loads((out[r] / "build.json").read_text())["ledger"] for r in out]
@@ -213,8 +228,9 @@ def test_any_shard_and_worker_count_gives_the_same_bytes(
     assert result.shards == {str(trap_source): k}
     for name in ALL:
         assert_same_tree(one_shard[name], result.outputs[name])
-        Ledger([StageRecord.from_dict(r) for r in json.loads((result.outputs[name] / "build.json").read_text())
-                ["ledger"]]).check()  # fmt: skip
+        Ledger(
+            [StageRecord.from_dict(r) for r in json.loads((result.outputs[name] / "build.json").read_text())["ledger"]]
+        ).check()
     reasons = set(pl.read_parquet(result.outputs["oasst_en"] / "rejects").get_column("reason").to_list())
     assert {"tree_id_mismatch", "orphan", "cycle", "duplicate_message_id", "parent_rejected", "malformed_json"} <= (
         reasons
@@ -247,10 +263,12 @@ def test_mask_validation_runs_per_shard_with_merged_statistics(real_trees: Path,
 
     tok = tmp_path / "tok"
     byte_level_bpe().save_pretrained(str(tok))
-    one = build_recipes(["oasst_prefs"], tmp_path / "one", source=real_trees, shards=1, tokenizer=str(tok),
-                        max_length=96)  # fmt: skip
-    many = build_recipes(["oasst_prefs"], tmp_path / "many", source=real_trees, shards=3, tokenizer=str(tok),
-                         max_length=96)  # fmt: skip
+    one = build_recipes(
+        ["oasst_prefs"], tmp_path / "one", source=real_trees, shards=1, tokenizer=str(tok), max_length=96
+    )
+    many = build_recipes(
+        ["oasst_prefs"], tmp_path / "many", source=real_trees, shards=3, tokenizer=str(tok), max_length=96
+    )
     assert_same_tree(one["oasst_prefs"], many["oasst_prefs"])
     masks = json.loads((many["oasst_prefs"] / "build.json").read_text())["notes"]["masks"]
     assert masks["max_length"] == 96 and masks["chosen"]["rows"] == masks["rejected"]["rows"] > 0
@@ -260,9 +278,10 @@ def test_mask_validation_runs_per_shard_with_merged_statistics(real_trees: Path,
 def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_path: Path) -> None:
     part = partition_source(trap_source, tmp_path, 4, batch_rows=97)
     frames = [pl.read_parquet(shard_file(tmp_path, i)) for i in range(4)]
-    assert sum(f.height for f in frames) == part.record.rows_out == sum(part.rows_per_shard)
+    (record,) = part.records
+    assert sum(f.height for f in frames) == record.rows_out == sum(part.rows_per_shard)
     assert min(part.rows_per_shard) > 0.5 * max(part.rows_per_shard)  # trees spread evenly
-    assert part.record.rows_in == sum(f.records for f in part.files)
+    assert record.rows_in == sum(f.records for f in part.files)
     where = {mid: i for i, f in enumerate(frames) for mid in f.get_column("message_id").to_list()}
     # a message sits with its parent whenever the parent is a message (links decide, not claimed tree ids)
     for f in frames:
@@ -271,7 +290,7 @@ def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_pat
                 assert where[mid] == where[parent], (mid, parent)
     assert where["ta2"] == where["ta"] and where["tb2"] == where["tb"]
     assert where["o1"] == where["o2"] == where["c1"] == where["r2"] == 0
-    assert pl.read_parquet(tmp_path / REJECTS_FILE).height == part.record.n_rejected > 0
+    assert pl.read_parquet(tmp_path / REJECTS_FILE).height == record.n_rejected > 0
     for f in frames:  # source order is kept inside a shard
         order = f.select("source", "source_line").rows()
         assert order == sorted(order, key=lambda r: (r[0].startswith("extra"), r[0], r[1]))

@@ -129,7 +129,7 @@ def test_flow_on_a_dask_cluster_matches_the_local_build(source: Path, local: dic
                 out=str(tmp_path / "out"),
                 shards=4,
                 dask_address=cluster.scheduler_address,
-            )  # fmt: skip
+            )
         )
     assert result["ran"]["shard"] == 8
     for name in RECIPES:
@@ -143,10 +143,26 @@ def test_cli_prefect_engine_prints_one_line_errors(prefect_server: Any, tmp_path
     bad.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 10)
     env = prefect_server.env()
     proc = subprocess.run(
-        [sys.executable, "-m", "chatdata.cli", "build", "--engine", "prefect", "--source", str(bad), "--out",
-         str(tmp_path / "o"), "--workers", "1"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "chatdata.cli",
+            "build",
+            "--engine",
+            "prefect",
+            "--source",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -159,6 +175,5 @@ def test_prefect_is_imported_only_by_flows() -> None:
         "import sys; import chatdata.cli, chatdata.engine, chatdata.stages, chatdata.output;"
         "print(sorted(m for m in ('prefect', 'dask', 'datasets', 'transformers', 'matplotlib') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
-                         check=True)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), check=True)
     assert out.stdout.strip() == "[]"

@@ -100,7 +100,7 @@ def test_one_off_deployment_run_builds_and_publishes(
 
     params = {
         "recipes": ["oasst_en"],
-        "source": str(tiny_source(tmp_path / "src", n_trees=6)),
+        "source": [str(tiny_source(tmp_path / "src", n_trees=6))],
         "out": str(tmp_path / "out"),
         "push_to": "tester/chatdata-oasst-en",
     }

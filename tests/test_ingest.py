@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import orjson
@@ -8,7 +9,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from chatdata.pipeline import ResolvedSource, sources_info
 from oasst_builders import m, write_jsonl
 
 from chatdata.errors import ChatdataError, InputError
@@ -283,9 +283,13 @@ def test_folder_lists_the_files_it_skips_with_reasons(tmp_path: Path) -> None:
     r = read_path(tmp_path)
     assert r.messages["message_tree_id"].unique().sort().to_list() == ["t1", "t2"]
     assert r.skipped == found.skipped
-    info = sources_info(ResolvedSource(tmp_path, str(tmp_path)), r.files)
-    assert info["skipped"] == [{"path": s.path, "reason": s.reason} for s in found.skipped]
-    assert sources_info(ResolvedSource(tmp_path, str(tmp_path)), r.files, skipped=[])["skipped"] == []
+    # a build records every file it skipped, with the reason, in build.json (and so on the card)
+    from builds import build_recipes
+
+    out = tmp_path.parent / f"{tmp_path.name}-out"
+    folder = build_recipes(["guanaco"], out, source=tmp_path, allow_empty=True)["guanaco"]
+    recorded = json.loads((folder / "build.json").read_text())["sources"]["oasst"]["skipped"]
+    assert recorded == [{"path": s.path, "reason": s.reason} for s in found.skipped]
 
 
 def test_nothing_readable_is_one_line_error_with_reasons(tmp_path: Path) -> None:

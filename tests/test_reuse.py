@@ -96,13 +96,23 @@ def test_a_deleted_or_edited_output_is_written_again(real_trees: Path, tmp_path:
 
 
 def test_a_changed_source_file_replaces_its_partition(tmp_path: Path) -> None:
-    src = write_jsonl(tmp_path / "a.messages.jsonl", [m("r", None, "prompter", text="How do I sort a list in Python?"),
-                                                      m("a", "r", "assistant", text="Use sorted().", rank=0)])  # fmt: skip
+    src = write_jsonl(
+        tmp_path / "a.messages.jsonl",
+        [
+            m("r", None, "prompter", text="How do I sort a list in Python?"),
+            m("a", "r", "assistant", text="Use sorted().", rank=0),
+        ],
+    )
     out = tmp_path / "out"
     run(["oasst_en"], out, source=src)
     parts = _entries(out, "partition")
-    write_jsonl(src, [m("r", None, "prompter", text="How do I sort a list in Python?"),
-                      m("a", "r", "assistant", text="Use the sorted() builtin.", rank=0)])  # fmt: skip
+    write_jsonl(
+        src,
+        [
+            m("r", None, "prompter", text="How do I sort a list in Python?"),
+            m("a", "r", "assistant", text="Use the sorted() builtin.", rank=0),
+        ],
+    )
     changed = run(["oasst_en"], out, source=src)
     assert changed.ran == {"partition": 1, "shard": 1, "plan": 1, "write": 1}
     assert not parts & _entries(out, "partition")

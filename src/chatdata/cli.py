@@ -62,26 +62,37 @@ def recipes() -> None:
     """List the shipped recipes (recipes/*.yaml) with their sources; a recipe file of your own works too."""
     from chatdata.recipes import shipped_recipes
 
-    table = Table("recipe", "what it builds", "sources", "rebuilds", box=None)
     for r in shipped_recipes().values():
-        sources = ", ".join(
-            f"{n} ({s.format}{', w=' + str(s.weight) if s.weight < 1 else ''})" for n, s in r.sources.items()
-        )
-        table.add_row(r.name, r.summary, sources, r.rebuilds)
-    out_console.print(table)
+        out_console.print(f"[bold]{r.name}[/]  {r.summary}", highlight=False, soft_wrap=True)
+        out_console.print(f"  rebuilds: {r.rebuilds}", highlight=False, soft_wrap=True, markup=False)
+        for name, spec in r.sources.items():
+            weight = f", weight {spec.weight}" if spec.weight < 1 else ""
+            out_console.print(
+                f"  source {name}: {spec.format}, default {spec.default}{weight}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+    out_console.print(
+        "Build one: chatdata build NAME (or your own: chatdata build path/to/recipe.yaml)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _option(name: str, field: Any) -> pyinspect.Parameter:
     """A typer option for one :class:`~chatdata.settings.BuildRequest` field: flag, type, default and help
     all come from the field's declaration."""
-    extra = field.json_schema_extra or {}
-    flag = extra.get("cli") or "--" + name.replace("_", "-")
+    from chatdata.settings import BuildRequest, meta_of
+
+    meta = meta_of(BuildRequest, name)
+    flag = meta.cli or "--" + name.replace("_", "-")
     annotation, default = field.annotation, field.default
     nullable = get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
     base = next(a for a in get_args(annotation) if a is not type(None)) if nullable else annotation
     kw: dict[str, Any] = {"help": field.description, "show_default": default not in (None, [], False)}
-    if extra.get("scale"):
-        default = default // extra["scale"]
+    if meta.scale:
+        default = default // meta.scale
     decls = flag.split("/") if "/" in flag else [flag]
     if decls[0] == "--source":
         decls.append("-s")
@@ -95,7 +106,7 @@ def _option(name: str, field: Any) -> pyinspect.Parameter:
 
 
 def _build_parameters() -> list[pyinspect.Parameter]:
-    from chatdata.settings import BuildRequest
+    from chatdata.settings import BuildRequest, meta_of
 
     params = [
         pyinspect.Parameter(
@@ -125,7 +136,7 @@ def _build_parameters() -> list[pyinspect.Parameter]:
         ),
     ]
     for name, field in BuildRequest.model_fields.items():
-        if (field.json_schema_extra or {}).get("cli") != "argument":
+        if meta_of(BuildRequest, name).cli != "argument":
             params.append(_option(name, field))
     return params
 
@@ -144,10 +155,10 @@ BUILD_HELP = (
 
 def build(recipe_names: list[str] | None = None, engine: Engine | None = None, **options: Any) -> None:
     """Build recipes into Hub dataset folders (the options are :class:`chatdata.settings.BuildRequest`)."""
-    from chatdata.settings import BuildRequest, make_request
+    from chatdata.settings import BuildRequest, make_request, meta_of
 
-    for name, field in BuildRequest.model_fields.items():
-        scale = (field.json_schema_extra or {}).get("scale")
+    for name in BuildRequest.model_fields:
+        scale = meta_of(BuildRequest, name).scale
         if scale and options.get(name) is not None:
             options[name] = options[name] * scale
     try:

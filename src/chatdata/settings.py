@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,18 +24,35 @@ Phase = Literal["source", "shard", "plan", "write", "run"]
 _DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
 
 
+@dataclass(frozen=True)
+class SettingMeta:
+    """Where a setting acts and how the command line spells it. Kept out of the JSON schema (Prefect sends the
+    parameter schema to its server, which accepts standard keywords only): pydantic calls it to edit the
+    schema, and it edits nothing."""
+
+    phase: Phase
+    cli: str | None = None
+    scale: int | None = None
+
+    def __call__(self, schema: dict[str, Any]) -> None:
+        return None
+
+
 def setting(
     default: Any, help: str, *, phase: Phase, cli: str | None = None, scale: int | None = None, **kw: Any
 ) -> Any:
     """A field with its help text and where it acts: ``cli`` overrides the flag (``--name`` by default),
     ``scale`` is the factor between the flag's unit and the field's (MB on the command line, bytes here)."""
-    extra = {"phase": phase, "cli": cli, "scale": scale}
-    return Field(default, description=help, json_schema_extra=extra, **kw)
+    return Field(default, description=help, json_schema_extra=SettingMeta(phase, cli, scale), **kw)
+
+
+def meta_of(model: type[BaseModel], name: str) -> SettingMeta:
+    extra = model.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, SettingMeta) else SettingMeta("run")
 
 
 def phase_of(model: type[BaseModel], name: str) -> Phase:
-    extra = model.model_fields[name].json_schema_extra
-    return extra["phase"] if isinstance(extra, dict) else "run"  # type: ignore[return-value]
+    return meta_of(model, name).phase
 
 
 class BuildSettings(BaseModel):
@@ -233,9 +251,8 @@ def _is_path_like(entry: str) -> bool:
 
 def flag_of(name: str) -> str:
     """The command-line flag of a :class:`BuildRequest` field."""
-    extra = BuildRequest.model_fields[name].json_schema_extra
-    cli = extra.get("cli") if isinstance(extra, dict) else None
-    if isinstance(cli, str) and cli.startswith("--"):
+    cli = meta_of(BuildRequest, name).cli
+    if cli and cli.startswith("--"):
         return cli.split("/")[0]
     return "--" + name.replace("_", "-")
 
