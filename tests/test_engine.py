@@ -12,7 +12,7 @@ from builds import build_recipes, run
 from compare import assert_same_tree, files_of
 from oasst_builders import m, write_jsonl
 
-from chatdata import engine, merge, stages
+from chatdata import artifacts, engine, merge, stages
 from chatdata.errors import ChatdataError
 from chatdata.executors import InProcess, ProcessPool
 from chatdata.ledger import Ledger, LedgerError, StageRecord
@@ -277,7 +277,7 @@ def test_mask_validation_runs_per_shard_with_merged_statistics(real_trees: Path,
 
 def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_path: Path) -> None:
     part = partition_source(trap_source, tmp_path, 4, batch_rows=97)
-    frames = [pl.read_parquet(shard_file(tmp_path, i)) for i in range(4)]
+    frames = [artifacts.load(shard_file(tmp_path, i)) for i in range(4)]
     (record,) = part.records
     assert sum(f.height for f in frames) == record.rows_out == sum(part.rows_per_shard)
     assert min(part.rows_per_shard) > 0.5 * max(part.rows_per_shard)  # trees spread evenly
@@ -290,7 +290,7 @@ def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_pat
                 assert where[mid] == where[parent], (mid, parent)
     assert where["ta2"] == where["ta"] and where["tb2"] == where["tb"]
     assert where["o1"] == where["o2"] == where["c1"] == where["r2"] == 0
-    assert pl.read_parquet(tmp_path / REJECTS_FILE).height == record.n_rejected > 0
+    assert artifacts.load(tmp_path / REJECTS_FILE).height == record.n_rejected > 0
     for f in frames:  # source order is kept inside a shard
         order = f.select("source", "source_line").rows()
         assert order == sorted(order, key=lambda r: (r[0].startswith("extra"), r[0], r[1]))

@@ -1,8 +1,8 @@
-"""Card plots: histograms binned with numpy draw the same steps as matplotlib binning every row, and the PNGs
-stay byte-identical for the same data."""
+"""Card plots: histograms binned with numpy, round ticks, and PNGs byte-identical for the same data."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +25,48 @@ def _frame(n: int, seed: int = 0) -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize("bins", [plots._log_bins(1.0, 5_000.0), [float(x) for x in range(-3, 12)]])
-def test_prebinned_steps_match_matplotlib_binning_every_row(bins: list[float]) -> None:
-    from matplotlib.figure import Figure
+def test_shares_count_every_value_once() -> None:
+    values = pl.Series(np.random.default_rng(1).lognormal(4.0, 2.0, size=5_000))
+    bins = plots._log_bins(float(values.min()), float(values.max()))
+    shares = plots._shares(values, bins)
+    assert bins[0] == max(1.0, float(values.min())) and bins[-1] == float(values.max())  # exact ends
+    assert shares.sum() == pytest.approx((values >= bins[0]).sum() / values.len())
+    assert all(a < b for a, b in itertools.pairwise(bins))
 
-    values = pl.Series(np.random.default_rng(1).lognormal(4.0, 2.0, size=5_000) - 4.0)
-    fig = Figure()
-    ax = fig.subplots()
-    raw = values.to_list()
-    _, _, (old,) = ax.hist(raw, bins=bins, weights=[1.0 / len(raw)] * len(raw), histtype="step")
-    plots._step_hist(ax, bins, plots._shares(values, bins), "#000000", "new")
-    new = ax.patches[-1]
-    assert np.allclose(old.get_path().vertices, new.get_path().vertices, rtol=0, atol=1e-12)
-    assert ax.get_legend_handles_labels()[1] == ["new"]
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 1), (0, 0.37), (0, 12_345), (-3.5, 10.0), (0, 7)])
+def test_ticks_are_round_and_cover_the_range(lo: float, hi: float) -> None:
+    ticks = plots.nice_ticks(lo, hi, 4)
+    assert 2 <= len(ticks) <= 9 and lo <= ticks[0] < ticks[-1] <= hi
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+    assert len(steps) == 1 and f"{steps.pop():.0e}"[0] in "125"
+    assert plots.log_ticks(7, 5_000) == [10.0, 100.0, 1000.0]
+    assert plots.log_ticks(1, 60) == [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]
+
+
+def test_funnel_and_languages_plots(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ledger = [
+        {"stage": "ingest", "unit": "records", "rows_in": 10, "rows_out": 9, "rejected": {"x": 1}, "source": "a"},
+        {
+            "stage": "flatten",
+            "unit": "messages",
+            "rows_in": 9,
+            "rows_out": 9,
+            "rejected": {},
+            "produced": 4,
+            "produced_unit": "dialogues",
+            "source": "a",
+        },
+        {"stage": "ingest", "unit": "records", "rows_in": 5, "rows_out": 5, "rejected": {}, "source": "b"},
+        {"stage": "splits", "unit": "dialogues", "rows_in": 9, "rows_out": 8, "rejected": {"d": 1}, "source": None},
+    ]
+    funnel = Image.open(plots.funnel_plot(ledger, tmp_path / "funnel.png"))
+    assert funnel.size[0] > 600 and funnel.size[1] > 4 * 28
+    counts = pl.DataFrame({"lang": [f"l{i}" for i in range(30)], "oasst lang": range(30), "detected": range(30)})
+    langs = Image.open(plots.languages_plot(counts, tmp_path / "languages.png", top=20))
+    assert langs.size[1] > 20 * 30  # 19 languages and "other (11)", two bars each
 
 
 def test_plots_are_byte_identical_for_the_same_data(tmp_path: Path) -> None:

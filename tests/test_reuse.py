@@ -137,7 +137,7 @@ def test_a_damaged_cache_entry_is_rebuilt(real_trees: Path, tmp_path: Path) -> N
     out = tmp_path / "out"
     run(["oasst_en"], out, source=real_trees, shards=2)
     (entry,) = [p for p in (out / ".work" / "cache" / "shard").iterdir()][:1]
-    (entry / "rows.parquet").write_bytes(b"garbage")
+    (entry / engine.ROWS).write_bytes(b"garbage")
     (out / "oasst_en" / "build.json").unlink()
     again = run(["oasst_en"], out, source=real_trees, shards=2)
     assert again.ran["shard"] == 1 and again.reused["shard"] == 1

@@ -121,7 +121,7 @@ def md_link(text: Any, url: Any) -> Markup:
     return Markup(f"[{label}]({u.replace('(', '%28').replace(')', '%29')})")
 
 
-class _CardDumper(yaml.SafeDumper):
+class _CardDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]  (libyaml's emitter)
     """SafeDumper that writes strings holding line breaks or control characters double-quoted (escaped on one
     line), so no value can put ``---`` or a new key at the start of a line."""
 
@@ -904,10 +904,12 @@ def _environment() -> Any:
 @functools.lru_cache(maxsize=4)
 def _cached_environment(templates: str) -> Any:
     """One Jinja environment per template folder, so templates compile once per process."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
     env = Environment(
         loader=FileSystemLoader(templates),
+        # compiled templates kept in the temp folder, keyed by their source: compiling costs more than rendering
+        bytecode_cache=FileSystemBytecodeCache(),
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalize,

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatdata import artifacts
 from chatdata.cache import Store, code_fingerprint, content_key, sha256_file, workspace_lock
 from chatdata.errors import ChatdataError
 from chatdata.executors import Executor, InProcess
@@ -39,7 +40,11 @@ from chatdata.settings import BuildRequest, BuildSettings
 BUNDLED = "bundled-sample"
 #: messages per shard when the shard count is automatic (a shard's stages peak at ~1 GB per 250k messages)
 TARGET_SHARD_MESSAGES = 150_000
+#: below this many input records the writes run faster in this process than in spawned workers
+POOL_ROWS = 20_000
 PARTITION, SHARD, PLAN = "partition", "shard", "plan"
+#: the files of a shard entry: surviving rows, their split keys, the shard's rejects, dialogues per tree
+ROWS, KEYS, SHARD_REJECTS, PER_TREE = (f"{n}{artifacts.SUFFIX}" for n in ("rows", "keys", "rejects", "per-tree"))
 Progress = Callable[[str, str], None]  # (phase, label) when a task ends
 
 
@@ -162,7 +167,6 @@ class PartitionTask:
 
 def partition_task(task: PartitionTask) -> dict[str, Any]:
     """Cut one source into ``k`` shards in a cache entry; return its metadata."""
-    import polars as pl
 
     from chatdata.output import with_row_bytes
     from chatdata.partition import REJECTS_FILE, partition_source
@@ -176,8 +180,8 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
             part = partition_source(
                 Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
             )
-            rejects = sort_rejects(pl.read_parquet(tmp / REJECTS_FILE))  # publish order, sizes measured once
-            with_row_bytes(rejects, list(REJECT_SCHEMA)).write_parquet(tmp / REJECTS_FILE, statistics=False)
+            rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # publish order, sizes measured once
+            artifacts.save(with_row_bytes(rejects, list(REJECT_SCHEMA)), tmp / REJECTS_FILE)
             meta = {
                 "k": task.k,
                 "records": [r.to_dict() for r in part.records],
@@ -215,7 +219,6 @@ class ShardTask:
 
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result; return how many ran."""
-    import polars as pl
 
     from chatdata.output import BYTES, with_row_bytes
     from chatdata.partition import REJECTS_FILE, shard_file
@@ -230,12 +233,12 @@ def shard_task(task: ShardTask) -> int:
     folder = store.path(PARTITION, task.partition)
     settings = BuildSettings(**task.settings)
     jobs = [Job(get_recipe(j.recipe), j.source, settings) for j in todo]
-    frame = pl.read_parquet(shard_file(folder, task.shard))
+    frame = artifacts.load(shard_file(folder, task.shard))
     kind = jobs[0].spec.format
     if kind == "oasst":
         rejected = None
         if task.shard == 0:
-            rejected = pl.read_parquet(folder / REJECTS_FILE, columns=["message_id"]).get_column("message_id")
+            rejected = artifacts.load(folder / REJECTS_FILE, ["message_id"]).get_column("message_id")
         outputs = run_shard(
             jobs, messages=frame, ingest_rejected=rejected.drop_nulls() if rejected is not None else None
         )
@@ -244,13 +247,13 @@ def shard_task(task: ShardTask) -> int:
     for spec, job, out in zip(todo, jobs, outputs, strict=True):
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
-            out.rows.write_parquet(tmp / "rows.parquet", compression="lz4", statistics=False)
+            artifacts.save(out.rows, tmp / ROWS)
             keys = split_keys(out.rows, dedupe_columns=job.recipe.message_columns)
             keys = keys.with_columns(with_row_bytes(out.rows).get_column(BYTES))
-            keys.write_parquet(tmp / "keys.parquet", compression="lz4", statistics=False)
+            artifacts.save(keys, tmp / KEYS)
             rejects = with_row_bytes(out.rejects, list(REJECT_SCHEMA))
-            rejects.write_parquet(tmp / "rejects.parquet", compression="lz4", statistics=False)
-            out.per_tree.to_frame("count").write_parquet(tmp / "per-tree.parquet", statistics=False)
+            artifacts.save(rejects, tmp / SHARD_REJECTS)
+            artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
                 _save_masks(out.masks, tmp)
     return len(todo)
@@ -259,13 +262,12 @@ def shard_task(task: ShardTask) -> int:
 def _save_masks(masks: dict[str, Any], folder: Path) -> None:
     columns = masks["columns"]
     for column, part in columns.items():
-        part["rows"].write_parquet(folder / f"masks-{column}.parquet", statistics=False)
+        artifacts.save(part["rows"], folder / f"masks-{column}{artifacts.SUFFIX}")
     info = {"settings": masks["settings"], "columns": {c: p["stats"] for c, p in columns.items()}}
     (folder / "masks.json").write_text(json.dumps(info, sort_keys=True, default=str))
 
 
 def _load_masks(folder: Path) -> dict[str, Any] | None:
-    import polars as pl
 
     path = folder / "masks.json"
     if not path.is_file():
@@ -274,7 +276,7 @@ def _load_masks(folder: Path) -> dict[str, Any] | None:
     return {
         "settings": info["settings"],
         "columns": {
-            c: {"rows": pl.read_parquet(folder / f"masks-{c}.parquet"), "stats": stats}
+            c: {"rows": artifacts.load(folder / f"masks-{c}{artifacts.SUFFIX}"), "stats": stats}
             for c, stats in info["columns"].items()
         },
     }
@@ -446,19 +448,7 @@ def build(
             parts[ref] = (key, k)
             if store.get(PARTITION, key) is None:
                 tasks.append(PartitionTask(str(store.root), key, res, k))
-        executor.prepare(max((k for _, k in parts.values()), default=1) * len(recipes))
-        say(f"partition {len(tasks)} source(s)" if tasks else "partitions reused")
-        executor.map(
-            partition_task,
-            tasks,
-            phase=PARTITION,
-            labels=[t.resolved.ref.spec for t in tasks],
-            on_done=_tell(on_done, PARTITION),
-        )
-        ran(PARTITION, len(tasks), len(distinct))
-        metas = {ref: partition_meta(store, key) for ref, (key, _) in parts.items()}
-
-        # 2. shards
+        # 2. shards (their keys need only the partitions' keys: what is missing is known before any work)
         pieces: dict[str, list[Piece]] = {}
         by_shard: dict[tuple[str, int], list[JobSpec]] = {}
         for r in recipes:
@@ -474,6 +464,18 @@ def build(
             for (part, i), jobs in by_shard.items()
             if any(store.get(SHARD, j.key) is None for j in jobs)
         ]
+        executor.prepare(len(shard_tasks))
+        say(f"partition {len(tasks)} source(s)" if tasks else "partitions reused")
+        executor.map(
+            partition_task,
+            tasks,
+            phase=PARTITION,
+            labels=[t.resolved.ref.spec for t in tasks],
+            on_done=_tell(on_done, PARTITION),
+        )
+        ran(PARTITION, len(tasks), len(distinct))
+        metas = {ref: partition_meta(store, key) for ref, (key, _) in parts.items()}
+
         n_jobs = sum(len(j) for j in by_shard.values())
         say(f"stages on {len(shard_tasks)} of {len(by_shard)} shard(s)")
         counts = executor.map(
@@ -536,6 +538,8 @@ def build(
                 )
             )
         say(f"write {len(write_tasks)} recipe(s)" if write_tasks else "outputs unchanged")
+        rows = sum(estimate_rows(resolved[ref]) for ref in distinct)
+        executor.prepare(len(write_tasks) if rows >= POOL_ROWS else 1)
         executor.map(
             write_task,
             write_tasks,

@@ -93,7 +93,9 @@ def _warm() -> None:
 
 
 class ProcessPool(Executor):
-    """Spawned worker processes (polars is not fork-safe); a phase of one task runs in this process."""
+    """Spawned worker processes (polars is not fork-safe). The pool starts when :meth:`prepare` announces
+    parallel work; until then, and for a phase of one task, tasks run in this process (spawning costs a second
+    of imports per worker, more than a small build's work)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
@@ -129,7 +131,7 @@ class ProcessPool(Executor):
         on_done: OnDone | None = None,
     ) -> list[R]:
         names = _labels(items, labels, phase)
-        if len(items) <= 1 or self.workers == 1:
+        if len(items) <= 1 or self._pool is None:  # a small build never started the pool (see prepare)
             return InProcess().map(fn, items, phase=phase, labels=names, on_done=on_done)
         pool = self._start()
         futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from chatdata import artifacts
 from chatdata.writer import to_arrow
 
 #: rows per merged output chunk
@@ -57,9 +57,7 @@ class PieceReader:
         if isinstance(source, pa.Table):
             self._batches: Iterator[pa.RecordBatch] = iter(source.to_batches(max_chunksize=READ_ROWS))
         else:
-            # no pre-buffering: it holds ~30 MB of a file per reader, and a merge opens one reader per piece
-            file = pq.ParquetFile(source, pre_buffer=False)
-            self._batches = file.iter_batches(batch_size=READ_ROWS, columns=columns)
+            self._batches = _rebatched(artifacts.batches(source, columns), READ_ROWS)
         self._buffer: pa.Table | None = None
 
     def _next(self) -> pa.Table:
@@ -68,7 +66,7 @@ class PieceReader:
         if self._mask is not None:
             keep = self._mask[self._offset : self._offset + table.num_rows]
             self._offset += table.num_rows
-            table = table.filter(pa.array(keep))
+            table = table.filter(_arrow(keep))
         return self._prepare(table) if self._prepare else table
 
     def take(self, n: int) -> pa.Table:
@@ -83,6 +81,13 @@ class PieceReader:
         return pa.concat_tables(parts)
 
 
+def _rebatched(batches: Iterator[pa.RecordBatch], n: int) -> Iterator[pa.RecordBatch]:
+    """The batches cut into slices of at most ``n`` rows."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, n):
+            yield batch.slice(start, n)
+
+
 def merged_chunks(readers: list[PieceReader], sequence: np.ndarray, schema: pa.Schema) -> Iterator[pa.Table]:
     """Tables in output order, :data:`CHUNK_ROWS` rows at a time, each row from the piece ``sequence`` names."""
     for start in range(0, len(sequence), CHUNK_ROWS):
@@ -92,7 +97,12 @@ def merged_chunks(readers: list[PieceReader], sequence: np.ndarray, schema: pa.S
         grouped = np.argsort(seq, kind="stable")
         index = np.empty(len(seq), dtype=np.int64)
         index[grouped] = np.arange(len(seq))
-        yield table.take(pa.array(index))
+        yield table.take(_arrow(index))
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array as Arrow, through polars (``pa.array`` on numpy imports pandas: 0.4 s of a small build)."""
+    return pl.Series(values).to_arrow()
 
 
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:

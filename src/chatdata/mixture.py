@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from chatdata import artifacts
 from chatdata.cache import Store
 from chatdata.recipes import Recipe
 from chatdata.settings import BuildSettings
@@ -27,7 +28,7 @@ ROW_BITS = 40
 
 
 def piece_file(folder: Path, i: int) -> Path:
-    return folder / f"piece-{i:05d}.parquet"
+    return folder / f"piece-{i:05d}{artifacts.SUFFIX}"
 
 
 def split_options(recipe: Recipe, settings: BuildSettings) -> dict[str, Any]:
@@ -83,11 +84,11 @@ def apply_weights(rows: pl.DataFrame, recipe: Recipe, sources: list[str]) -> tup
 def plan_recipe(recipe: Recipe, settings: BuildSettings, store: Store, pieces: Any, folder: Path) -> dict[str, Any]:
     """Plan the splits of one recipe over its pieces (``chatdata.engine.Piece``); write each piece's plan rows
     (``_row``, ``split``, ``_reason``, ``_evidence``, in row order) to ``folder``; return the counts."""
-    from chatdata.engine import SHARD
+    from chatdata.engine import KEYS, SHARD
 
     keys = []
     for i, piece in enumerate(pieces):
-        k = pl.read_parquet(store.path(SHARD, piece.job) / "keys.parquet")
+        k = artifacts.load(store.path(SHARD, piece.job) / KEYS)
         keys.append(
             k.with_columns(
                 (pl.int_range(k.height, dtype=pl.UInt64) + (i << ROW_BITS)).alias("_row"),
@@ -98,9 +99,8 @@ def plan_recipe(recipe: Recipe, settings: BuildSettings, store: Store, pieces: A
     sources = list(recipe.sources)
     if frame.is_empty():
         for i in range(len(pieces)):
-            pl.DataFrame(
-                schema={"_row": pl.UInt64, "split": pl.String, "_reason": pl.String, "_evidence": pl.String}
-            ).write_parquet(piece_file(folder, i))
+            empty = {"_row": pl.UInt64, "split": pl.String, "_reason": pl.String, "_evidence": pl.String}
+            artifacts.save(pl.DataFrame(schema=empty), piece_file(folder, i))
         return {"counts": {}, "moved": 0, "rows": 0, "mix": {}, "weights": {}}
     plan = plan_splits(frame.drop("_src"), **split_options(recipe, settings))
     rows = plan.rows.join(frame.select("_row", "_src", "message_tree_id", "dialogue_id"), on="_row", how="left")
@@ -114,7 +114,7 @@ def plan_recipe(recipe: Recipe, settings: BuildSettings, store: Store, pieces: A
     parts = ordered.partition_by("_piece", as_dict=True, include_key=False)
     for i in range(len(pieces)):
         part = parts.get((i,), ordered.clear().drop("_piece"))
-        part.select("_row", "split", "_reason", "_evidence").write_parquet(piece_file(folder, i), statistics=False)
+        artifacts.save(part.select("_row", "split", "_reason", "_evidence"), piece_file(folder, i))
     live = rows.filter(pl.col("_reason").is_null())
     mix = {
         name: {split: live.filter((pl.col("_src") == i) & (pl.col("split") == split)).height for split in recipe.splits}

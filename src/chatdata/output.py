@@ -23,7 +23,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from chatdata import __version__
+from chatdata import __version__, artifacts
 from chatdata.errors import ChatdataError
 from chatdata.ledger import Ledger, LedgerError, StageRecord
 from chatdata.writer import payload_bytes, row_payload_bytes, to_arrow
@@ -126,7 +126,7 @@ def sum_records(records: list[StageRecord]) -> StageRecord:
 def recipe_ledger(task: Any, store: Any, plan: dict[str, Any]) -> Ledger:
     """Per source: what its partition counted, then its shards' records summed stage by stage (flatten's
     per-tree statistics over all trees); then the mixture's ``splits`` record."""
-    from chatdata.engine import SHARD, partition_meta
+    from chatdata.engine import PER_TREE, SHARD, partition_meta
     from chatdata.stages import per_tree_notes
 
     ledger = Ledger()
@@ -139,7 +139,7 @@ def recipe_ledger(task: Any, store: Any, plan: dict[str, Any]) -> Ledger:
         for stage_index in range(len(per_shard[0])):
             record = sum_records([records[stage_index] for records in per_shard])
             if record.stage == "flatten":
-                counts = pl.concat([pl.read_parquet(store.path(SHARD, j) / "per-tree.parquet") for j in jobs])
+                counts = pl.concat([artifacts.load(store.path(SHARD, j) / PER_TREE) for j in jobs])
                 record.notes = per_tree_notes(record.produced_unit or "dialogues", counts.get_column("count"))
             ledger.add(record)
         last_out += ledger.records[-1].carried
@@ -165,17 +165,16 @@ def _empty_reasons(ledger: Ledger) -> str:
 
 def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame]) -> dict[str, TableStream]:
     """Every split as a merged stream: per source in order, its shards' rows merged by (tree, dialogue)."""
-    from chatdata.engine import SHARD
+    from chatdata.engine import KEYS, ROWS, SHARD
     from chatdata.merge import PieceReader, merge_order, merged_chunks, union_schema
 
     recipe_splits = _recipe(task).splits
-    paths = [store.path(SHARD, p.job) / "rows.parquet" for p in task.pieces]
-    schemas = [pl.read_parquet_schema(p) for p in paths]
+    paths = [store.path(SHARD, p.job) / ROWS for p in task.pieces]
+    schemas = [artifacts.schema(p) for p in paths]
     columns = publish_columns(dict.fromkeys(c for s in schemas for c in s))
     schema = union_schema([{c: d for c, d in s.items() if c in columns} for s in schemas], first=tuple(columns))
     keys = [
-        pl.read_parquet(store.path(SHARD, p.job) / "keys.parquet", columns=["message_tree_id", "dialogue_id", BYTES])
-        for p in task.pieces
+        artifacts.load(store.path(SHARD, p.job) / KEYS, ["message_tree_id", "dialogue_id", BYTES]) for p in task.pieces
     ]
     streams = {}
     for split in recipe_splits:
@@ -211,7 +210,7 @@ def _source_ordered(pieces: Any, keys: list[pl.DataFrame], by: tuple[str, ...], 
 
 def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> list[pl.DataFrame]:
     """Per piece, its rows the plan dropped (leaks under ``drop``, duplicates, mixture fractions) as rejects."""
-    from chatdata.engine import SHARD
+    from chatdata.engine import ROWS, SHARD
     from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
     from chatdata.splits import dialogue_rejects
     from chatdata.stages import sort_rejects
@@ -222,7 +221,7 @@ def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -
         if not dropped.any():
             out.append(empty_rejects())
             continue
-        rows = pl.read_parquet(store.path(SHARD, piece.job) / "rows.parquet").filter(dropped)
+        rows = artifacts.load(store.path(SHARD, piece.job) / ROWS).filter(dropped)
         rows = rows.with_columns(plan.filter(dropped).select("_reason", "_evidence"))
         rejects = dialogue_rejects(
             rows, stage="splits", reason=pl.col("_reason"), evidence=pl.col("_evidence"), unit=unit
@@ -233,7 +232,7 @@ def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -
 
 def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> TableStream:
     """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order."""
-    from chatdata.engine import PARTITION, SHARD
+    from chatdata.engine import PARTITION, SHARD, SHARD_REJECTS
     from chatdata.merge import PieceReader, merge_order, merged_chunks
     from chatdata.partition import REJECTS_FILE
     from chatdata.schema import REJECT_SCHEMA
@@ -245,13 +244,11 @@ def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str)
         pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE))
         for piece, extra in zip(task.pieces, plan_rejects, strict=True):
             if piece.source == source:
-                pieces.append((source, store.path(SHARD, piece.job) / "rejects.parquet"))
+                pieces.append((source, store.path(SHARD, piece.job) / SHARD_REJECTS))
                 if extra.height:
                     pieces.append((source, with_row_bytes(extra, list(extra.columns))))
     columns = [*REJECT_ORDER, BYTES]
-    keys = [
-        p.select(columns) if isinstance(p, pl.DataFrame) else pl.read_parquet(p, columns=columns) for _, p in pieces
-    ]
+    keys = [p.select(columns) if isinstance(p, pl.DataFrame) else artifacts.load(p, columns) for _, p in pieces]
     sequence = _source_ordered([_Tag(s) for s, _ in pieces], keys, REJECT_ORDER, merge_order)
     schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
     internal = list(REJECT_SCHEMA)
@@ -287,7 +284,9 @@ def _published_reject_schema() -> dict[str, pl.DataType]:
 def _publish_rejects(source: str) -> Any:
     def prepare(table: pa.Table) -> pa.Table:
         table = table.rename_columns(["source_file" if c == "source" else c for c in table.column_names])
-        return table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
+        # built through polars: pa.array on a Python list imports pandas (0.4 s of a small build)
+        name = pl.repeat(source, table.num_rows, dtype=pl.String, eager=True).to_arrow().cast(pa.string())
+        return table.append_column("source", name)
 
     return prepare
 
@@ -315,7 +314,7 @@ def write_recipe(task: Any, store: Any) -> None:
             f"recipe {recipe.name}: no row left to publish (removed by {_empty_reasons(ledger)}); check the source "
             "and the filters, or pass --allow-empty to write an empty dataset"
         )
-    plans = [pl.read_parquet(piece_file(plan_dir, i)) for i in range(len(task.pieces))]
+    plans = [artifacts.load(piece_file(plan_dir, i)) for i in range(len(task.pieces))]
     unit = "pair" if recipe.output == "prefs" else "dialogue"
     masks = [m for p in task.pieces if (m := _load_masks(store.path(SHARD, p.job))) is not None]
     notes = merge_mask_notes(masks, settings.max_length) if masks else None

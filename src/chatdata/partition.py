@@ -22,8 +22,8 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from chatdata import artifacts
 from chatdata.detect import SkippedFile
 from chatdata.ingest import SourceFile
 from chatdata.ledger import StageRecord
@@ -37,7 +37,7 @@ _MIN_FLUSH_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Partition:
-    """The shard files written (``shard-0000i.parquet``, ``rejects.parquet``), what ingest counted (one record
+    """The shard files written (``shard-0000i.arrow``, ``rejects.arrow``), what ingest counted (one record
     per stage: ``ingest``, and ``convert`` for sources of dialogues or pairs), the files read and skipped."""
 
     records: tuple[StageRecord, ...]
@@ -47,10 +47,10 @@ class Partition:
 
 
 def shard_file(folder: Path, i: int) -> Path:
-    return folder / f"shard-{i:05d}.parquet"
+    return folder / f"shard-{i:05d}{artifacts.SUFFIX}"
 
 
-REJECTS_FILE = "rejects.parquet"
+REJECTS_FILE = f"rejects{artifacts.SUFFIX}"
 
 
 def _id_hash(col: str) -> pl.Expr:
@@ -83,7 +83,7 @@ class _ShardFiles:
         self.paths, self.schema = paths, schema
         self.buffers: list[list[pl.DataFrame]] = [[] for _ in paths]
         self.counts = [0] * len(paths)
-        self.writers: list[pq.ParquetWriter | None] = [None] * len(paths)
+        self.writers: list[artifacts.Writer | None] = [None] * len(paths)
         self.sizes = [0] * len(paths)
         # all buffers together stay under ~_BUFFER_BYTES whatever the number of shards
         self.flush_bytes = max(_MIN_FLUSH_BYTES, _BUFFER_BYTES // len(paths))
@@ -102,8 +102,8 @@ class _ShardFiles:
         self.buffers[i], self.sizes[i] = [], 0
         if self.writers[i] is None:
             self.paths[i].parent.mkdir(parents=True, exist_ok=True)
-            self.writers[i] = pq.ParquetWriter(self.paths[i], self.schema, compression="lz4", write_statistics=False)
-        self.writers[i].write_table(table)  # type: ignore[union-attr]
+            self.writers[i] = artifacts.Writer(self.paths[i], self.schema)
+        self.writers[i].write(table)  # type: ignore[union-attr]
 
     def close(self) -> None:
         for i, path in enumerate(self.paths):
@@ -111,7 +111,7 @@ class _ShardFiles:
             writer = self.writers[i]
             if writer is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(self.schema.empty_table(), path, compression="lz4")
+                artifacts.Writer(path, self.schema).close()
             else:
                 writer.close()
 
@@ -147,8 +147,8 @@ def partition_source(
 
 def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: int, skipped: tuple) -> Partition:
     msg_schema, rej_schema = _arrow_schema(MESSAGE_SCHEMA), _arrow_schema(REJECT_SCHEMA)
-    spill_path = folder / ".messages.spill.parquet"
-    spill = pq.ParquetWriter(spill_path, msg_schema, compression="lz4", write_statistics=False)
+    spill_path = folder / f".messages.spill{artifacts.SUFFIX}"
+    spill = artifacts.Writer(spill_path, msg_schema)
     rejects = _ShardFiles([folder / REJECTS_FILE], rej_schema)
     ids: list[pl.DataFrame] = []
     files: list[SourceFile] = []
@@ -157,7 +157,7 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
     try:
         for batch in batches:
             if batch.frame.height:
-                spill.write_table(batch.frame.to_arrow().cast(msg_schema))
+                spill.write(batch.frame.to_arrow().cast(msg_schema))
                 hashed = (_id_hash("message_id").alias("mid"), _id_hash("parent_id").alias("pid"))
                 ids.append(batch.frame.select(hashed))
                 n_messages += batch.frame.height
@@ -180,7 +180,7 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
     del all_ids, routes
     shards = _ShardFiles([shard_file(folder, i) for i in range(k)], msg_schema)
     start = 0
-    for rb in pq.ParquetFile(spill_path).iter_batches(batch_size=batch_rows):
+    for rb in artifacts.batches(spill_path):
         frame = pl.from_arrow(rb)
         assert isinstance(frame, pl.DataFrame)
         frame = frame.with_columns(pl.Series("shard", shard_of[start : start + frame.height]))
@@ -251,7 +251,7 @@ class _Counts:
 
 def _check_hashes(spill: Path, distinct_hashes: int) -> None:
     """Routing joins on 64-bit hashes; make sure no two distinct message ids share one."""
-    ids = pl.scan_parquet(spill).select(pl.col("message_id").n_unique()).collect().item()
+    ids = pl.scan_ipc(spill).select(pl.col("message_id").n_unique()).collect().item()
     if ids != distinct_hashes:
         raise RuntimeError(
             f"{ids} distinct message ids but {distinct_hashes} distinct id hashes: a 64-bit collision; "

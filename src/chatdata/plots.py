@@ -1,98 +1,76 @@
 """PNG plots for dataset cards: the stage funnel, dialogue lengths per split, languages, preference margins.
 
-Every function takes plain data (ledger dicts or polars frames) and an output path, and writes one PNG. The
-output is byte-for-byte deterministic: figures are drawn with the Agg renderer outside pyplot (no global
-state), under a fixed ``rc_context`` (font, sizes, ``svg.hashsalt``), with fixed margins, and saved
-without the ``Software`` text chunk (Agg writes no timestamp). The same data always gives the same bytes, so a
-rebuild does not re-upload unchanged plots.
+Every function takes plain data (ledger dicts or polars frames) and an output path, and writes one PNG. Charts
+are drawn with Pillow: axis-aligned rectangles and lines on integer pixels, text rendered by FreeType with the
+font bundled in Pillow, the PNG written with no metadata. That is a few milliseconds per chart (a matplotlib
+figure cost ~0.3 s, the largest part of a small build) and the bytes depend only on the data, so a rebuild does
+not re-upload unchanged plots. Histograms are binned with numpy, so drawing costs the same for any row count.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-DPI = 100
+from chatdata import exactmath
+
 #: colours per row unit (colour-blind friendly Okabe-Ito hues), then per split
 UNIT_COLOURS = {"records": "#999999", "messages": "#0072B2", "dialogues": "#009E73", "pairs": "#CC79A7"}
 SPLIT_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 DROP_COLOUR = "#D55E00"
-RC: dict[str, Any] = {
-    "svg.hashsalt": "chatdata",
-    "font.family": "DejaVu Sans",
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.titleweight": "bold",
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "path.simplify": False,
-    "savefig.dpi": DPI,
-}
+INK, GRID, AXIS = "#222222", "#E6E6E6", "#888888"
+TITLE, LABEL, TICK = 15, 12, 11
 
 
-#: matplotlib's state (rcParams, the font cache) is global and not thread-safe: threads (a Dask worker's, a
-#: thread pool's) draw one figure at a time, or two cards drawn at once would not be byte-identical
-_DRAWING = threading.RLock()
+@functools.cache
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
 
 
-@contextmanager
-def _figure(
-    width: float,
-    height: float,
-    *,
-    ncols: int = 1,
-    left: float = 0.75,
-    right: float = 0.25,
-    top: float = 0.45,
-    bottom: float = 0.6,
-    gap: float = 0.8,
-) -> Iterator[tuple[Any, list[Any]]]:
-    """A figure with fixed margins in inches (cheaper than constrained layout and just as stable)."""
-    import matplotlib
+class _Canvas:
+    """A white RGB image with text helpers (sizes in pixels)."""
 
-    with _DRAWING, matplotlib.rc_context(RC):
-        from matplotlib.figure import Figure
+    def __init__(self, width: int, height: int) -> None:
+        from PIL import Image, ImageDraw
 
-        fig = Figure(figsize=(width, height), dpi=DPI)
-        axes_w = (width - left - right - gap * (ncols - 1)) / ncols
-        fig.subplots_adjust(
-            left=left / width,
-            right=1 - right / width,
-            top=1 - top / height,
-            bottom=bottom / height,
-            wspace=gap / max(axes_w, 0.1),
-        )
-        axes = fig.subplots(1, ncols, squeeze=False)[0]
-        yield fig, list(axes)
+        self.image = Image.new("RGB", (int(width), int(height)), "white")
+        self.draw = ImageDraw.Draw(self.image)
 
+    def text(self, xy: tuple[float, float], s: str, size: int = TICK, fill: str = INK, anchor: str = "la") -> None:
+        self.draw.text((round(xy[0]), round(xy[1])), s, font=_font(size), fill=fill, anchor=anchor)
 
-def _label_inches(labels: Sequence[str], size: float = 9.0) -> float:
-    """Rough width of the longest tick label (DejaVu Sans averages ~0.6 em per character)."""
-    return max((len(str(x)) for x in labels), default=1) * size * 0.6 / 72
+    def width_of(self, s: str, size: int = TICK) -> int:
+        return math.ceil(self.draw.textlength(s, font=_font(size)))
 
+    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: str) -> None:
+        a, b = sorted((round(x0), round(x1)))
+        c, d = sorted((round(y0), round(y1)))
+        if b > a and d > c:
+            self.draw.rectangle((a, c, b - 1, d - 1), fill=fill)
 
-def save_png(fig: Any, path: Path) -> Path:
-    """Save ``fig`` as a PNG with no metadata that varies (no Software chunk, Agg writes no time)."""
-    import matplotlib
+    def line(self, points: list[tuple[float, float]], fill: str, width: int = 1) -> None:
+        self.draw.line([(round(x), round(y)) for x, y in points], fill=fill, width=width)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _DRAWING, matplotlib.rc_context(RC):
-        fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
-    return path
+    def legend(self, x: float, y: float, items: list[tuple[str, str]], size: int = TICK) -> None:
+        """Coloured squares with labels, left to right from ``(x, y)`` (the top left corner)."""
+        for colour, label in items:
+            self.rect(x, y + 2, x + 12, y + 14, colour)
+            self.text((x + 18, y + 8), label, size, anchor="lm")
+            x += 18 + self.width_of(label, size) + 22
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.image.save(path, format="PNG", compress_level=6)
+        return path
 
 
 def _short(n: float) -> str:
@@ -100,14 +78,97 @@ def _short(n: float) -> str:
     for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
             return f"{n / div:.3g}{suffix}"
-    return f"{n:.0f}"
+    return f"{n:.3g}" if n != int(n) else f"{n:.0f}"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.0f}%" if v >= 0.01 or v == 0 else f"{100 * v:.1f}%"
+
+
+def _log10(x: float) -> float:
+    """log10 from :mod:`chatdata.exactmath` (libm's last bit differs between machines; plots must not)."""
+    return float(exactmath.log(x)) / _LN10
+
+
+_LN10 = 2.302585092994046
+
+
+def _pow10(x: float) -> float:
+    return float(exactmath.pow10(x))
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (1, 2 or 5 times a power of ten apart) covering ``[lo, hi]``."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    power = 10.0 ** math.floor(_log10(raw) + 1e-9)
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2, 5 × powers of ten inside ``[lo, hi]`` (every one when there are few, else the powers only)."""
+    out = []
+    for e in range(math.floor(_log10(max(lo, 1e-12)) + 1e-9), math.ceil(_log10(max(hi, 1e-12)) - 1e-9) + 1):
+        out += [m * 10.0**e for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    return out if len(out) <= 8 else [t for t in out if f"{t:.0e}".startswith("1e")]
+
+
+class _Scale:
+    """Data values to pixels along one axis (linear or log10)."""
+
+    def __init__(self, lo: float, hi: float, p0: float, p1: float, *, log: bool = False) -> None:
+        self.log = log
+        self.lo, self.hi = (_log10(lo), _log10(hi)) if log else (lo, hi)
+        if self.hi <= self.lo:
+            self.hi = self.lo + 1
+        self.p0, self.p1 = p0, p1
+
+    def __call__(self, v: float) -> float:
+        x = _log10(max(v, 1e-12)) if self.log else v
+        return self.p0 + (x - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
+
+
+def _frame_axes(
+    c: _Canvas,
+    box: tuple[float, float, float, float],
+    xs: _Scale,
+    ys: _Scale,
+    xticks: list[float],
+    yticks: list[float],
+    xfmt: Any,
+    yfmt: Any,
+) -> None:
+    """Grid lines, tick labels and the axis lines of a plot area ``box`` = (left, top, right, bottom)."""
+    left, top, right, bottom = box
+    for t in yticks:
+        y = ys(t)
+        c.line([(left, y), (right, y)], GRID)
+        c.text((left - 6, y), yfmt(t), TICK, anchor="rm")
+    for t in xticks:
+        x = xs(t)
+        c.line([(x, top), (x, bottom)], GRID)
+        c.text((x, bottom + 6), xfmt(t), TICK, anchor="ma")
+    c.line([(left, top), (left, bottom), (right, bottom)], AXIS)
+
+
+def _unit(unit: str, n: int) -> str:
+    return unit[:-1] if n == 1 and unit.endswith("s") else unit
+
+
+def _stage_label(record: dict[str, Any], many_sources: bool) -> str:
+    source = record.get("source")
+    return f"{source}: {record['stage']}" if many_sources and source else str(record["stage"])
 
 
 def funnel_plot(ledger: Sequence[dict[str, Any]], path: Path) -> Path:
     """Horizontal bars: rows kept after each ledger stage, coloured and labelled by unit; the rows each stage
     rejected are printed in red at the right. A stage that changes unit (``flatten``: messages in, dialogues
-    out) is drawn in its produced unit."""
-    stages = [str(r["stage"]) for r in ledger]
+    out) is drawn in its produced unit; with several sources each stage is named after its source."""
+    many = len({r.get("source") for r in ledger if r.get("source")}) > 1
+    stages = [_stage_label(r, many) for r in ledger]
     values, units, drops, units_in = [], [], [], []
     for r in ledger:
         produced = r.get("produced")
@@ -115,50 +176,42 @@ def funnel_plot(ledger: Sequence[dict[str, Any]], path: Path) -> Path:
         units.append(str(r.get("produced_unit") or r["unit"]))
         drops.append(int(sum((r.get("rejected") or {}).values())))
         units_in.append(str(r["unit"]))
-    height = 1.2 + 0.42 * max(len(stages), 1)
-    margins = {"left": _label_inches(stages) + 0.3, "right": 0.2, "top": 0.4, "bottom": 0.55}
-    with _figure(9.0, height, **margins) as (fig, (ax,)):
-        y = list(range(len(stages)))
-        ax.barh(y, values, color=[UNIT_COLOURS.get(u, "#E69F00") for u in units], height=0.65)
-        top = max(values, default=1) or 1
-        for i, (v, d) in enumerate(zip(values, drops, strict=True)):
-            ax.text(v + top * 0.01, i, f"{v:,} {_unit(units[i], v)}", va="center", ha="left", fontsize=9)
-            if d:
-                ax.text(
-                    top * 1.69,
-                    i,
-                    f"−{d:,} {_unit(units_in[i], d)}",
-                    va="center",
-                    ha="right",
-                    fontsize=9,
-                    color=DROP_COLOUR,
-                )
-        ax.set_yticks(y, stages)
-        ax.invert_yaxis()
-        ax.set_xlim(0, top * 1.7)
-        ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_formatter(_short_formatter())
-        ax.set_xlabel("rows kept after the stage (red: rows the stage rejected)")
-        ax.set_title("Pipeline funnel: rows kept after each stage")
-        return save_png(fig, path)
-
-
-def _unit(unit: str, n: int) -> str:
-    return unit[:-1] if n == 1 and unit.endswith("s") else unit
-
-
-def _short_formatter() -> Any:
-    from matplotlib.ticker import FuncFormatter
-
-    return FuncFormatter(lambda v, _pos: _short(v))
+    probe = _Canvas(1, 1)
+    label_w = max((probe.width_of(s, LABEL) for s in stages), default=40) + 16
+    row, bar_w, right_w = 28, 520, 150
+    width, height = label_w + bar_w + right_w + 20, 70 + row * max(len(stages), 1) + 50
+    c = _Canvas(width, height)
+    c.text((12, 12), "Pipeline funnel: rows kept after each stage", TITLE)
+    top_value = max(values, default=1) or 1
+    box = (label_w, 48, label_w + bar_w, 48 + row * len(stages))
+    xs = _Scale(0, top_value * 1.3, box[0], box[2])
+    ticks = [t for t in nice_ticks(0, top_value, 4) if t <= top_value * 1.3]
+    for t in ticks:
+        c.line([(xs(t), box[1]), (xs(t), box[3])], GRID)
+        c.text((xs(t), box[3] + 6), _short(t), TICK, anchor="ma")
+    for i, (stage, v, d) in enumerate(zip(stages, values, drops, strict=True)):
+        y0 = box[1] + i * row
+        c.text((label_w - 10, y0 + row / 2), stage, LABEL, anchor="rm")
+        c.rect(xs(0), y0 + 5, max(xs(v), xs(0) + 1), y0 + row - 5, UNIT_COLOURS.get(units[i], "#E69F00"))
+        c.text((xs(v) + 6, y0 + row / 2), f"{v:,} {_unit(units[i], v)}", TICK, anchor="lm")
+        if d:
+            c.text((width - 12, y0 + row / 2), f"-{d:,} {_unit(units_in[i], d)}", TICK, DROP_COLOUR, anchor="rm")
+    c.line([(box[0], box[1]), (box[0], box[3])], AXIS)
+    c.text(
+        (box[0] + bar_w / 2, height - 14),
+        "rows kept after the stage (red: rows the stage rejected)",
+        LABEL,
+        anchor="md",
+    )
+    return c.save(path)
 
 
 def _log_bins(lo: float, hi: float, n: int = 30) -> list[float]:
     """``n + 1`` log-spaced bin edges covering ``[max(1, lo), hi]``."""
     lo = max(1.0, lo)
     hi = max(lo * 1.001, hi)
-    a, b = math.log10(lo), math.log10(hi)
-    return [10 ** (a + (b - a) * i / n) for i in range(n + 1)]
+    a, b = _log10(lo), _log10(hi)
+    return [lo, *(_pow10(a + (b - a) * i / n) for i in range(1, n)), hi]
 
 
 def _shares(values: pl.Series, bins: Sequence[float]) -> np.ndarray:
@@ -168,17 +221,24 @@ def _shares(values: pl.Series, bins: Sequence[float]) -> np.ndarray:
     return counts / max(len(vals), 1)
 
 
-def _step_hist(ax: Any, bins: Sequence[float], shares: np.ndarray, colour: str, label: str) -> None:
-    """Draw pre-binned ``shares`` as a step histogram: one value per bin (its left edge) weighted by the share,
-    so matplotlib bins a few dozen points instead of every row and the figure and legend look the same."""
-    ax.hist(bins[:-1], bins=list(bins), weights=shares, histtype="step", linewidth=1.6, color=colour, label=label)
+def _steps(c: _Canvas, xs: _Scale, ys: _Scale, bins: Sequence[float], shares: np.ndarray, colour: str) -> None:
+    """A step histogram: a flat line over each bin at its share, joined by verticals, down to 0 at the ends."""
+    points = [(xs(bins[0]), ys(0))]
+    for i, share in enumerate(shares):
+        points += [(xs(bins[i]), ys(float(share))), (xs(bins[i + 1]), ys(float(share)))]
+    points.append((xs(bins[-1]), ys(0)))
+    c.line(points, colour, width=2)
+
+
+def _panel_box(i: int, panel_w: int, top: int, height: int) -> tuple[float, float, float, float]:
+    left = i * panel_w + 64
+    return (left, top + 30, left + panel_w - 84, top + height)
 
 
 def lengths_plot(frame: pl.DataFrame, path: Path) -> Path:
     """Histograms of dialogue lengths per split: ``turns`` and ``chars`` (and ``tokens`` when the column is
     there and not all null). ``frame`` has one row per dialogue with a ``split`` column. Bars are the share of
-    each split's rows, so splits of very different sizes compare. Bins are counted with numpy (or polars for
-    turns), so drawing costs the same for any number of rows."""
+    each split's rows, so splits of very different sizes compare."""
     panels = [
         ("turns", "Turns per dialogue", "turns (messages)"),
         ("chars", "Characters per dialogue", "characters (log scale)"),
@@ -186,109 +246,120 @@ def lengths_plot(frame: pl.DataFrame, path: Path) -> Path:
     if "tokens" in frame.columns and frame.get_column("tokens").drop_nulls().len():
         panels.append(("tokens", "Tokens per dialogue", "tokens (log scale)"))
     splits = frame.get_column("split").unique(maintain_order=True).to_list()
-    with _figure(4.2 * len(panels), 3.7, ncols=len(panels), top=0.75, bottom=0.9, right=0.2) as (fig, axes):
-        for ax, (col, title, xlabel) in zip(axes, panels, strict=True):
-            column = frame.get_column(col).drop_nulls().cast(pl.Float64)
-            if not column.len():
-                ax.set_visible(False)
-                continue
-            if col == "turns":
-                _turn_bars(ax, frame, splits)
-            else:
-                bins = _log_bins(float(column.min()), float(column.max()))
-                _log_axis(ax)
-                for i, split in enumerate(splits):
-                    vals = frame.filter(pl.col("split") == split).get_column(col).drop_nulls()
-                    if not vals.len():
-                        continue
-                    colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
-                    _step_hist(ax, bins, _shares(vals, bins), colour, f"{split} (n={vals.len():,})")
-            ax.set_title(title)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("share of the split's rows")
-        handles, labels = next(((h, lab) for h, lab in (a.get_legend_handles_labels() for a in axes) if h), ([], []))
-        if handles:
-            fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 4), frameon=False)
-        fig.suptitle("Dialogue lengths per split", fontweight="bold", y=0.97)
-        return save_png(fig, path)
+    panel_w, plot_h = 420, 250
+    c = _Canvas(panel_w * len(panels), 56 + plot_h + 96)
+    c.text((12, 12), "Dialogue lengths per split", TITLE)
+    legend: list[tuple[str, str]] = []
+    for i, (col, title, xlabel) in enumerate(panels):
+        column = frame.get_column(col).drop_nulls().cast(pl.Float64)
+        if not column.len():
+            continue
+        box = _panel_box(i, panel_w, 40, plot_h)
+        c.text(((box[0] + box[2]) / 2, box[1] - 20), title, LABEL, anchor="mm")
+        c.text(((box[0] + box[2]) / 2, box[3] + 26), xlabel, LABEL, anchor="ma")
+        if col == "turns":
+            legend = _turn_bars(c, box, frame, splits)
+        else:
+            bins = _log_bins(float(column.min()), float(column.max()))
+            series = []
+            for j, split in enumerate(splits):
+                vals = frame.filter(pl.col("split") == split).get_column(col).drop_nulls()
+                if vals.len():
+                    series.append((SPLIT_COLOURS[j % len(SPLIT_COLOURS)], _shares(vals, bins)))
+            top = max((float(s.max()) for _, s in series), default=0.0) or 1.0
+            xs = _Scale(bins[0], bins[-1], box[0], box[2], log=True)
+            ys = _Scale(0, top * 1.1, box[3], box[1])
+            _frame_axes(c, box, xs, ys, log_ticks(bins[0], bins[-1]), nice_ticks(0, top * 1.1, 4), _short, _pct)
+            for colour, shares in series:
+                _steps(c, xs, ys, bins, shares, colour)
+    if legend:
+        c.legend(64, c.image.height - 28, legend)
+    return c.save(path)
 
 
-def _log_axis(ax: Any) -> None:
-    """Log x axis labelled 1, 2, 5, 10, 20, 50, … 1k, 2k (short labels, no minor labels, no overlap)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _turn_bars(ax: Any, frame: pl.DataFrame, splits: list[str]) -> None:
+def _turn_bars(
+    c: _Canvas, box: tuple[float, float, float, float], frame: pl.DataFrame, splits: list[str]
+) -> list[tuple[str, str]]:
     """Grouped bars: share of each split's rows per number of turns (discrete, so bars side by side)."""
-    from matplotlib.ticker import MaxNLocator
-
     counts = frame.drop_nulls("turns").group_by("split", "turns").len()
-    width = 0.8 / max(len(splits), 1)
+    turns = counts.get_column("turns").cast(pl.Int64)
+    lo, hi = int(turns.min() or 0), int(turns.max() or 0)
+    parts, legend = [], []
     for i, split in enumerate(splits):
         part = counts.filter(pl.col("split") == split).sort("turns")
-        total = part.get_column("len").sum()
+        total = int(part.get_column("len").sum())
         if not total:
             continue
-        xs = [t - 0.4 + width * (i + 0.5) for t in part.get_column("turns").to_list()]
-        ax.bar(
-            xs,
-            [n / total for n in part.get_column("len").to_list()],
-            width=width * 0.95,
-            color=SPLIT_COLOURS[i % len(SPLIT_COLOURS)],
-            label=f"{split} (n={total:,})",
-        )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
-    ax.grid(axis="x", visible=False)
+        colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
+        shares = {int(t): n / total for t, n in part.select("turns", "len").iter_rows()}
+        parts.append((i, colour, shares))
+        legend.append((colour, f"{split} (n={total:,})"))
+    top = max((v for _, _, s in parts for v in s.values()), default=0.0) or 1.0
+    xs = _Scale(lo - 0.6, hi + 0.6, box[0], box[2])
+    ys = _Scale(0, top * 1.1, box[3], box[1])
+    step = max(1, math.ceil((hi - lo + 1) / 10))
+    _frame_axes(
+        c,
+        box,
+        xs,
+        ys,
+        [float(t) for t in range(lo, hi + 1, step)],
+        nice_ticks(0, top * 1.1, 4),
+        lambda v: f"{v:.0f}",
+        _pct,
+    )
+    width = 0.8 / max(len(splits), 1)
+    for i, colour, shares in parts:
+        for t, share in shares.items():
+            x0 = t - 0.4 + width * i
+            c.rect(xs(x0), ys(share), xs(x0 + width * 0.95), ys(0), colour)
+    return legend
 
 
 def languages_plot(counts: pl.DataFrame, path: Path, *, top: int = 20) -> Path:
     """Grouped horizontal bars: rows per language, one bar per count column (e.g. ``oasst lang`` and
     ``detected``). ``counts`` has a ``lang`` column and one integer column per source; languages beyond
     ``top`` are summed into ``other``."""
-    sources = [c for c in counts.columns if c != "lang"]
+    sources = [col for col in counts.columns if col != "lang"]
     ordered = counts.with_columns(pl.sum_horizontal(sources).alias("_total")).sort(
         ["_total", "lang"], descending=[True, False]
     )
     if ordered.height > top:
         head, tail = ordered.head(top - 1), ordered.slice(top - 1)
         other = tail.select(
-            pl.lit(f"other ({tail.height})").alias("lang"),
-            *[pl.col(c).sum() for c in sources],
-            pl.col("_total").sum(),
+            pl.lit(f"other ({tail.height})").alias("lang"), *[pl.col(s).sum() for s in sources], pl.col("_total").sum()
         )
         ordered = pl.concat([head, other.cast(head.schema)])
     langs = ordered.get_column("lang").to_list()
-    n = len(langs)
-    height = 1.1 + 0.3 * n * max(1, len(sources)) ** 0.5
-    with _figure(7.5, height, left=_label_inches(langs) + 0.6, right=0.2, top=0.4, bottom=0.55) as (
-        fig,
-        (ax,),
-    ):
-        width = 0.8 / max(len(sources), 1)
-        top_value = max((v for c in sources for v in ordered.get_column(c).to_list() if v is not None), default=1) or 1
+    probe = _Canvas(1, 1)
+    label_w = max((probe.width_of(x, LABEL) for x in langs), default=30) + 18
+    group = 10 + 14 * max(len(sources), 1)
+    bar_w = 560
+    c = _Canvas(label_w + bar_w + 90, 60 + group * len(langs) + 60)
+    c.text((12, 12), "Rows per language (primary subtag: pt-BR counts as pt)", TITLE)
+    top_value = max((int(v or 0) for s in sources for v in ordered.get_column(s).to_list()), default=1) or 1
+    box = (label_w, 48, label_w + bar_w, 48 + group * len(langs))
+    xs = _Scale(0, top_value * 1.15, box[0], box[2])
+    for t in nice_ticks(0, top_value, 4):
+        c.line([(xs(t), box[1]), (xs(t), box[3])], GRID)
+        c.text((xs(t), box[3] + 6), _short(t), TICK, anchor="ma")
+    for i, lang in enumerate(langs):
+        y0 = box[1] + i * group
+        c.text((label_w - 10, y0 + group / 2), lang, LABEL, anchor="rm")
         for j, src in enumerate(sources):
-            vals = [int(v or 0) for v in ordered.get_column(src).to_list()]
-            ys = [i - 0.4 + width * (j + 0.5) for i in range(n)]
-            ax.barh(ys, vals, height=width * 0.95, color=SPLIT_COLOURS[j % len(SPLIT_COLOURS)], label=src)
-            for yv, v in zip(ys, vals, strict=True):
-                if v:
-                    ax.text(v + top_value * 0.01, yv, f"{v:,}", va="center", ha="left", fontsize=8)
-        ax.set_yticks(range(n), langs)
-        ax.invert_yaxis()
-        ax.set_xlim(0, top_value * 1.15)
-        ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_formatter(_short_formatter())
-        ax.set_xlabel("rows (all splits)")
-        ax.set_ylabel("language")
-        ax.set_title("Rows per language (primary subtag: pt-BR counts as pt)")
-        if len(sources) > 1:
-            ax.legend(frameon=False, loc="lower right")
-        return save_png(fig, path)
+            v = int(ordered.get_column(src)[i] or 0)
+            yb = y0 + 5 + 14 * j
+            c.rect(xs(0), yb, max(xs(v), xs(0) + (1 if v else 0)), yb + 12, SPLIT_COLOURS[j % len(SPLIT_COLOURS)])
+            if v:
+                c.text((xs(v) + 5, yb + 6), f"{v:,}", 10, anchor="lm")
+    c.line([(box[0], box[1]), (box[0], box[3])], AXIS)
+    if len(sources) > 1:
+        c.legend(
+            label_w, c.image.height - 30, [(SPLIT_COLOURS[j % len(SPLIT_COLOURS)], s) for j, s in enumerate(sources)]
+        )
+    else:
+        c.text((box[0] + bar_w / 2, c.image.height - 14), "rows (all splits)", LABEL, anchor="md")
+    return c.save(path)
 
 
 def margins_plot(frame: pl.DataFrame, path: Path) -> Path:
@@ -300,13 +371,20 @@ def margins_plot(frame: pl.DataFrame, path: Path) -> Path:
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     bins = [lo + (hi - lo) * i / 25 for i in range(26)]
-    with _figure(6.0, 3.6, left=0.8, right=0.2, top=0.4, bottom=0.55) as (fig, (ax,)):
-        for i, split in enumerate(splits):
-            vals = data.filter(pl.col("split") == split).get_column("margin")
-            colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
-            _step_hist(ax, bins, _shares(vals, bins), colour, f"{split} (n={vals.len():,})")
-        ax.set_title("Preference margin: score_chosen − score_rejected")
-        ax.set_xlabel("score margin")
-        ax.set_ylabel("share of the split's pairs")
-        ax.legend(frameon=False)
-        return save_png(fig, path)
+    c = _Canvas(620, 380)
+    c.text((12, 12), "Preference margin: score_chosen - score_rejected", TITLE)
+    box = (70.0, 52.0, 600.0, 300.0)
+    series, legend = [], []
+    for i, split in enumerate(splits):
+        vals = data.filter(pl.col("split") == split).get_column("margin")
+        colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
+        series.append((colour, _shares(vals, bins)))
+        legend.append((colour, f"{split} (n={vals.len():,})"))
+    top = max((float(s.max()) for _, s in series), default=0.0) or 1.0
+    xs, ys = _Scale(lo, hi, box[0], box[2]), _Scale(0, top * 1.1, box[3], box[1])
+    _frame_axes(c, box, xs, ys, nice_ticks(lo, hi, 6), nice_ticks(0, top * 1.1, 4), _short, _pct)
+    for colour, shares in series:
+        _steps(c, xs, ys, bins, shares, colour)
+    c.text(((box[0] + box[2]) / 2, box[3] + 26), "score margin", LABEL, anchor="ma")
+    c.legend(box[0], c.image.height - 28, legend)
+    return c.save(path)

@@ -3,7 +3,7 @@
 Text is normalised to lowercase word tokens (``\\w+``) joined by single spaces; a dialogue is contaminated when one of
 its scoped turns (user turns by default) contains any ``n``-token sequence of a benchmark prompt. N-grams shared by
 three or more benchmark tasks (boilerplate such as imports) are ignored. Matching is one Aho–Corasick pass per batch
-(polars ``str.contains_any`` / ``str.extract_many``), not a Python loop over n-grams.
+(pyahocorasick, the automaton built once per process) over each distinct scoped turn, not a loop over n-grams.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from chatdata.errors import SpecError
 from chatdata.filters.base import Filter, register
 
 BENCHMARKS = ("humaneval",)
+_TASKS = pl.List(pl.String)
 
 
 def normalise(expr: pl.Expr) -> pl.Expr:
@@ -55,13 +56,16 @@ def ngram_index(benchmark: str, n: int) -> dict[str, tuple[str, ...]]:
 
 
 @lru_cache(maxsize=8)
-def _gram_frame(benchmark: str, n: int) -> pl.DataFrame:
-    """The n-gram -> task ids table of :func:`ngram_index` as a frame (built once per process)."""
-    index = ngram_index(benchmark, n)
-    return pl.DataFrame(
-        {"_g": list(index), "_tasks": [list(v) for v in index.values()]},
-        schema={"_g": pl.String, "_tasks": pl.List(pl.String)},
-    )
+def _automaton(benchmark: str, n: int) -> Any:
+    """An Aho–Corasick automaton over :func:`ngram_index`'s n-grams, each mapped to its task ids (built once per
+    process: building it costs more than matching a small shard)."""
+    import ahocorasick
+
+    automaton = ahocorasick.Automaton()
+    for gram, tasks in ngram_index(benchmark, n).items():
+        automaton.add_word(gram, tasks)
+    automaton.make_automaton()
+    return automaton
 
 
 @register
@@ -76,8 +80,7 @@ class DecontamFilter(Filter):
     defaults: ClassVar[dict[str, Any]] = {"benchmark": "humaneval", "n": 10, "roles": ["user"]}
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-        index = ngram_index(str(self.settings["benchmark"]), int(self.settings["n"]))
-        patterns = list(index)
+        automaton = _automaton(str(self.settings["benchmark"]), int(self.settings["n"]))
         roles = list(self.settings["roles"])
         # threads repeat their prefixes: match each distinct scoped turn once, then map back to dialogues
         turns = frame.select(
@@ -86,20 +89,17 @@ class DecontamFilter(Filter):
             .list.eval(pl.element().filter(pl.element().struct.field("role").is_in(roles)).struct.field("content"))
             .alias("_t"),
         ).explode("_t")
-        distinct = turns.select(pl.col("_t").unique().drop_nulls())
-        hits = distinct.with_columns(normalise(pl.col("_t")).alias("_n")).filter(
-            pl.col("_n").str.contains_any(patterns)
-        )
-        grams = _gram_frame(str(self.settings["benchmark"]), int(self.settings["n"]))
-        found = (
-            hits.with_columns(pl.col("_n").str.extract_many(patterns, overlapping=True).alias("_g"))
-            .explode("_g")
-            .join(grams, on="_g", how="inner")
-            .explode("_tasks")
-            .select("_t", "_tasks")
-        )
+        distinct = turns.select(pl.col("_t").unique().drop_nulls()).with_columns(normalise(pl.col("_t")).alias("_n"))
+        hit_turns, hit_tasks = [], []
+        for raw, text in distinct.iter_rows():
+            tasks = sorted({task for _end, found in automaton.iter(text) for task in found})
+            if tasks:
+                hit_turns.append(raw)
+                hit_tasks.append(tasks)
+        found = pl.DataFrame({"_t": hit_turns, "_tasks": hit_tasks}, schema={"_t": pl.String, "_tasks": _TASKS})
         per_row = (
             turns.join(found, on="_t", how="inner")
+            .explode("_tasks")
             .group_by("_row")
             .agg(pl.col("_tasks").unique().sort().alias("contamination"))
         )
