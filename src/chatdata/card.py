@@ -52,6 +52,9 @@ CORE_KEYS = frozenset(
         "ledger",
         "outputs",
         "notes",
+        "sources",
+        "mix",
+        "weights",
     }
 )
 MASK_KEYS = ("masks", "mask_stats", "label_masks")
@@ -327,6 +330,65 @@ def source_datasets(source: Mapping[str, Any]) -> list[str]:
     return sorted(set(names)) or [_safe_name(PurePosixPath(spec.replace("\\", "/")).name)]
 
 
+def _build_sources(build: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``build.json``'s sources by recipe source name (a build recorded before mixtures has one ``source``)."""
+    sources = build.get("sources")
+    if isinstance(sources, Mapping) and sources:
+        order = [n for n in (build.get("recipe") or {}).get("source_order") or [] if n in sources]
+        return {n: sources[n] for n in order + [n for n in sources if n not in order]}
+    return {"oasst": build.get("source") or {}}
+
+
+def _source_context(name: str, source: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What the templates print of one source."""
+    text = str(source.get("spec") or "")
+    hub = source_datasets(source) == [text]
+    return {
+        "name": name,
+        "hub": hub,
+        "bundled": text == BUNDLED_SOURCE,
+        "records": sum(int(f.get("records") or 0) for f in source.get("files") or []),
+        "spec": text if hub else ", ".join(source_datasets(source)),
+        "revision": source.get("revision"),
+        "format": spec.get("format") or source.get("format") or "oasst",
+        "default": spec.get("default"),
+        "weight": spec.get("weight", 1.0),
+        "license": spec.get("license") or "apache-2.0",
+        "skipped": [
+            {"path": _safe_name(PurePosixPath(str(k.get("path", ""))).name), "reason": one_line(k.get("reason"))}
+            for k in source.get("skipped") or []
+        ],
+        "files": [
+            {
+                "path": source_datasets({"files": [f]})[0],
+                "format": f.get("format"),
+                "records": f.get("records"),
+                "sha256": f.get("sha256"),
+            }
+            for f in source.get("files") or []
+        ],
+    }
+
+
+def mixture_table(build: Mapping[str, Any], split_order: list[str]) -> list[dict[str, Any]] | None:
+    """Rows per source per split, with each source's weight and train rows before and after its fraction."""
+    mix = build.get("mix")
+    if not isinstance(mix, Mapping) or not mix:
+        return None
+    weights = build.get("weights") or {}
+    order = [n for n in (build.get("recipe") or {}).get("source_order") or [] if n in mix]
+    return [
+        {
+            "source": name,
+            "splits": [int((mix.get(name) or {}).get(s, 0)) for s in split_order],
+            "weight": (weights.get(name) or {}).get("weight", 1.0),
+            "train_rows": (weights.get(name) or {}).get("train_rows"),
+            "kept": (weights.get(name) or {}).get("kept"),
+        }
+        for name in order + [n for n in mix if n not in order]
+    ]
+
+
 def card_metadata(build: Mapping[str, Any], folder: Path, languages: list[str] | None = None) -> dict[str, Any]:
     """The YAML front matter: license, languages, sizes, sources, tags, ``configs`` and ``dataset_info``, with
     row counts and byte sizes taken from the files themselves (and checked against ``build.json``)."""
@@ -382,17 +444,18 @@ def card_metadata(build: Mapping[str, Any], folder: Path, languages: list[str] |
         )
     rows = sum(s.rows for s in splits if s.config == "default")
     output = recipe.get("output", "sft")
+    licenses = sorted({str(v.get("license") or "apache-2.0") for v in (recipe.get("sources") or {}).values()})
     tags = ["chatdata", "oasst", "conversational", "dpo" if output == "prefs" else "sft"]
     if recipe.get("text_format"):
         tags.append(_safe_name(str(recipe["text_format"])))
     langs = languages or sorted({p for c in recipe.get("languages") or [] if (p := _primary(str(c)))}) or ["en"]
     return {
-        "license": "apache-2.0",
+        "license": licenses[0] if len(licenses) == 1 else "other",
         "language": langs,
         "pretty_name": f"chatdata {name}",
         "size_categories": [size_category(rows)],
         "task_categories": ["text-generation"],
-        "source_datasets": source_datasets(build.get("source") or {}),
+        "source_datasets": sorted({d for src in _build_sources(build).values() for d in source_datasets(src)}),
         "tags": tags,
         "configs": configs,
         "dataset_info": infos,
@@ -869,6 +932,7 @@ def funnel_rows(ledger: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             label = f"{int(r['rows_out']):,} {unit} → {int(produced):,} {r.get('produced_unit') or unit}"
         out.append(
             {
+                "source": r.get("source") or "all sources",
                 "stage": r.get("stage"),
                 "unit": unit,
                 "rows_in": int(r["rows_in"]),
@@ -1018,10 +1082,9 @@ def card_context(
         if plots
         else dict.fromkeys(("funnel", "lengths", "languages", "margins"))
     )
-    source = build.get("source") or {}
-    spec = str(source.get("spec") or "")
-    hub_source = source_datasets(source) == [spec]
-    records = sum(int(f.get("records") or 0) for f in source.get("files") or [])
+    specs_of = recipe.get("sources") or {}
+    sources = [_source_context(n, src, specs_of.get(n) or {}) for n, src in _build_sources(build).items()]
+    primary = sources[0]
     known = CORE_KEYS | set(MASK_KEYS) | set(DECONTAM_KEYS) | set(LANGUAGE_KEYS) | set(PHRASE_KEYS) | set(PAIR_KEYS)
     notes = build.get("notes")
     extras = [(k, scrub_paths(build[k])) for k in sorted(build) if k not in known]
@@ -1071,22 +1134,9 @@ def card_context(
         "settings": scrub_paths(build.get("settings") or {}),
         "settings_sha256": build.get("settings_sha256"),
         "version": build.get("chatdata_version"),
-        "source": {
-            "hub": hub_source,
-            "bundled": spec == BUNDLED_SOURCE,
-            "records": records,
-            "spec": spec if hub_source else ", ".join(source_datasets(source)),
-            "revision": source.get("revision"),
-            "files": [
-                {
-                    "path": source_datasets({"files": [f]})[0],
-                    "format": f.get("format"),
-                    "records": f.get("records"),
-                    "sha256": f.get("sha256"),
-                }
-                for f in source.get("files") or []
-            ],
-        },
+        "source": primary,
+        "sources": sources,
+        "mixture": mixture_table(build, split_order),
         "extras": extras,
     }
 

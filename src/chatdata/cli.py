@@ -377,9 +377,12 @@ def _run_prefect(request: Any) -> dict[str, Any]:
 
 
 def _summary(folder: Path) -> None:
+    """The recipe's ledger as a table (a source column for mixtures), the files a source skipped, the rows."""
     build = json.loads((folder / "build.json").read_text())
+    sources = build.get("sources") or {}
+    mixed = len(sources) > 1
     table = Table(title=f"{build['recipe']['name']} → {folder}", title_justify="left")
-    for col in ("stage", "unit", "in", "out", "rejected (by reason)"):
+    for col in (("source",) if mixed else ()) + ("stage", "unit", "in", "out", "rejected (by reason)"):
         table.add_column(col, justify="right" if col in ("in", "out") else "left")
     for r in build["ledger"]:
         rej = ", ".join(f"{k}: {v}" for k, v in r["rejected"].items()) or "-"
@@ -387,8 +390,12 @@ def _summary(folder: Path) -> None:
             rej += " | moved: " + ", ".join(f"{k}: {v}" for k, v in r["moved"].items())
         out_unit = r["produced_unit"] if r.get("produced_unit") else r["unit"]
         out_txt = f"{r['rows_out']}" + (f" → {r['produced']} {out_unit}" if r.get("produced") is not None else "")
-        table.add_row(r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej)
+        cells = [r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej]
+        table.add_row(*([r.get("source") or "all"] if mixed else []), *cells)
     out_console.print(table)
+    for name, info in sources.items():
+        for skipped in info.get("skipped") or []:
+            out_console.print(f"skipped {name}: {skipped['path']}: {skipped['reason']}", highlight=False, markup=False)
     splits = ", ".join(f"{s}: {v['rows']}" for cfg in build["outputs"].values() for s, v in cfg.items())
     out_console.print(f"[bold]rows[/] {splits}\n")
 

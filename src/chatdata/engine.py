@@ -64,6 +64,8 @@ class SourceRef:
     data_files: tuple[str, ...] = ()
     revision: str | None = None
     fmt: str | None = None
+    #: the recipe's default for the source: which bundled sample stands in for it
+    default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,24 +80,29 @@ class Resolved:
     @property
     def key(self) -> str:
         r = self.ref
-        return content_key(PARTITION, r.format, r.data_files, r.fmt, self.files, self.commit, r.spec == BUNDLED)
+        bundled = r.default if r.spec == BUNDLED else None
+        return content_key(PARTITION, r.format, r.data_files, r.fmt, self.files, self.commit, bundled)
 
 
 def bind_sources(request: BuildRequest, recipes: list[Recipe]) -> dict[tuple[str, str], SourceRef]:
     """(recipe, source name) -> the source it reads. A named ``--source NAME=X`` binds NAME, a plain one the
-    recipe's first source; with no ``--source`` at all every oasst source reads the bundled sample; any other
-    unbound source reads its recipe default (a Hub id)."""
+    recipe's first source (``bundled-sample`` names the sample shipped for it); with no ``--source`` at all every
+    source reads its bundled sample; any other unbound source reads its recipe default (a Hub id)."""
+    from chatdata.resources import bundled_sample
+
     plain, named = request.bindings()
     out = {}
     for r in recipes:
         for name, spec in r.sources.items():
             given = named.get(name) or (plain if name == r.primary_source else None)
-            if given is None and not request.source and spec.format == "oasst":
+            if given is None and not request.source and bundled_sample(spec.default, spec.format) is not None:
                 given = BUNDLED
             given = given or spec.default
             if given is None:
                 raise ChatdataError(f"recipe {r.name}: source '{name}' has no default; give --source {name}=PATH")
-            out[(r.name, name)] = SourceRef(given, spec.format, spec.data_files, request.revision, request.format)
+            out[(r.name, name)] = SourceRef(
+                given, spec.format, spec.data_files, request.revision, request.format, spec.default
+            )
     return out
 
 
@@ -107,12 +114,15 @@ def _looks_like_repo_id(s: str) -> bool:
 def resolve(ref: SourceRef, cache_dir: str) -> Resolved:
     """The local files of a source (a Hub dataset is downloaded once, pinned to ``revision``), each with its
     sha256: what the partition key is made of."""
-    from chatdata.resources import sample_dir
+    from chatdata.resources import bundled_sample
     from chatdata.sources.read import scan
 
     commit = None
     if ref.spec == BUNDLED:
-        path = sample_dir()
+        found = bundled_sample(ref.default, ref.format)
+        if found is None:
+            raise ChatdataError(f"chatdata ships no sample for {ref.default or ref.format}; give --source with a path")
+        path = found
     elif Path(ref.spec).expanduser().exists():
         path = Path(ref.spec).expanduser()
     elif _looks_like_repo_id(ref.spec):

@@ -47,6 +47,7 @@ class SourceSpec(BaseModel):
     pair_mode: Literal["best_vs_worst", "all_pairs"] = "best_vs_worst"
     filters: tuple[str, ...] = Field((), description="dialogue filters (filters/*.yaml names or paths)")
     weight: float = Field(1.0, gt=0.0, le=1.0, description="share of the source's train rows in the mixture")
+    license: str = Field("apache-2.0", description="the source dataset's license (the card lists each)")
     description: str = ""
 
     @property
@@ -145,6 +146,7 @@ class Recipe(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["sources"] = {k: v.model_dump(mode="json") for k, v in self.sources.items()}
+        d["source_order"] = list(self.sources)  # build.json sorts its keys; the mixture's order is this
         return d
 
 

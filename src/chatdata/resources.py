@@ -37,3 +37,18 @@ def recipes_dir() -> Path:
 def sample_dir() -> Path:
     """The bundled oasst-shaped sample (what ``chatdata build`` reads when no --source is given)."""
     return _PKG / "data" / "sample"
+
+
+#: the oasst releases the bundled oasst sample stands in for
+OASST_IDS = ("OpenAssistant/oasst1", "OpenAssistant/oasst2")
+
+
+def bundled_sample(hub_id: str | None, fmt: str) -> Path | None:
+    """The small sample shipped for a source's default dataset (oasst: the synthetic forest; Dolly,
+    UltraFeedback and Orca: a few records of the published layout, broken ones included), or None."""
+    if fmt == "oasst" or hub_id in OASST_IDS:
+        return sample_dir()
+    if not hub_id:
+        return None
+    folder = _PKG / "data" / "samples" / hub_id.replace("/", "__")
+    return folder if folder.is_dir() else None
