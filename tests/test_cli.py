@@ -32,9 +32,20 @@ def test_build_local_engine_prints_ledger(real_trees: Path, tmp_path: Path) -> N
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cut = tmp_path / "cut.messages.jsonl.gz"
+    cut.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 10)
+    no_text = tmp_path / "train-00000-of-00001.parquet"
+    pq.write_table(pa.table({"message_id": ["a"], "role": ["prompter"], "parent_id": [None]}), no_text)
     for args, needle in (
         (["build", "--source", str(tmp_path / "nope"), "--engine", "local"], "neither an existing path"),
         (["build", "no_such_recipe", "--engine", "local"], "unknown recipe 'no_such_recipe'"),
+        (["build", "--source", str(cut)], "gzip"),
+        (["build", "--source", str(no_text), "--workers", "2"], "text"),
+        (["build", "--test-fraction", "1.5"], "--test-fraction"),
+        (["build", "--source", "dolly=x.jsonl"], "source 'dolly' is not a source of"),
     ):
         proc = subprocess.run(
             [sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],
@@ -46,6 +57,21 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr + proc.stdout
         err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
         assert len(err_lines) == 1 and needle in err_lines[0], proc.stderr
+
+
+def test_a_build_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A plain build loads no Prefect, Dask, datasets, transformers, matplotlib or pandas (start-up time)."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['chatdata', 'build', 'oasst_en', 'guanaco', '--out', {str(tmp_path)!r}, '--workers', '1']\n"
+        "from chatdata.cli import app\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = ('prefect', 'dask', 'datasets', 'transformers', 'matplotlib', 'pandas', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_library_does_not_import_prefect() -> None:

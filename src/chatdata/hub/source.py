@@ -11,7 +11,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from chatdata.hub.client import HubError, translate, validate_repo_id
 
-SOURCE_PATTERNS = ("*.parquet", "*.jsonl", "*.jsonl.gz")
+#: what a Hub source is downloaded as (what chatdata reads: Parquet, JSON Lines, JSON arrays, gzip or not)
+SOURCE_PATTERNS = ("*.parquet", "*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -28,7 +29,7 @@ def download_source(
     endpoint: str | None = None,
     token: str | None = None,
 ) -> tuple[Path, str]:
-    """Fetch the ``*.parquet``/``*.jsonl``/``*.jsonl.gz`` files of dataset ``repo_id`` at ``revision``.
+    """Fetch the data files (:data:`SOURCE_PATTERNS`) of dataset ``repo_id`` at ``revision``.
 
     Returns ``(snapshot folder, resolved commit sha)``; the sha goes into the build fingerprint. The revision
     is resolved to one commit (``snapshot_download`` asks the Hub once) and every file comes from that commit.
