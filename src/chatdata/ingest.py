@@ -16,7 +16,6 @@ folder that are not read are listed with a reason (:attr:`Discovery.skipped`).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,11 +25,12 @@ from typing import Any
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from chatdata.cache import sha256_file
 from chatdata.detect import FAMILY, SkippedFile, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.jsonfiles import open_lines
+from chatdata.parquetfiles import open_parquet, parquet_batches
 from chatdata.schema import (
     DETOXIFY_FIELDS,
     MESSAGE_SCHEMA,
@@ -117,14 +117,6 @@ class IngestBatch:
     messages: pl.DataFrame
     rejects: pl.DataFrame
     file: SourceFile | None = None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def split_from_name(path: Path) -> str | None:
@@ -254,28 +246,14 @@ def read_parquet(path: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _parquet_batches(path: Path, name: str, batch_rows: int) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Convert a Parquet message table ``batch_rows`` rows at a time (nothing for an empty table)."""
 
-    def unreadable(exc: Exception) -> InputError:
-        return InputError(name, f"cannot read Parquet ({exc}); is the file complete?")
-
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise unreadable(exc) from None
-    with pf:
+    with open_parquet(path, name) as pf:
         schema = pf.schema_arrow
         missing = [c for c in REQUIRED_FIELDS if c not in schema.names]
         if missing:
             raise InputError(name, f"missing required column(s) {missing}; is this an oasst message table?")
         columns = [c for c in schema.names if c != "user_id"] if "user_id" in schema.names else None
-        batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
         rows = 0
-        while True:
-            try:
-                batch = next(batches, None)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise unreadable(exc) from None
-            if batch is None:
-                break
+        for batch in parquet_batches(pf, name, batch_rows, columns):
             yield _parquet_frames(batch, path, name, rows)
             rows += batch.num_rows
 

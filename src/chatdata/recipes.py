@@ -17,20 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chatdata.errors import ChatdataError, SpecError
 from chatdata.resources import recipes_dir
+from chatdata.specfiles import read_yaml
 
 #: the dialects whose special strings may not appear inside content (they would forge turns when rendered)
 CHECK_DIALECTS = ("starchat", "chatml")
 DECONTAM_SPEC = "decontam_humaneval"
 SourceFormat = Literal["oasst", "dolly", "chat", "prefs"]
 FlattenMode = Literal["threads", "top_ranked", "pairs"]
-
-#: libyaml's parser when PyYAML has it (ten times faster than the pure-Python one, same result)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SourceSpec(BaseModel):
@@ -163,12 +160,7 @@ def load_recipe_file(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, Mapping):
         raise SpecError(f"{path}: a recipe is a mapping with at least name, summary, rebuilds and sources")
     try:

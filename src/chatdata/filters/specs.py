@@ -6,16 +6,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chatdata.errors import SpecError
 from chatdata.filters.base import REGISTRY, Filter, FilterSpec
 from chatdata.resources import filters_dir
+from chatdata.specfiles import read_yaml
 
 _KEYS = {"name", "filter", "version", "level", "scope", "settings", "description"}
-
-#: libyaml's parser when PyYAML has it (ten times faster than the pure-Python one, same result)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _spec_from_mapping(raw: Any, path: Path) -> FilterSpec:
@@ -66,12 +62,7 @@ def _load_spec_file(path: Path, _mtime: int, _size: int) -> tuple[FilterSpec, ..
     # importing the filter modules registers their kinds
     import chatdata.filters.registry  # noqa: F401
 
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml(path)
     items = raw.get("filters") if isinstance(raw, dict) and "filters" in raw else [raw]
     if not isinstance(items, list) or not items:
         raise SpecError(f"{path}: 'filters' must be a non-empty list")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import polars as pl
 
+from chatdata.cache import sha256_file
 from chatdata.detect import FAMILY, KINDS, SkippedFile, check_format, examine, hidden
 from chatdata.errors import ChatdataError, InputError
-from chatdata.ingest import BATCH_ROWS, DetectedFile, SourceFile, iter_file, sha256_file, split_from_name
+from chatdata.ingest import BATCH_ROWS, DetectedFile, SourceFile, iter_file, split_from_name
 from chatdata.schema import empty_messages, empty_rejects
 from chatdata.sources import chat, dolly, prefs
 from chatdata.sources.layout import Layout

@@ -18,10 +18,9 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from chatdata.errors import InputError
 from chatdata.jsonfiles import iter_array, open_lines
+from chatdata.parquetfiles import open_parquet, parquet_batches
 from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
 from chatdata.sources.tables import TURNS
 
@@ -196,23 +195,9 @@ def _short(v: Any, n: int = 40) -> str:
 def _parquet_batches(
     path: Path, name: str, fields: Sequence[Field], split: str | None, batch_rows: int
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-    def unreadable(exc: Exception) -> InputError:
-        return InputError(name, f"cannot read Parquet ({exc}); is the file complete?")
-
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise unreadable(exc) from None
-    with pf:
-        batches = pf.iter_batches(batch_size=batch_rows)
+    with open_parquet(path, name) as pf:
         rows = 0
-        while True:
-            try:
-                batch = next(batches, None)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise unreadable(exc) from None
-            if batch is None:
-                break
+        for batch in parquet_batches(pf, name, batch_rows):
             yield _parquet_frames(batch, fields, name, split, rows)
             rows += batch.num_rows
 
