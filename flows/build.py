@@ -105,6 +105,8 @@ class PrefectExecutor(Executor):
     ) -> list[R]:
         names = list(labels) if labels is not None else [f"{phase} {i + 1}" for i in range(len(items))]
         options: dict[str, Any] = HUB_RETRIES if phase == "fetch" else {}
+        if self.progress:
+            self.progress.expect(len(items))
         futures = [
             self.runner.submit(
                 run_unit.with_options(name=phase, task_run_name=f"{phase}:{name}", **options), {"fn": fn, "item": item}
@@ -155,7 +157,7 @@ class _Progress:
     """The build's progress artifact: one unit per finished task (phases add their tasks as they start)."""
 
     def __init__(self, key: str) -> None:
-        self.total, self.done = 1, 0
+        self.total, self.done = 0, 0
         self.id = create_progress_artifact(0.0, key=key, description="chatdata build: starting")
 
     def expect(self, n: int) -> None:
@@ -163,7 +165,8 @@ class _Progress:
 
     def advance(self, note: str) -> None:
         self.done += 1
-        update_progress_artifact(self.id, round(min(99.0, 100.0 * self.done / self.total), 1), description=note)
+        share = 100.0 * self.done / max(self.total, 1)
+        update_progress_artifact(self.id, round(min(99.0, share), 1), description=note)
 
     def finish(self) -> None:
         update_progress_artifact(self.id, 100.0, description="chatdata build: done")
