@@ -265,11 +265,11 @@ def shard_task(task: ShardTask) -> int:
             artifacts.save(rejects, tmp / SHARD_REJECTS)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
-                _save_masks(out.masks, tmp)
+                save_masks(out.masks, tmp)
     return len(todo)
 
 
-def _save_masks(masks: dict[str, Any], folder: Path) -> None:
+def save_masks(masks: dict[str, Any], folder: Path) -> None:
     columns = masks["columns"]
     for column, part in columns.items():
         artifacts.save(part["rows"], folder / f"masks-{column}{artifacts.SUFFIX}")
@@ -277,7 +277,7 @@ def _save_masks(masks: dict[str, Any], folder: Path) -> None:
     (folder / "masks.json").write_text(json.dumps(info, sort_keys=True, default=str))
 
 
-def _load_masks(folder: Path) -> dict[str, Any] | None:
+def load_masks(folder: Path) -> dict[str, Any] | None:
 
     path = folder / "masks.json"
     if not path.is_file():

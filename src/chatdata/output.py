@@ -299,7 +299,7 @@ def _recipe(task: Any) -> Any:
 
 def write_recipe(task: Any, store: Any) -> None:
     """Write one recipe's folder from its pieces and plan (``chatdata.engine.WriteTask``), atomically."""
-    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, _load_masks
+    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, load_masks
     from chatdata.mixture import piece_file
     from chatdata.settings import BuildSettings
     from chatdata.stages import merge_mask_notes
@@ -316,7 +316,7 @@ def write_recipe(task: Any, store: Any) -> None:
         )
     plans = [artifacts.load(piece_file(plan_dir, i)) for i in range(len(task.pieces))]
     unit = "pair" if recipe.output == "prefs" else "dialogue"
-    masks = [m for p in task.pieces if (m := _load_masks(store.path(SHARD, p.job))) is not None]
+    masks = [m for p in task.pieces if (m := load_masks(store.path(SHARD, p.job))) is not None]
     notes = merge_mask_notes(masks, settings.max_length) if masks else None
     extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
     assemble(
