@@ -1,12 +1,12 @@
 """What the benchmark runs in child processes, one configuration per process so peak RSS is its own.
 
 ``python -m bench.workers KIND PARAMS_JSON`` runs one job and writes its result as JSON to
-``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``chatdata`` (every pipeline stage, timed),
-``chatdata_sharded`` (the ``sharded`` engine: tree-shards in worker processes), ``reference``
-(bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with
-pyarrow only), ``masks`` (label-mask validation throughput, chatdata against a per-row ``datasets.map``).
-Times are ``time.perf_counter`` seconds; ``rss_gb`` is this process's peak resident set (``ru_maxrss``) after
-a step.
+``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``reference`` (the lean plain path,
+bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with pyarrow only),
+``masks`` (label-mask validation throughput, chatdata against a per-row ``datasets.map``). chatdata itself is
+not run here: the runner starts the ``chatdata build`` command (its phases are timed by
+``bench/clihook/sitecustomize.py``). Times are ``time.perf_counter`` seconds; ``rss_gb`` is this process's peak
+resident set (``ru_maxrss``) after a step.
 """
 
 from __future__ import annotations
@@ -40,77 +40,6 @@ def job_synth(p: dict[str, Any]) -> dict[str, Any]:
     shards = write_forest(p["out"], int(p["messages"]), seed=int(p["seed"]))
     files = [str(x) for paths in shards.values() for x in paths]
     return {"seconds": time.perf_counter() - start, "files": files}
-
-
-def job_chatdata(p: dict[str, Any]) -> dict[str, Any]:
-    """Every stage of every recipe in this process, in the order ``run_local`` runs them."""
-    imports_start = time.perf_counter()
-    from chatdata.pipeline import COMMON_STAGES, STAGES, BuildSettings, run_stage
-
-    imports = time.perf_counter() - imports_start
-    out = Path(p["out"])
-    work = out / ".work"
-    settings = BuildSettings(source=p["source"]).to_dict()
-    steps = []
-    done_common = False
-    for recipe in p["recipes"]:
-        for stage in STAGES:
-            if stage in COMMON_STAGES and done_common:
-                continue
-            start = time.perf_counter()
-            run_stage(stage, work, recipe, settings, out)
-            steps.append(
-                {
-                    "recipe": recipe,
-                    "stage": stage,
-                    "seconds": time.perf_counter() - start,
-                    "rss_gb": peak_gb(),
-                }
-            )
-            Path(p["result"] + ".partial").write_text(json.dumps(steps))
-        done_common = True
-    return {"imports": imports, "steps": steps, "counts": _counts(out, p["recipes"])}
-
-
-def job_chatdata_sharded(p: dict[str, Any]) -> dict[str, Any]:
-    """``chatdata build --engine sharded``: partition, per-shard stages in worker processes, plans, writes.
-
-    Steps are the driver's phases (the stages run inside the workers); ``rss_gb`` is the driver's own peak, the
-    runner measures the whole process tree."""
-    imports_start = time.perf_counter()
-    from chatdata.pipeline import BuildSettings
-    from chatdata.sharded_build import run_sharded_build
-
-    imports = time.perf_counter() - imports_start
-    out = Path(p["out"])
-    steps: list[dict[str, Any]] = []
-    last = [time.perf_counter(), "resolve source"]
-
-    def on_step(msg: str) -> None:
-        now = time.perf_counter()
-        steps.append({"recipe": "all", "stage": last[1], "seconds": now - last[0], "rss_gb": peak_gb()})
-        Path(p["result"] + ".partial").write_text(json.dumps(steps))
-        last[:] = [now, msg.split(" on ")[0].split(" into ")[0]]
-
-    run_sharded_build(
-        p["recipes"], BuildSettings(source=p["source"]), out, shards=p.get("shards"), workers=int(p.get("workers", 2)),
-        on_step=on_step,
-    )  # fmt: skip
-    on_step("done")
-    return {"imports": imports, "steps": steps, "counts": _counts(out, p["recipes"])}
-
-
-def _counts(out: Path, recipes: list[str]) -> dict[str, Any]:
-    counts = {}
-    for recipe in recipes:
-        build = json.loads((out / recipe / "build.json").read_text())
-        counts[recipe] = {
-            "rows": {k: v["rows"] for k, v in build["outputs"]["default"].items()},
-            "rejects": build["outputs"]["rejects"]["rejects"]["rows"],
-            "ledger": {r["stage"]: r for r in build["ledger"]},
-            "bytes": sum(f["bytes"] for v in build["outputs"]["default"].values() for f in v["files"]),
-        }
-    return counts
 
 
 def job_reference(p: dict[str, Any]) -> dict[str, Any]:
@@ -265,8 +194,6 @@ def job_masks(p: dict[str, Any]) -> dict[str, Any]:
 
 JOBS = {
     "synth": job_synth,
-    "chatdata": job_chatdata,
-    "chatdata_sharded": job_chatdata_sharded,
     "reference": job_reference,
     "floor": job_floor,
     "masks": job_masks,
