@@ -268,8 +268,8 @@ def run_cli(
     if code != 0:
         tail = "\n".join(log_path.read_text(encoding="utf-8").splitlines()[-15:])
         raise JobFailed(f"chatdata {what} failed (exit {code}):\n{tail}", {"wall": wall, "rss_gb": rss})
-    record = json.loads(phases_path.read_text())
-    lead = max(0.0, record["t0_unix"] - started)
+    record = json.loads(phases_path.read_text()) if phases_path.exists() else {}  # no hook: no phases
+    lead = max(0.0, record["t0_unix"] - started) if record else 0.0
     r = {
         "what": what,
         "command": "chatdata " + " ".join(args),
