@@ -27,7 +27,11 @@ def peak_gb() -> float:
 
 
 def parquet_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.parquet") if not any(s.startswith(".") for s in p.parts))
+    """The Parquet files under ``folder``, none in a hidden folder below it (``.work``); the folder itself may
+    be under a hidden one (``~/.cache/chatdata-bench``)."""
+    return sorted(
+        p for p in folder.rglob("*.parquet") if not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- jobs
