@@ -42,6 +42,7 @@ from chatdata.chat.dialects import Dialect, OnSpecial, check_dialogues, get_dial
 from chatdata.chat.template import render_template
 from chatdata.chat.tokenizer import prepare_tokenizer, special_strings
 from chatdata.errors import ChatdataError
+from chatdata.gcpause import paused_gc
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -153,6 +154,19 @@ def build_masks(
     rendered. Rule 3 re-tokenizes each prompt from its last added token on (``prefix_check="full"``:
     the whole prompt, same verdict, slower; ``False``: skip rule 3).
     """
+    with paused_gc():
+        return _build_masks(messages, tokenizer, dialect, convention, max_length, on_special, prefix_check)
+
+
+def _build_masks(
+    messages: pl.Series | Sequence[Sequence[Mapping[str, Any]] | None],
+    tokenizer: PreTrainedTokenizerBase,
+    dialect: str | Dialect,
+    convention: Convention,
+    max_length: int,
+    on_special: OnSpecial,
+    prefix_check: bool | Literal["full"],
+) -> MaskBatch:
     d = get_dialect(dialect)
     if convention not in CONVENTIONS:
         raise ChatdataError(f"unknown mask convention {convention!r}: use one of {', '.join(CONVENTIONS)}")
@@ -168,7 +182,8 @@ def build_masks(
         turns = turn_frame(series[valid] if valid else series.clear(), d, on_special, extra_specials=specials)
         valid_rows = np.asarray(valid, dtype=np.uint32)
         turns = turns.with_columns(pl.Series("row", valid_rows[turns.get_column("row").to_numpy()]))
-        text_of = dict(turns.group_by("row", maintain_order=True).agg(pl.col("piece").str.join("")).iter_rows())
+        joined = turns.group_by("row", maintain_order=True).agg(pl.col("piece").str.join(""))
+        text_of = dict(zip(joined.get_column("row").to_list(), joined.get_column("piece").to_list(), strict=True))
         turns = turns.drop("piece")
     else:
         text_of, turns, template_reasons = render_template(series, tokenizer, specials, valid, on_special == "escape")
@@ -295,10 +310,8 @@ def _label(
     n_trained_kept = count(trained & kept)
     problems: list[list[str]] = [[] for _ in range(nrows)]
 
-    asst_rows = set(t_vrow[is_asst].tolist())
-    for k in range(nrows):
-        if k not in asst_rows:
-            problems[k].append("no_assistant: the dialogue has no assistant turn to train on")
+    for k in np.setdiff1d(np.arange(nrows), t_vrow[is_asst]).tolist():
+        problems[k].append("no_assistant: the dialogue has no assistant turn to train on")
 
     def turn_of(tok: int) -> int:
         return int(turns.get_column("turn")[int(np.searchsorted(h0, starts[tok], side="right")) - 1]) + 1
@@ -343,13 +356,27 @@ def _label(
             )
 
     # rule 1: decode the trained tokens and compare with the expected trained text
-    trained_ids = np.split(ids[trained], np.cumsum(n_trained_full)[:-1])
-    decoded = codec.decode_batch([x.tolist() for x in trained_ids], skip_special_tokens=False)
-    expected = [[] for _ in range(nrows)]
-    for r, a, b in zip(t_vrow[is_asst].tolist(), tr_s.tolist(), tr_e.tolist(), strict=True):
-        expected[r].append(texts[r][a - base[r] : b - base[r]])
-    for k in range(nrows):
-        want_text, got = "".join(expected[k]), decoded[k]
+    trained_offsets = pa.array(np.concatenate([[0], np.cumsum(n_trained_full)]).astype(np.int64))
+    trained_ids = pa.LargeListArray.from_arrays(trained_offsets, pa.array(ids[trained], pa.int64())).to_pylist()
+    decoded = codec.decode_batch(trained_ids, skip_special_tokens=False)
+    # the trained spans of each row, cut out of its text in one vectorized pass (offsets are characters)
+    spans = pl.DataFrame(
+        {"row": t_vrow[is_asst], "a": tr_s - base[t_vrow[is_asst]], "n": tr_e - tr_s},
+        schema={"row": pl.Int64, "a": pl.Int64, "n": pl.Int64},
+    )
+    text_series = pl.Series("t", texts, dtype=pl.String)
+    pieces = spans.with_columns(text_series.gather(spans.get_column("row")).alias("t")).select(
+        "row", pl.col("t").str.slice(pl.col("a"), pl.col("n")).alias("p")
+    )
+    want_of = pieces.group_by("row", maintain_order=True).agg(pl.col("p").str.join(""))
+    expected_all = pl.Series("w", [""] * nrows, dtype=pl.String).scatter(
+        want_of.get_column("row"), want_of.get_column("p")
+    )
+    got_all = pl.Series("g", decoded, dtype=pl.String)
+    differs = (expected_all != got_all).to_numpy()
+    expected_list = expected_all.to_list() if differs.any() else []
+    for k in np.flatnonzero(differs).tolist():
+        want_text, got = expected_list[k], decoded[k]
         if (want_text != got) if lossless else (_norm(want_text) != _norm(got)):
             at = next(
                 (i for i, (x, y) in enumerate(zip(want_text, got, strict=False)) if x != y),
