@@ -84,3 +84,23 @@ def test_library_does_not_import_prefect() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_console_script_exit_runs_exit_handlers_and_flushes() -> None:
+    """``run`` ends the process with ``os._exit`` but still runs atexit handlers and flushes every stream."""
+    code = (
+        "import atexit, sys\n"
+        "from chatdata.cli import run\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "sys.argv = ['chatdata', '--version']\n"
+        "print('x' * 100000)\n"
+        "run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("x" * 100000)
+    assert proc.stdout.rstrip().splitlines()[-2:] == [f"chatdata {__import__('chatdata').__version__}", "handler ran"]
+    failing = subprocess.run(
+        [sys.executable, "-m", "chatdata.cli", "build", "no_such_recipe"], capture_output=True, text=True, timeout=120
+    )
+    assert failing.returncode == 2 and "unknown recipe" in failing.stderr
