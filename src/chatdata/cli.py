@@ -410,15 +410,16 @@ def run() -> None:
     Freeing polars', pyarrow's and fastText's native state at interpreter exit costs about 0.4 s after a build,
     a tenth of a small build. When the app has returned and only the main thread is left, the exit handlers run
     (logging flushes, multiprocessing reaps its children), the streams are flushed and the process ends with
-    ``os._exit``; otherwise (a Prefect run leaves threads behind) Python exits as usual.
+    ``os._exit``; otherwise (a Prefect run leaves threads behind, a profiler or debugger is attached) Python exits
+    as usual.
     """
     try:
         app()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    if threading.active_count() > 1:
-        raise SystemExit(code)
+    if threading.active_count() > 1 or sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)  # threads to join, or a profiler/debugger that reports after the program
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

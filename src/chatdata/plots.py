@@ -69,7 +69,7 @@ class _Canvas:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.image.save(path, format="PNG", compress_level=6)
+        self.image.save(path, format="PNG", compress_level=3)
         return path
 
 
