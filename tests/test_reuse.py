@@ -141,3 +141,55 @@ def test_a_damaged_cache_entry_is_rebuilt(real_trees: Path, tmp_path: Path) -> N
     (out / "oasst_en" / "build.json").unlink()
     again = run(["oasst_en"], out, source=real_trees, shards=2)
     assert again.ran["shard"] == 1 and again.reused["shard"] == 1
+
+
+#: a ``chatdata build`` that kills itself with SIGKILL (no cleanup, no exit handlers) at a chosen point
+KILLED_BUILD = """
+import os, signal, sys
+import chatdata.{module} as target
+real, calls = target.{function}, []
+
+def dies(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == {before}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real(*args, **kwargs)
+    if len(calls) == {after}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+target.{function} = dies
+sys.argv = ["chatdata", "build", "oasst_en", "oasst_prefs", "--source", {source!r}, "--out", {out!r},
+            "--shards", "4", "--workers", "1"]
+from chatdata.cli import run
+run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "before", "after", "ran_shards"),
+    [
+        ("engine", "shard_task", 0, 2, 4),  # killed once 2 of the 4 shard tasks stored their 2 recipes' results
+        ("card", "render_card", 2, 0, 0),  # killed while the second recipe's folder is being written
+    ],
+)
+def test_a_build_killed_with_sigkill_resumes_to_the_same_bytes(
+    real_trees: Path, tmp_path: Path, module: str, function: str, before: int, after: int, ran_shards: int
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = KILLED_BUILD.format(
+        module=module, function=function, before=before, after=after, source=str(real_trees), out=str(out)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    resumed = run(["oasst_en", "oasst_prefs"], out, source=real_trees, shards=4)
+    assert resumed.ran["partition"] == 0 and resumed.ran["shard"] == ran_shards
+    assert resumed.reused["shard"] == 8 - ran_shards
+    fresh = run(["oasst_en", "oasst_prefs"], tmp_path / "fresh", source=real_trees, shards=4)
+    for name in ("oasst_en", "oasst_prefs"):
+        assert_same_tree(fresh.outputs[name], resumed.outputs[name])
+    assert sorted(p.name for p in out.iterdir()) == [".work", "oasst_en", "oasst_prefs"]  # no leftovers
