@@ -735,13 +735,18 @@ def report(res: dict[str, Any]) -> str:
         parts.append("\n### Label-mask validation (StarChat format, byte-level BPE tokenizer)\n")
         rows = []
         for label, mk in (("oasst_en threads", masks), ("2-turn example", masks["short"])):
-            ours, naive, bare = mk["chatdata"], mk["naive"], mk["bare_encode"]
+            ours, naive, bare, pool = mk["chatdata"], mk["naive"], mk["bare_encode"], mk.get("pool")
             naive_rate = naive["rows"] / naive["seconds"]
-            for what, r in (
-                ("chatdata `validate_masks` (batch encode, six checks per row)", ours),
+            paths = [("chatdata `validate_masks` in one process (batch encode, six checks per row)", ours)]
+            if pool:
+                paths.append(
+                    (f"chatdata, one shard per worker in the build's process pool ({pool['workers']} workers)", pool)
+                )
+            paths += [
                 ("`datasets.map`, one tokenizer call per row, Python label loop", naive),
-                ("tokenizer alone: `encode_batch` of the rendered texts", bare),
-            ):
+                ("tokenizer alone: `encode_batch` of the rendered texts (its own threads)", bare),
+            ]
+            for what, r in paths:
                 rate = r["rows"] / r["seconds"]
                 tokens = ours["tokens"] / ours["rows"]
                 rows.append(
@@ -810,7 +815,7 @@ def report(res: dict[str, Any]) -> str:
                 f"\nTime ratio {b['messages']:,} / {a['messages']:,} messages: process wall "
                 f"{b['chatdata']['wall'] / a['chatdata']['wall']:.2f} (size ratio {b['messages'] / a['messages']:.1f})."
             )
-    for title, key in (("Targets", "targets"), ("Earlier targets (issue 8), still measured", "earlier_targets")):
+    for title, key in (("Targets", "targets"), ("Targets: scaling, memory, label masks", "earlier_targets")):
         rows = res.get(key)
         if rows:
             parts.append(f"\n### {title}\n")
@@ -897,7 +902,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def earlier_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 8's targets that this run measured (scaling, memory, masks)."""
+    """The scaling, memory and label-mask targets that this run measured."""
     out = []
     sizes = {s["messages"]: scaling_view(s) for s in res.get("scaling") or []}
 
@@ -913,9 +918,15 @@ def earlier_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": "1M messages, four recipes, no tokenizer: < 60 s wall", "measured": text, "met": w < 60})
     for n, v in sorted(sizes.items()):
         if n >= 1_000_000:
-            g = v["chatdata"]["peak_rss_gb"]
+            g, limit = v["chatdata"]["peak_rss_gb"], 2 if n <= 1_000_000 else 3
             more = " (at the stop)" if v["chatdata"].get("error") else ""
-            out.append({"target": f"peak RSS < 3 GB at {n:,} messages", "measured": f"{g:.2f} GB{more}", "met": g < 3})
+            out.append(
+                {
+                    "target": f"peak RSS of the whole process tree < {limit} GB at {n:,} messages",
+                    "measured": f"{g:.2f} GB{more}",
+                    "met": g < limit,
+                }
+            )
     five = sizes.get(5_000_000)
     if one and five:
         (_, w1), (t5, w5) = wall(one), wall(five)
@@ -923,16 +934,19 @@ def earlier_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": "5M time within 5.5× of the 1M time", "measured": measured, "met": w5 / w1 <= 5.5})
     masks = res.get("masks")
     if masks:
-        for label, m in (("oasst_en threads", masks), ("2-turn example", masks["short"])):
-            rate = m["chatdata"]["rows"] / m["chatdata"]["seconds"]
-            ceiling = m["bare_encode"]["rows"] / m["bare_encode"]["seconds"]
-            out.append(
-                {
-                    "target": f"label-mask validation ≥ 20,000 dialogues/s (byte-level BPE; {label})",
-                    "measured": f"{rate:,.0f}/s (tokenizer alone {ceiling:,.0f}/s)",
-                    "met": rate >= 20_000,
-                }
-            )
+        m = masks["short"]
+        best = m.get("pool") or m["chatdata"]
+        rate = best["rows"] / best["seconds"]
+        single = m["chatdata"]["rows"] / m["chatdata"]["seconds"]
+        ceiling = m["bare_encode"]["rows"] / m["bare_encode"]["seconds"]
+        cores = f"{best['workers']} workers" if m.get("pool") else "one process"
+        out.append(
+            {
+                "target": "`--tokenizer` validation ≥ 20,000 two-turn dialogues/s on 2 cores (byte-level BPE)",
+                "measured": f"{rate:,.0f}/s in {cores} (one process {single:,.0f}/s; tokenizer alone {ceiling:,.0f}/s)",
+                "met": rate >= 20_000,
+            }
+        )
     return out
 
 
