@@ -34,14 +34,18 @@ from chatdata import artifacts
 from chatdata.cache import Store, code_fingerprint, content_key, sha256_file, workspace_lock
 from chatdata.errors import ChatdataError
 from chatdata.executors import Executor, InProcess
+from chatdata.memory import release_memory
 from chatdata.recipes import Recipe, get_recipe, recipe_ref
 from chatdata.settings import BuildRequest, BuildSettings
 
 BUNDLED = "bundled-sample"
-#: messages per shard when the shard count is automatic (a shard's stages peak at ~1 GB per 250k messages)
-TARGET_SHARD_MESSAGES = 150_000
+#: messages per shard when the shard count is automatic: a worker's stages on a 100k-message shard of the four
+#: oasst recipes peak at ~0.75 GB (1M messages on 2 workers: ~2 GB for the whole process tree)
+TARGET_SHARD_MESSAGES = 100_000
 #: below this many input records the writes run faster in this process than in spawned workers
 POOL_ROWS = 20_000
+#: batch size of the internal files the write phase streams
+STREAMED = artifacts.STREAM_BATCH_ROWS
 PARTITION, SHARD, PLAN = "partition", "shard", "plan"
 #: the files of a shard entry: surviving rows, their split keys, the shard's rejects, dialogues per tree
 ROWS, KEYS, SHARD_REJECTS, PER_TREE = (f"{n}{artifacts.SUFFIX}" for n in ("rows", "keys", "rejects", "per-tree"))
@@ -159,9 +163,11 @@ def estimate_rows(resolved: Resolved) -> int:
 
 
 def auto_shards(resolved: Resolved) -> int:
-    """About one shard per :data:`TARGET_SHARD_MESSAGES` records (independent of the worker count, so a rerun
-    with other workers reuses every shard)."""
-    return max(1, math.ceil(estimate_rows(resolved) / TARGET_SHARD_MESSAGES))
+    """About one shard per :data:`TARGET_SHARD_MESSAGES` records, an even number when more than one (so 2 or 4
+    workers finish together rather than one running the last shard alone). Independent of the worker count, so
+    a rerun with other workers reuses every shard."""
+    n = math.ceil(estimate_rows(resolved) / TARGET_SHARD_MESSAGES)
+    return 1 if n <= 1 else n + n % 2
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -191,7 +197,7 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
                 Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
             )
             rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # publish order, sizes measured once
-            artifacts.save(with_row_bytes(rejects, list(REJECT_SCHEMA)), tmp / REJECTS_FILE)
+            artifacts.save(with_row_bytes(rejects, list(REJECT_SCHEMA)), tmp / REJECTS_FILE, STREAMED)
             meta = {
                 "k": task.k,
                 "records": [r.to_dict() for r in part.records],
@@ -202,6 +208,7 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
                 "spec": task.resolved.ref.spec,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+        release_memory()
     return partition_meta(store, task.key)
 
 
@@ -230,11 +237,12 @@ class ShardTask:
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result; return how many ran."""
 
+    from chatdata.filters.langid import forget_detections
     from chatdata.output import BYTES, with_row_bytes
     from chatdata.partition import REJECTS_FILE, shard_file
     from chatdata.schema import REJECT_SCHEMA
     from chatdata.splits import split_keys
-    from chatdata.stages import Job, run_shard
+    from chatdata.stages import Job, ShardOutput, run_shard
 
     store = Store(Path(task.store))
     todo = [j for j in task.jobs if store.get(SHARD, j.key) is None]
@@ -243,29 +251,33 @@ def shard_task(task: ShardTask) -> int:
     folder = store.path(PARTITION, task.partition)
     settings = BuildSettings(**task.settings)
     jobs = [Job(get_recipe(j.recipe), j.source, settings) for j in todo]
-    frame = artifacts.load(shard_file(folder, task.shard))
-    kind = jobs[0].spec.format
-    if kind == "oasst":
-        rejected = None
-        if task.shard == 0:
-            rejected = artifacts.load(folder / REJECTS_FILE, ["message_id"]).get_column("message_id")
-        outputs = run_shard(
-            jobs, messages=frame, ingest_rejected=rejected.drop_nulls() if rejected is not None else None
-        )
-    else:
-        outputs = run_shard(jobs, rows=frame)
-    for spec, job, out in zip(todo, jobs, outputs, strict=True):
+
+    def store_output(i: int, out: ShardOutput) -> None:
+        spec, job = todo[i], jobs[i]
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
-            artifacts.save(out.rows, tmp / ROWS)
+            artifacts.save(out.rows, tmp / ROWS, STREAMED)
             keys = split_keys(out.rows, dedupe_columns=job.recipe.message_columns)
             keys = keys.with_columns(with_row_bytes(out.rows).get_column(BYTES))
             artifacts.save(keys, tmp / KEYS)
             rejects = with_row_bytes(out.rejects, list(REJECT_SCHEMA))
-            artifacts.save(rejects, tmp / SHARD_REJECTS)
+            artifacts.save(rejects, tmp / SHARD_REJECTS, STREAMED)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
                 save_masks(out.masks, tmp)
+
+    frame = artifacts.load(shard_file(folder, task.shard))
+    if jobs[0].spec.format == "oasst":
+        rejected = None
+        if task.shard == 0:
+            rejected = artifacts.load(folder / REJECTS_FILE, ["message_id"]).get_column("message_id")
+        ingest = rejected.drop_nulls() if rejected is not None else None
+        run_shard(jobs, messages=frame, ingest_rejected=ingest, emit=store_output)
+    else:
+        run_shard(jobs, rows=frame, emit=store_output)
+    del frame
+    forget_detections()
+    release_memory()
     return len(todo)
 
 
@@ -343,6 +355,7 @@ def write_task(task: WriteTask) -> str:
 
     store = Store(Path(task.store))
     write_recipe(task, store)
+    release_memory()
     return task.target
 
 

@@ -42,7 +42,7 @@ from chatdata.chat.dialects import Dialect, OnSpecial, check_dialogues, get_dial
 from chatdata.chat.template import render_template
 from chatdata.chat.tokenizer import prepare_tokenizer, special_strings
 from chatdata.errors import ChatdataError
-from chatdata.gcpause import paused_gc
+from chatdata.memory import paused_gc
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -216,4 +216,17 @@ def get_backend(name: str) -> LangIdBackend:
     """The process-wide instance of backend ``name`` (models load once)."""
     if name not in BACKENDS:
         raise LangIdError(f"unknown language backend '{name}'; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name]()
+    backend = BACKENDS[name]()
+    _LOADED.append(backend)
+    return backend
+
+
+#: every backend :func:`get_backend` built in this process
+_LOADED: list[LangIdBackend] = []
+
+
+def forget_detections() -> None:
+    """Empty every loaded backend's memo of detections (the engine calls it after each shard: the recipes of one
+    shard share its turns, other shards hold other trees, so a memo kept across shards only grows)."""
+    for backend in _LOADED:
+        backend.__dict__.pop("_memo", None)

@@ -1,4 +1,4 @@
-"""Pausing Python's cyclic garbage collector around allocation-heavy batch work."""
+"""Memory housekeeping: pausing the cyclic garbage collector around batch work, returning freed memory."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def release_memory() -> None:
+    """Return freed memory to the operating system after a task: collect cycles, and empty Arrow's allocator
+    (mimalloc keeps freed pages for reuse; after partitioning 1M messages it held ~300 MB that no later task of
+    this process would reuse soon)."""
+    gc.collect()
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
