@@ -371,23 +371,29 @@ def run_shard(
     messages: pl.DataFrame | None = None,
     ingest_rejected: pl.Series | None = None,
     rows: pl.DataFrame | None = None,
+    emit: Callable[[int, ShardOutput], None] | None = None,
 ) -> list[ShardOutput]:
     """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or
-    converted ``rows``. Stages with equal keys run once and their results are shared."""
+    converted ``rows``. Stages with equal keys run once and their results are shared.
+
+    A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
+    to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
+    not all of them), and the list returned is empty."""
+    keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job.spec)] for job in jobs]
+    last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
     if messages is not None:
         start = structure(messages, ingest_rejected)
     outputs = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         frame = start.frame if start is not None else rows
         assert frame is not None, "run_shard needs messages or rows"
         records = [start.record] if start is not None else []
         rejects = [start.rejects] if start is not None else []
         per_tree = pl.Series("count", [], dtype=pl.UInt32)
         masks = None
-        for stage in chain(job.spec):
-            key = _memo_key(stage.key(job), stage.name)
+        for stage, key in zip(chain(job.spec), keys[i], strict=True):
             if key not in memo:
                 memo[key] = stage.run(frame, job)
             out = memo[key]
@@ -398,15 +404,22 @@ def run_shard(
             records.append(record)
             rejects.append(out.rejects)
             frame = out.frame
-        outputs.append(
-            ShardOutput(
-                rows=frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id"),
-                rejects=sort_rejects(conform(pl.concat(rejects, how="vertical_relaxed"), REJECT_SCHEMA)),
-                records=[_with_source(r, job.source) for r in records],
-                per_tree=per_tree,
-                masks=masks,
-            )
+        output = ShardOutput(
+            rows=frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id"),
+            rejects=sort_rejects(conform(pl.concat(rejects, how="vertical_relaxed"), REJECT_SCHEMA)),
+            records=[_with_source(r, job.source) for r in records],
+            per_tree=per_tree,
+            masks=masks,
         )
+        del frame, rejects, out
+        for key in keys[i]:
+            if last_use[key] == i:
+                memo.pop(key, None)
+        if emit is None:
+            outputs.append(output)
+        else:
+            emit(i, output)
+        del output
     return outputs
 
 
