@@ -347,6 +347,7 @@ def assemble(
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
     from chatdata.card import render_card
     from chatdata.filters.specs import load_specs
+    from chatdata.memory import release_memory
     from chatdata.writer import SplitWriter, atomic_folder
 
     ledger.check()
@@ -373,6 +374,7 @@ def assemble(
                 writer.write(chunk)
             paths = writer.close()
             outputs[config][name] = {"rows": stream.rows, "files": [file_entry(p, tmp) for p in paths]}
+            release_memory()  # the next table's buffers start from an empty allocator
         primary = sources[recipe.primary_source]
         build = {
             "chatdata_version": __version__,

@@ -32,7 +32,7 @@ try:
 except ImportError:  # Windows: no flock; temp folders of dead runs are then left alone
     fcntl = None  # type: ignore[assignment]
 
-ROW_GROUP_BYTES = 100 * 1024 * 1024
+ROW_GROUP_BYTES = 16 * 1024 * 1024
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 
 
