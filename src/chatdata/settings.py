@@ -147,7 +147,8 @@ class BuildRequest(BuildSettings):
     )
     shards: int | None = setting(
         None,
-        "Tree-shards per source (default: about one per 150k messages); the output bytes do not depend on it.",
+        "Tree-shards per source (default: about one per 100k messages, an even number); the output bytes do not "
+        "depend on it.",
         phase="run",
         ge=1,
         le=4096,
