@@ -163,10 +163,10 @@ def estimate_rows(resolved: Resolved) -> int:
 
 
 def auto_shards(resolved: Resolved) -> int:
-    """About one shard per :data:`TARGET_SHARD_MESSAGES` records, an even number when more than one (so 2 or 4
-    workers finish together rather than one running the last shard alone). Independent of the worker count, so
-    a rerun with other workers reuses every shard."""
-    n = math.ceil(estimate_rows(resolved) / TARGET_SHARD_MESSAGES)
+    """The records over :data:`TARGET_SHARD_MESSAGES`, rounded, and even when more than one (so two workers finish
+    together rather than one running the last shard alone): 200k messages make 2 shards, 1M make 10. Independent
+    of the worker count, so a rerun with other workers reuses every shard."""
+    n = math.floor(estimate_rows(resolved) / TARGET_SHARD_MESSAGES + 0.5)
     return 1 if n <= 1 else n + n % 2
 
 
