@@ -12,6 +12,11 @@ from chatdata.cli import app
 runner = CliRunner()
 
 
+def _python(code: str, *, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter, capturing its output."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
 def test_help_lists_commands() -> None:
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
@@ -69,7 +74,7 @@ def test_a_build_imports_only_what_it_uses(tmp_path: Path) -> None:
         "heavy = ('prefect', 'dask', 'datasets', 'transformers', 'matplotlib', 'pandas', 'torch')\n"
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = _python(code, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == "[]"
 
@@ -81,7 +86,7 @@ def test_library_does_not_import_prefect() -> None:
         "    if m.name != 'chatdata.cli': importlib.import_module(m.name)\n"
         "print('prefect' in sys.modules)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = _python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 
@@ -96,7 +101,7 @@ def test_console_script_exit_runs_exit_handlers_and_flushes() -> None:
         "print('x' * 100000)\n"
         "run()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = _python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("x" * 100000)
     assert proc.stdout.rstrip().splitlines()[-2:] == [f"chatdata {__import__('chatdata').__version__}", "handler ran"]
