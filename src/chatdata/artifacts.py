@@ -21,15 +21,6 @@ BATCH_ROWS = 20_000
 #: rows per record batch of a file the merge streams (shard rows, rejects): the write of a recipe holds one batch
 #: of every piece at once, so at 1M messages 20k-row batches of ten pieces cost ~0.5 GB, 2k-row ones a tenth
 STREAM_BATCH_ROWS = 2_000
-#: rows a merge may hold over all its pieces: with many shards their batches shrink (5M messages, 50 shards: 800)
-STREAM_BUDGET_ROWS = 40_000
-
-
-def stream_batch_rows(pieces: int) -> int:
-    """Batch rows for the streamed files of one of ``pieces`` shards, so a merge of all of them stays bounded."""
-    return max(100, min(STREAM_BATCH_ROWS, STREAM_BUDGET_ROWS // max(1, pieces)))
-
-
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 

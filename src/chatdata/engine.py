@@ -252,18 +252,16 @@ def shard_task(task: ShardTask) -> int:
     settings = BuildSettings(**task.settings)
     jobs = [Job(get_recipe(j.recipe), j.source, settings) for j in todo]
 
-    batch_rows = artifacts.stream_batch_rows(int(partition_meta(store, task.partition)["k"]))
-
     def store_output(i: int, out: ShardOutput) -> None:
         spec, job = todo[i], jobs[i]
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
-            artifacts.save(out.rows, tmp / ROWS, batch_rows)
+            artifacts.save(out.rows, tmp / ROWS, STREAMED)
             keys = split_keys(out.rows, dedupe_columns=job.recipe.message_columns)
             keys = keys.with_columns(with_row_bytes(out.rows).get_column(BYTES))
             artifacts.save(keys, tmp / KEYS)
             rejects = with_row_bytes(out.rejects, list(REJECT_SCHEMA))
-            artifacts.save(rejects, tmp / SHARD_REJECTS, batch_rows)
+            artifacts.save(rejects, tmp / SHARD_REJECTS, STREAMED)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
                 save_masks(out.masks, tmp)
