@@ -46,19 +46,23 @@ def primary_subtag(code: str | None) -> str:
     return code.replace("_", "-").split("-", 1)[0].strip().lower() or UNDETERMINED
 
 
+#: backend name -> text -> (language, confidence) already detected in this process
+_MEMOS: dict[str, dict[str, tuple[str, float]]] = {}
+
+
 class LangIdBackend(ABC):
     """One language detector. Subclasses implement :meth:`_detect` on non-empty texts."""
 
     name: ClassVar[str]
-    #: results kept in memory per backend instance, so a second recipe (or stage) in the same process does not
-    #: detect the same turns again; detection is deterministic, so this never changes a result
+    #: detections kept in memory per backend (:data:`_MEMOS`), so a second recipe (or stage) in the same process
+    #: does not detect the same turns again; detection is deterministic, so this never changes a result
     MEMO_LIMIT: ClassVar[int] = 2_000_000
 
     def detect_batch(self, texts: Sequence[str]) -> tuple[list[str], list[float]]:
         """Detect the language of every text: (primary subtags, confidences), aligned with ``texts``."""
         langs = [UNDETERMINED] * len(texts)
         scores = [0.0] * len(texts)
-        memo: dict[str, tuple[str, float]] = self.__dict__.setdefault("_memo", {})
+        memo = _MEMOS.setdefault(self.name, {})
         todo = []
         for i, t in enumerate(texts):
             if not t or t.isspace():
@@ -216,17 +220,10 @@ def get_backend(name: str) -> LangIdBackend:
     """The process-wide instance of backend ``name`` (models load once)."""
     if name not in BACKENDS:
         raise LangIdError(f"unknown language backend '{name}'; choose one of {sorted(BACKENDS)}")
-    backend = BACKENDS[name]()
-    _LOADED.append(backend)
-    return backend
-
-
-#: every backend :func:`get_backend` built in this process
-_LOADED: list[LangIdBackend] = []
+    return BACKENDS[name]()
 
 
 def forget_detections() -> None:
-    """Empty every loaded backend's memo of detections (the engine calls it after each shard: the recipes of one
-    shard share its turns, other shards hold other trees, so a memo kept across shards only grows)."""
-    for backend in _LOADED:
-        backend.__dict__.pop("_memo", None)
+    """Empty every backend's memo of detections (the engine calls it after each shard: the recipes of one shard
+    share its turns, other shards hold other trees, so a memo kept across shards only grows)."""
+    _MEMOS.clear()
