@@ -136,6 +136,7 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+@paused_gc()
 def build_masks(
     messages: pl.Series | Sequence[Sequence[Mapping[str, Any]] | None],
     tokenizer: PreTrainedTokenizerBase,
@@ -154,19 +155,6 @@ def build_masks(
     rendered. Rule 3 re-tokenizes each prompt from its last added token on (``prefix_check="full"``:
     the whole prompt, same verdict, slower; ``False``: skip rule 3).
     """
-    with paused_gc():
-        return _build_masks(messages, tokenizer, dialect, convention, max_length, on_special, prefix_check)
-
-
-def _build_masks(
-    messages: pl.Series | Sequence[Sequence[Mapping[str, Any]] | None],
-    tokenizer: PreTrainedTokenizerBase,
-    dialect: str | Dialect,
-    convention: Convention,
-    max_length: int,
-    on_special: OnSpecial,
-    prefix_check: bool | Literal["full"],
-) -> MaskBatch:
     d = get_dialect(dialect)
     if convention not in CONVENTIONS:
         raise ChatdataError(f"unknown mask convention {convention!r}: use one of {', '.join(CONVENTIONS)}")
