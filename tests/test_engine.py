@@ -318,9 +318,9 @@ def test_automatic_shard_count_follows_the_input_not_the_workers(monkeypatch: py
     assert engine.estimate_rows(resolved) >= rows
     monkeypatch.setattr(engine, "TARGET_SHARD_MESSAGES", 1000)
     n = math.floor(engine.estimate_rows(resolved) / 1000 + 0.5)
-    assert engine.auto_shards(resolved) == n + n % 2 >= 4  # even, so two workers finish together
+    assert engine.auto_shards(engine.estimate_rows(resolved)) == n + n % 2 >= 4  # even: two workers end together
     monkeypatch.setattr(engine, "TARGET_SHARD_MESSAGES", 10**9)
-    assert engine.auto_shards(resolved) == 1
+    assert engine.auto_shards(engine.estimate_rows(resolved)) == 1
 
 
 def test_unknown_sources_and_bindings_are_one_line_errors(tmp_path: Path) -> None:

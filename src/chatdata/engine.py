@@ -44,8 +44,6 @@ BUNDLED = "bundled-sample"
 TARGET_SHARD_MESSAGES = 100_000
 #: below this many input records the writes run faster in this process than in spawned workers
 POOL_ROWS = 20_000
-#: batch size of the internal files the write phase streams
-STREAMED = artifacts.STREAM_BATCH_ROWS
 PARTITION, SHARD, PLAN = "partition", "shard", "plan"
 #: the files of a shard entry: surviving rows, their split keys, the shard's rejects, dialogues per tree
 ROWS, KEYS, SHARD_REJECTS, PER_TREE = (f"{n}{artifacts.SUFFIX}" for n in ("rows", "keys", "rejects", "per-tree"))
@@ -162,11 +160,11 @@ def estimate_rows(resolved: Resolved) -> int:
     return total
 
 
-def auto_shards(resolved: Resolved) -> int:
-    """The records over :data:`TARGET_SHARD_MESSAGES`, rounded, and even when more than one (so two workers finish
-    together rather than one running the last shard alone): 200k messages make 2 shards, 1M make 10. Independent
-    of the worker count, so a rerun with other workers reuses every shard."""
-    n = math.floor(estimate_rows(resolved) / TARGET_SHARD_MESSAGES + 0.5)
+def auto_shards(rows: int) -> int:
+    """A source's records (:func:`estimate_rows`) over :data:`TARGET_SHARD_MESSAGES`, rounded, and even when more
+    than one (so two workers finish together rather than one running the last shard alone): 200k messages make 2
+    shards, 1M make 10. Independent of the worker count, so a rerun with other workers reuses every shard."""
+    n = math.floor(rows / TARGET_SHARD_MESSAGES + 0.5)
     return 1 if n <= 1 else n + n % 2
 
 
@@ -183,7 +181,6 @@ class PartitionTask:
 
 def partition_task(task: PartitionTask) -> dict[str, Any]:
     """Cut one source into ``k`` shards in a cache entry; return its metadata."""
-
     from chatdata.output import with_row_bytes
     from chatdata.partition import REJECTS_FILE, partition_source
     from chatdata.schema import REJECT_SCHEMA
@@ -197,7 +194,8 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
                 Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
             )
             rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # publish order, sizes measured once
-            artifacts.save(with_row_bytes(rejects, list(REJECT_SCHEMA)), tmp / REJECTS_FILE, STREAMED)
+            rejects = with_row_bytes(rejects, list(REJECT_SCHEMA))
+            artifacts.save(rejects, tmp / REJECTS_FILE, artifacts.STREAM_BATCH_ROWS)
             meta = {
                 "k": task.k,
                 "records": [r.to_dict() for r in part.records],
@@ -236,7 +234,6 @@ class ShardTask:
 
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result; return how many ran."""
-
     from chatdata.filters.langid import forget_detections
     from chatdata.output import BYTES, with_row_bytes
     from chatdata.partition import REJECTS_FILE, shard_file
@@ -256,12 +253,12 @@ def shard_task(task: ShardTask) -> int:
         spec, job = todo[i], jobs[i]
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
-            artifacts.save(out.rows, tmp / ROWS, STREAMED)
+            artifacts.save(out.rows, tmp / ROWS, artifacts.STREAM_BATCH_ROWS)
             keys = split_keys(out.rows, dedupe_columns=job.recipe.message_columns)
             keys = keys.with_columns(with_row_bytes(out.rows).get_column(BYTES))
             artifacts.save(keys, tmp / KEYS)
             rejects = with_row_bytes(out.rejects, list(REJECT_SCHEMA))
-            artifacts.save(rejects, tmp / SHARD_REJECTS, STREAMED)
+            artifacts.save(rejects, tmp / SHARD_REJECTS, artifacts.STREAM_BATCH_ROWS)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
                 save_masks(out.masks, tmp)
@@ -290,7 +287,6 @@ def save_masks(masks: dict[str, Any], folder: Path) -> None:
 
 
 def load_masks(folder: Path) -> dict[str, Any] | None:
-
     path = folder / "masks.json"
     if not path.is_file():
         return None
@@ -464,9 +460,10 @@ def build(
         # 1. partitions
         parts: dict[SourceRef, tuple[str, int]] = {}
         tasks = []
+        rows = {ref: estimate_rows(resolved[ref]) for ref in distinct}
         for ref in distinct:
             res = resolved[ref]
-            k = request.shards or auto_shards(res)
+            k = request.shards or auto_shards(rows[ref])
             key = content_key(res.key, k, code_fingerprint())
             parts[ref] = (key, k)
             if store.get(PARTITION, key) is None:
@@ -561,8 +558,7 @@ def build(
                 )
             )
         say(f"write {len(write_tasks)} recipe(s)" if write_tasks else "outputs unchanged")
-        rows = sum(estimate_rows(resolved[ref]) for ref in distinct)
-        executor.prepare(len(write_tasks) if rows >= POOL_ROWS else 1)
+        executor.prepare(len(write_tasks) if sum(rows.values()) >= POOL_ROWS else 1)
         executor.map(
             write_task,
             write_tasks,

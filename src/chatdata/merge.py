@@ -20,8 +20,8 @@ from chatdata.writer import to_arrow
 
 #: rows per merged output chunk
 CHUNK_ROWS = 5_000
-#: rows a piece reader holds at once
-READ_ROWS = 2_000
+#: rows a piece reader holds at once: the batch the streamed internal files are written in
+READ_ROWS = artifacts.STREAM_BATCH_ROWS
 
 
 def merge_order(keys: list[pl.DataFrame], by: tuple[str, ...]) -> np.ndarray:
