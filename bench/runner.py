@@ -526,24 +526,15 @@ def same_section(same: dict[str, Any], startup: dict[str, Any] | None) -> list[s
     def net(r: dict[str, Any]) -> str:
         return net_text(ref["wall"], r["wall"], startup)
 
+    def build_row(label: str, r: dict[str, Any]) -> list[str]:
+        wall = r["wall"]
+        return [label, _s(wall), _rate(n, wall), _gb(r["peak_rss_gb"]), _ratio(ref["wall"], wall), net(r)]
+
     parts.append(f"### Same input: {n:,} messages, all four recipes, no tokenizer\n")
+
     rows = [
-        [
-            f"chatdata, default (`{_command(cd)}`, {same.get('cores', '?')} workers)",
-            _s(cd["wall"]),
-            _rate(n, cd["wall"]),
-            _gb(cd["peak_rss_gb"]),
-            _ratio(ref["wall"], cd["wall"]),
-            net(cd),
-        ],
-        [
-            "chatdata, one process (`… --workers 1`)",
-            _s(w1["wall"]),
-            _rate(n, w1["wall"]),
-            _gb(w1["peak_rss_gb"]),
-            _ratio(ref["wall"], w1["wall"]),
-            net(w1),
-        ],
+        build_row(f"chatdata, default (`{_command(cd)}`, {same.get('cores', '?')} workers)", cd),
+        build_row("chatdata, one process (`… --workers 1`)", w1),
         [
             "chatdata, rerun: the default command again, same `--out`, nothing changed",
             _s(rerun["wall"]),
