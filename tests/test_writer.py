@@ -183,8 +183,13 @@ def _contents(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _ours(folder: Path) -> bool:
+    """These tests' folders count as chatdata's own (the build record rule has tests of its own below)."""
+    return True
+
+
 def _build(target: Path, files: dict[str, str]) -> None:
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=_ours) as tmp:
         for name, text in files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
@@ -223,9 +228,9 @@ def test_a_run_killed_after_the_exchange_leaves_the_old_folder_to_the_next_run(
         with pytest.raises(Killed):
             _build(target, {"b.txt": "v2"})
     assert _contents(target) == {"b.txt": "v2"}  # the exchange was done: the new folder is in place
-    (left,) = [p for p in tmp_path.iterdir() if p.name.startswith(".ds.tmp-")]
-    assert _contents(left) == {"a.txt": "v1"}
-    with atomic_folder(target) as tmp:
+    (left,) = [p for p in tmp_path.iterdir() if p.name.startswith(".ds.tmp-") and p.is_dir()]
+    assert _contents(left) == {"a.txt": "v1"} and (tmp_path / f"{left.name}.lock").is_file()  # marked as a run's
+    with atomic_folder(target, owned=_ours) as tmp:
         assert not left.exists() and _beside(target) == sorted(["ds", tmp.name, f"{tmp.name}.lock"])
         (tmp / "c.txt").write_text("v3")
     assert _contents(target) == {"c.txt": "v3"} and _beside(target) == ["ds"]
@@ -274,7 +279,7 @@ def test_a_run_killed_between_the_two_renames_is_finished_by_the_next_run(
             _build(target, {"b.txt": "v2"})
     assert not target.exists() and ".ds.swap.json" in _beside(target)
     assert any(n.startswith(".ds.old-") for n in _beside(target))
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=_ours) as tmp:
         assert _contents(target) == {"b.txt": "v2"}  # the killed run had finished building: its swap is completed
         assert _beside(target) == sorted(["ds", tmp.name, f"{tmp.name}.lock"])
         (tmp / "c.txt").write_text("v3")
@@ -292,7 +297,7 @@ def test_a_run_killed_before_the_first_rename_is_undone_by_the_next_run(
         with pytest.raises(Killed):
             _build(target, {"b.txt": "v2"})
     assert _contents(target) == {"a.txt": "v1"} and ".ds.swap.json" in _beside(target)
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=_ours) as tmp:
         assert _contents(target) == {"a.txt": "v1"}
         assert _beside(target) == sorted(["ds", tmp.name, f"{tmp.name}.lock"])
 
@@ -312,7 +317,7 @@ def test_a_missing_target_comes_back_from_a_leftover_old_folder(tmp_path: Path) 
     old = tmp_path / ".ds.old-x1y2"  # what an interrupted swap of an earlier version left: no target, no journal
     old.mkdir()
     (old / "a.txt").write_text("v1")
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=_ours) as tmp:
         assert _contents(target) == {"a.txt": "v1"} and not old.exists()
         (tmp / "b.txt").write_text("v2")
     assert _contents(target) == {"b.txt": "v2"} and _beside(target) == ["ds"]
@@ -345,21 +350,22 @@ def test_dead_runs_leftovers_are_removed_but_a_live_runs_folder_is_kept(tmp_path
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         _build(target, {"b.txt": "v2"})
-        assert _beside(target) == [".ds.tmp-live", ".ds.tmp-live.lock", "ds"]
+        # a temp folder with no lock file and content was not made by a run of ours: left alone
+        assert _beside(target) == [".ds.tmp-dead1", ".ds.tmp-live", ".ds.tmp-live.lock", "ds"]
         assert _contents(tmp_path / ".ds.tmp-live") == {"part.parquet": ".ds.tmp-live"}
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=60)
     _build(target, {"c.txt": "v3"})  # its process is gone: now it is a dead run's folder
-    assert _beside(target) == ["ds"] and _contents(target) == {"c.txt": "v3"}
+    assert _beside(target) == [".ds.tmp-dead1", "ds"] and _contents(target) == {"c.txt": "v3"}
 
 
 def test_concurrent_runs_leave_each_others_folders_alone(tmp_path: Path) -> None:
     target = tmp_path / "ds"
-    with atomic_folder(target) as outer:
+    with atomic_folder(target, owned=_ours) as outer:
         (outer / "outer.txt").write_text("outer")
-        with atomic_folder(target) as inner:
+        with atomic_folder(target, owned=_ours) as inner:
             assert _contents(outer) == {"outer.txt": "outer"}
             (inner / "inner.txt").write_text("inner")
         assert _contents(target) == {"inner.txt": "inner"} and outer.exists()
@@ -369,7 +375,7 @@ def test_concurrent_runs_leave_each_others_folders_alone(tmp_path: Path) -> None
 def test_a_failing_build_leaves_the_target_and_nothing_beside_it(tmp_path: Path) -> None:
     target = tmp_path / "ds"
     _build(target, {"a.txt": "v1"})
-    with pytest.raises(RuntimeError, match="disk full"), atomic_folder(target) as tmp:
+    with pytest.raises(RuntimeError, match="disk full"), atomic_folder(target, owned=_ours) as tmp:
         (tmp / "b.txt").write_text("half")
         raise RuntimeError("disk full")
     assert _contents(target) == {"a.txt": "v1"} and _beside(target) == ["ds"]
@@ -389,3 +395,71 @@ def test_exchange_through_the_raw_syscall_when_libc_lacks_renameat2(
     assert _contents(a) == {"y": "in b"} and _contents(b) == {"x": "in a"}
     with pytest.raises(FileNotFoundError):
         writer.exchange(a, tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------------------ foreign folders
+
+
+def _record(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "build.json").write_text('{"chatdata_version": "0.1.0"}')
+
+
+def test_a_folder_chatdata_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    from chatdata.output import is_build_folder
+    from chatdata.writer import ForeignFolderError
+
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "important.txt").write_text("mine")
+    with pytest.raises(ForeignFolderError, match=r"ds was not written by chatdata.*--overwrite"):
+        with atomic_folder(target, owned=is_build_folder) as tmp:
+            _record(tmp)
+    assert _contents(target) == {"important.txt": "mine"} and _beside(target) == ["ds"]
+    (target / "build.json").write_text('{"name": "someone else\'s record"}')  # a build.json, not chatdata's
+    with pytest.raises(ForeignFolderError), atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
+    assert (target / "important.txt").read_text() == "mine"
+    with atomic_folder(target, owned=is_build_folder, overwrite=True) as tmp:  # the user said so
+        _record(tmp)
+    assert _contents(target) == {"build.json": '{"chatdata_version": "0.1.0"}'} and _beside(target) == ["ds"]
+
+
+def test_a_foreign_folder_that_appears_during_the_build_is_not_replaced(tmp_path: Path) -> None:
+    from chatdata.output import is_build_folder
+    from chatdata.writer import ForeignFolderError
+
+    target = tmp_path / "ds"
+    with pytest.raises(ForeignFolderError), atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
+        target.mkdir()
+        (target / "important.txt").write_text("mine")
+    assert _contents(target) == {"important.txt": "mine"} and _beside(target) == ["ds"]
+
+
+def test_an_empty_folder_or_a_chatdata_folder_is_replaced(tmp_path: Path) -> None:
+    from chatdata.output import is_build_folder
+
+    target = tmp_path / "ds"
+    target.mkdir()
+    with atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
+        (tmp / "v1.txt").write_text("v1")
+    with atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
+        (tmp / "v2.txt").write_text("v2")
+    assert sorted(_contents(target)) == ["build.json", "v2.txt"]
+
+
+def test_old_folders_beside_the_target_are_removed_only_when_chatdata_wrote_them(tmp_path: Path) -> None:
+    from chatdata.output import is_build_folder
+
+    target = tmp_path / "ds"
+    _record(target)
+    ours, theirs = tmp_path / ".ds.old-ours", tmp_path / ".ds.old-theirs"
+    _record(ours)
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    with atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
+    assert _beside(target) == [".ds.old-theirs", "ds"] and _contents(theirs) == {"notes.txt": "keep me"}

@@ -141,6 +141,42 @@ class Store:
         return removed
 
 
+#: the Cache Directory Tagging Specification's tag (https://bford.info/cachedir/): backup tools skip the folder, and
+#: chatdata knows the workspace is its own
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by chatdata (its build workspace).\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+#: what a workspace written before the tag existed holds (it is tagged when next used)
+_WORKSPACE_NAMES = frozenset({".lock", "cache", "hub-cache", "prefect.log"})
+
+
+def claim_workspace(work: Path, *, overwrite: bool = False) -> None:
+    """Make ``work`` a chatdata workspace, or refuse a folder chatdata did not make (a build removes stale cache
+    entries in it, and all of ``WORK/cache`` with ``--force``) unless ``overwrite``."""
+    from chatdata.errors import ChatdataError
+
+    work = Path(work)
+    tag = work / CACHEDIR_TAG
+    if tag.is_file() and "chatdata" in tag.read_text(errors="replace"):
+        return
+    if work.exists() and not work.is_dir():
+        raise ChatdataError(f"workspace {work} is not a folder: choose another --work")
+    foreign = sorted(p.name for p in work.iterdir() if p.name not in _WORKSPACE_NAMES) if work.is_dir() else []
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+        raise ChatdataError(
+            f"workspace {work} holds files chatdata did not write ({shown}); choose another --work, or pass "
+            "--overwrite to use it anyway (a build removes stale entries under its cache/ folder)"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / f".{CACHEDIR_TAG}.tmp-{os.getpid()}"
+    tmp.write_text(_TAG_TEXT)
+    os.replace(tmp, tag)
+
+
 @contextmanager
 def workspace_lock(work: Path) -> Iterator[bool]:
     """Hold ``WORK/.lock`` for a build: a second build of the same workspace waits (yields whether it waited)."""

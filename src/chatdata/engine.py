@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chatdata import artifacts
-from chatdata.cache import Store, code_fingerprint, content_key, sha256_file, workspace_lock
+from chatdata.cache import Store, claim_workspace, code_fingerprint, content_key, sha256_file, workspace_lock
 from chatdata.errors import ChatdataError
 from chatdata.executors import Executor, InProcess
 from chatdata.memory import release_memory
@@ -343,6 +343,7 @@ class WriteTask:
     target: str
     build_key: str
     allow_empty: bool
+    overwrite: bool = False
 
 
 def write_task(task: WriteTask) -> str:
@@ -434,6 +435,13 @@ def build(
         result.ran[phase] = result.ran.get(phase, 0) + n
         result.reused[phase] = result.reused.get(phase, 0) + total - n
 
+    # nothing chatdata did not write is ever replaced or removed: refuse before any work
+    from chatdata.output import is_build_folder
+    from chatdata.writer import check_replaceable
+
+    for target in result.outputs.values():
+        check_replaceable(target, is_build_folder, overwrite=request.overwrite, option="--overwrite")
+    claim_workspace(work, overwrite=request.overwrite)
     with workspace_lock(work) as waited:
         if waited:
             say("waited for another build to release the workspace")
@@ -555,6 +563,7 @@ def build(
                     str(target),
                     build_key,
                     request.allow_empty,
+                    request.overwrite,
                 )
             )
         say(f"write {len(write_tasks)} recipe(s)" if write_tasks else "outputs unchanged")

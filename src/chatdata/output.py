@@ -49,6 +49,18 @@ PUBLISHED_REJECT_COLUMNS = (
 BYTES = "_bytes"
 
 
+BUILD_RECORD = "build.json"
+
+
+def is_build_folder(folder: Path) -> bool:
+    """``folder`` holds a chatdata build record (``build.json`` with ``chatdata_version``): chatdata wrote it."""
+    try:
+        record = orjson.loads((Path(folder) / BUILD_RECORD).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and "chatdata_version" in record
+
+
 def publish_columns(columns: Iterable[str]) -> list[str]:
     columns = list(columns)
     first = [c for c in PRIMARY if c in columns]
@@ -329,6 +341,7 @@ def write_recipe(task: Any, store: Any) -> None:
         _split_streams(task, store, plans),
         _rejects_stream(task, store, plans, unit),
         extra,
+        overwrite=task.overwrite,
     )
 
 
@@ -342,6 +355,8 @@ def assemble(
     splits: dict[str, TableStream],
     rejects: TableStream,
     extra: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
@@ -363,7 +378,7 @@ def assemble(
         refs += [*recipe.gate_refs(name), *recipe.filter_refs(name, settings.decontaminate)]
     specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(list(dict.fromkeys(refs)))]
     outputs: dict[str, dict[str, Any]] = {"default": {}, REJECTS_CONFIG: {}}
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=is_build_folder, overwrite=overwrite) as tmp:
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
         tables.append((REJECTS_CONFIG, REJECTS_CONFIG, tmp / REJECTS_CONFIG, rejects))
         for config, name, folder, stream in tables:
@@ -390,6 +405,6 @@ def assemble(
         }
         if notes is not None:
             build["notes"] = notes
-        (tmp / "build.json").write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        (tmp / BUILD_RECORD).write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         (tmp / "README.md").write_text(render_card(build, tmp), encoding="utf-8")
     return StageRecord("write", ledger.records[-1].unit, total_out, total_out)

@@ -157,6 +157,12 @@ class BuildRequest(BuildSettings):
         None, "Processes running shards at once (default: one per core).", phase="run", ge=1, le=256
     )
     force: bool = setting(False, "Recompute everything instead of reusing the workspace cache.", phase="run")
+    overwrite: bool = setting(
+        False,
+        "Replace an OUT/RECIPE folder (and use a --work folder) that chatdata did not write; by default the build "
+        "refuses to touch it.",
+        phase="run",
+    )
     allow_empty: bool = setting(
         False, "Write a recipe whose outputs hold no row (default: fail, with what removed every row).", phase="run"
     )

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from chatdata.errors import ChatdataError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; temp folders of dead runs are then left alone
@@ -333,12 +335,14 @@ def _take_lock(path: Path, *, blocking: bool) -> int | None:
         os.close(fd)
 
 
-def _drop_lock(fd: int, path: Path) -> None:
-    """Unlink the lock file, then release it (a waiter on the unlinked file notices and retries)."""
+def _drop_lock(fd: int, path: Path, *, unlink: bool = True) -> None:
+    """Unlink the lock file (unless told to keep it), then release it (a waiter on the unlinked file notices and
+    retries)."""
     if fd < 0:
         return
-    with suppress(FileNotFoundError):
-        os.unlink(path)
+    if unlink:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
     os.close(fd)
 
 
@@ -382,12 +386,37 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def recover(target: Path) -> None:
+class ForeignFolderError(ChatdataError):
+    """A folder a build would replace or remove was not written by chatdata."""
+
+
+def _always(_: Path) -> bool:
+    return True
+
+
+def check_replaceable(target: Path, owned: Callable[[Path], bool], *, overwrite: bool, option: str) -> None:
+    """Raise :class:`ForeignFolderError` unless ``target`` is missing, an empty folder, a folder ``owned`` says
+    chatdata wrote, or ``overwrite`` allows replacing whatever is there (``option`` names the flag that does)."""
+    target = Path(target)
+    if overwrite or not os.path.lexists(target):
+        return
+    if target.is_dir() and not target.is_symlink() and (owned(target) or not any(target.iterdir())):
+        return
+    what = "is not a folder" if not target.is_dir() or target.is_symlink() else "was not written by chatdata"
+    raise ForeignFolderError(
+        f"{target} {what} (it holds no chatdata build record) and a build would replace it: move it away, "
+        f"choose another output folder, or pass {option} to replace it"
+    )
+
+
+def recover(target: Path, owned: Callable[[Path], bool] = _always) -> None:
     """Finish or undo an interrupted swap of ``target`` and remove what dead runs left beside it.
 
     Call with ``.NAME.lock`` held. A journaled two-rename swap that lost the target is finished (the new folder was
     complete) or, without the new folder, undone; with no journal, a missing target comes back from the newest
-    ``.NAME.old-*``. Then every ``.old`` folder goes, and every temp folder whose run no longer holds its lock."""
+    ``.NAME.old-*``. Then every ``.old`` folder that ``owned`` says chatdata wrote goes (another is left alone),
+    and every temp folder whose run no longer holds its lock (a temp folder with no lock file was not made by a
+    run of ours, or is empty: it is removed only when empty)."""
     target = Path(target)
     journal = _journal(target)
     if journal.exists():
@@ -408,7 +437,8 @@ def recover(target: Path) -> None:
         os.rename(newest, target)
         olds.remove(newest)
     for old in olds:
-        _discard(old)
+        if owned(old) or not any(old.iterdir()):
+            _discard(old)
     for path in _siblings(target, "tmp"):
         if path.name.endswith(".lock"):
             if not path.with_name(path.name[: -len(".lock")]).exists():
@@ -417,6 +447,10 @@ def recover(target: Path) -> None:
                     _drop_lock(fd, path)
             continue
         lock = _owner_lock(path)
+        if not lock.exists():
+            with suppress(OSError):
+                path.rmdir()  # only an empty one: a run killed between making it and locking it
+            continue
         fd = _take_lock(lock, blocking=False)
         if fd is not None:  # no live run owns it
             _discard(path)
@@ -451,19 +485,25 @@ def _swap(tmp: Path, target: Path) -> None:
 
 
 @contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
+def atomic_folder(
+    target: Path, *, owned: Callable[[Path], bool], overwrite: bool = False, option: str = "--overwrite"
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target`` whole, on error it vanishes.
 
     The swap is one ``renameat2(RENAME_EXCHANGE)`` (Linux): readers see the old folder or the new one, never a
     half-written one or none. Where the OS or filesystem cannot exchange, two renames with a journal, which the next
     run finishes or undoes if this one dies in between. Each call first recovers an interrupted swap and removes
     what dead runs left (see the rule above), never a live run's folder. The result has mode 0o755.
+
+    Only a folder chatdata wrote (``owned``), an empty one or none is replaced: anything else raises
+    :class:`ForeignFolderError` naming ``option``, before and again just before the swap, unless ``overwrite``.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
     with _locked(lock):
-        recover(target)
+        recover(target, owned)
+        check_replaceable(target, owned, overwrite=overwrite, option=option)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         owner = _take_lock(_owner_lock(tmp), blocking=True)  # new, so never waits
         assert owner is not None
@@ -476,9 +516,10 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o755)
         with _locked(lock):
             try:
+                check_replaceable(target, owned, overwrite=overwrite, option=option)
                 _swap(tmp, target)
             except Exception:  # a real error (a killed run leaves its state to the next run's recover)
                 _discard(tmp)
                 raise
-    finally:
-        _drop_lock(owner, _owner_lock(tmp))
+    finally:  # a temp folder still there (interrupted) keeps its lock file: it marks the folder as a run's own
+        _drop_lock(owner, _owner_lock(tmp), unlink=not tmp.exists())
