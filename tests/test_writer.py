@@ -412,9 +412,9 @@ def test_a_folder_chatdata_did_not_write_is_never_replaced(tmp_path: Path) -> No
     target = tmp_path / "ds"
     target.mkdir()
     (target / "important.txt").write_text("mine")
-    with pytest.raises(ForeignFolderError, match=r"ds was not written by chatdata.*--overwrite"):
-        with atomic_folder(target, owned=is_build_folder) as tmp:
-            _record(tmp)
+    foreign = pytest.raises(ForeignFolderError, match=r"ds was not written by chatdata.*--overwrite")
+    with foreign, atomic_folder(target, owned=is_build_folder) as tmp:
+        _record(tmp)
     assert _contents(target) == {"important.txt": "mine"} and _beside(target) == ["ds"]
     (target / "build.json").write_text('{"name": "someone else\'s record"}')  # a build.json, not chatdata's
     with pytest.raises(ForeignFolderError), atomic_folder(target, owned=is_build_folder) as tmp:
