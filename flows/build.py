@@ -141,9 +141,18 @@ def task_runner(params: BuildRequest) -> tuple[Any, int]:
     import flows.callbacks
 
     workers = params.workers or os.cpu_count() or 1
-    quiet = flows.callbacks.log_file
-    extra = {"initializer": log_to_file, "initargs": (quiet,)} if quiet else {}
-    return ProcessPoolTaskRunner(max_workers=workers, **extra), workers
+    init = {"initializer": worker_init, "initargs": (os.getpid(), flows.callbacks.log_file)}
+    return ProcessPoolTaskRunner(max_workers=workers, **init), workers
+
+
+def worker_init(parent: int, log_file: str | None) -> None:
+    """Initializer of the process pool's workers: die with the flow's process (even a SIGKILLed one); in a quiet
+    run, log to the debug file instead of the terminal."""
+    from chatdata.lifeline import die_with_parent
+
+    die_with_parent(parent)
+    if log_file:
+        log_to_file(log_file)
 
 
 # -------------------------------------------------------------------------------------------------- artifacts

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from chatdata.cli import app
@@ -65,3 +66,78 @@ def test_a_workspace_folder_chatdata_did_not_make_is_refused(tmp_path: Path) -> 
 def test_overwrite_is_in_the_help() -> None:
     r = runner.invoke(app, ["build", "--help"], terminal_width=200)
     assert r.exit_code == 0 and "--overwrite" in r.output
+
+
+# ------------------------------------------------------------------------------------------------ kill -9
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc; zombies count as gone)."""
+    found, frontier = set(), {pid}
+    while frontier:
+        parents, frontier = frontier, set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[1]) in parents and int(entry.name) not in found:
+                found.add(int(entry.name))
+                frontier.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(predicate, seconds: float) -> bool:  # noqa: ANN001
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def kill_and_check_nothing_left(args: list[str], *, processes: int, env: dict[str, str] | None = None) -> None:
+    """Start ``chatdata ARGS``, wait until it runs at least ``processes`` child processes, SIGKILL it, and check
+    that every one of its descendants ends (they are re-parented, so nobody else would end them)."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatdata.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    family: set[int] = set()
+    try:
+        assert _wait_for(lambda: len(_children(proc.pid)) >= processes or proc.poll() is not None, 240)
+        assert proc.poll() is None, f"the build ended before it was killed: {proc.stderr.read()[-2000:]}"
+        family = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _wait_for(lambda: not any(_alive(p) for p in family), 30), [p for p in family if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in family | _children(proc.pid):  # a failed test leaves nothing behind either
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_a_build_ends_its_worker_processes(tmp_path: Path) -> None:
+    args = ["build", "oasst_en", "guanaco", "oasst_prefs", "--out", str(tmp_path / "out")]
+    kill_and_check_nothing_left([*args, "--workers", "2", "--shards", "8"], processes=2)

@@ -4,12 +4,13 @@ on Slurm or on Ray).
 The engine (:mod:`chatdata.engine`) cuts a build into phases of independent tasks (partition each source, run
 each shard, plan each recipe, write each recipe) and hands every phase to :meth:`Executor.map`. A task is a
 module-level function of one picklable argument that reads and writes the workspace, so it can run in this
-process, in a worker process, or as a Prefect task on a Dask cluster (``flows/executors.py``); the bytes of the
+process, in a worker process, or as a Prefect task on a Dask cluster (``flows/build.py``); the bytes of the
 output do not depend on where it ran.
 
 - :class:`InProcess`: everything in this process, in order (one worker; what tests and tiny builds use);
 - :class:`ProcessPool`: a pool of spawned worker processes (default: one per core), started in the background
-  as soon as the build knows it has parallel work, so the workers import while this process ingests.
+  as soon as the build knows it has parallel work, so the workers import while this process ingests. The workers
+  die with this process, even when it is killed with SIGKILL (:mod:`chatdata.lifeline`).
 """
 
 from __future__ import annotations
@@ -84,8 +85,12 @@ class InProcess(Executor):
         return out
 
 
-def _warm() -> None:
-    """Worker initializer: import what every task needs while the parent is still busy."""
+def _warm(parent: int) -> None:
+    """Worker initializer: die with the build's process (even a SIGKILLed one), then import what every task needs
+    while the parent is still busy."""
+    from chatdata.lifeline import die_with_parent
+
+    die_with_parent(parent)
     import polars  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
@@ -111,7 +116,10 @@ class ProcessPool(Executor):
             self._saved = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.workers))
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm,
+                initargs=(os.getpid(),),
             )
             for _ in range(self.workers):  # start every worker now, not at the first task
                 self._pool.submit(int)
