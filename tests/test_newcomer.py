@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_for(predicate, seconds: float) -> bool:  # noqa: ANN001
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     import time
 
     deadline = time.monotonic() + seconds
