@@ -280,6 +280,21 @@ def publish_task(folder: str, repo_id: str, recipe: str, params: BuildRequest) -
 # ------------------------------------------------------------------------------------------------------- flow
 
 
+def _announce() -> None:
+    """Tell the user which flow run this is and where to see it (the UI link when the server has a UI)."""
+    from prefect.runtime import flow_run
+    from prefect.utilities.urls import url_for
+
+    import flows.callbacks
+    from flows import server
+
+    if flows.callbacks.on_note is None:
+        return
+    link = None if server.running else url_for("flow-run", obj_id=flow_run.get_id())
+    where = f": {link}" if link else f" ({flow_run.get_id()}; the temporary server has no UI: set PREFECT_API_URL)"
+    flows.callbacks.on_note(f"Prefect flow run '{flow_run.get_name()}'{where}")
+
+
 def _preflight(params: BuildRequest) -> None:
     """Checks that fail before any task runs."""
     if params.push_to:
@@ -295,6 +310,7 @@ def build_flow(params: BuildRequest) -> dict[str, Any]:
     import flows.callbacks
 
     logger = get_run_logger()
+    _announce()
     _preflight(params)
     on_phase, on_done = flows.callbacks.current
     progress = _Progress(key=f"progress-{_slug('-'.join(Path(r).stem for r in params.recipes))}")
@@ -329,15 +345,23 @@ def run_flow(
     params: BuildRequest,
     on_phase: Callable[[str], None] | None = None,
     on_done: Callable[[str, str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Call the flow in this process with progress callbacks (the CLI's ``--engine prefect``)."""
+    """Call the flow in this process (the CLI's ``--engine prefect``, ``python -m flows.build``) with progress
+    callbacks; ``on_note`` hears lines for the user (the server, the flow run and its link). Without
+    ``PREFECT_API_URL`` a temporary server runs for the duration of the call (:mod:`flows.server`)."""
     import flows.callbacks
+    from flows.server import api_server
 
-    flows.callbacks.current = (on_phase, on_done)
-    try:
-        return build_flow(params)
-    finally:
-        flows.callbacks.current = (None, None)
+    log = Path(params.work_dir()) / "prefect.log"
+    with api_server(log, dask_address=params.dask_address, say=on_note):
+        flows.callbacks.current = (on_phase, on_done)
+        flows.callbacks.on_note = on_note
+        try:
+            return build_flow(params)
+        finally:
+            flows.callbacks.current = (None, None)
+            flows.callbacks.on_note = None
 
 
 def _terminal_handlers() -> list[tuple[logging.Logger, logging.Handler]]:
@@ -360,8 +384,7 @@ def log_to_file(path: str) -> None:
         lg.removeHandler(h)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    for lg in (logging.getLogger(), logging.getLogger("prefect")):
-        lg.addHandler(handler)
+    logging.getLogger().addHandler(handler)  # the root only: "prefect" propagates to it (each line once)
 
 
 @contextmanager
@@ -396,6 +419,7 @@ def quiet_prefect_logging(path: Path) -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    import sys
-
-    build_flow(BuildRequest.model_validate_json(sys.argv[1]) if len(sys.argv) > 1 else BuildRequest())
+    run_flow(
+        BuildRequest.model_validate_json(sys.argv[1]) if len(sys.argv) > 1 else BuildRequest(),
+        on_note=lambda line: print(line, file=sys.stderr),
+    )

@@ -9,5 +9,7 @@ from collections.abc import Callable
 
 #: (on_phase(message), on_done(phase, label)) while ``flows.build.run_flow`` runs, else (None, None)
 current: tuple[Callable[[str], None] | None, Callable[[str, str], None] | None] = (None, None)
+#: on_note(line): lines for the user (the temporary server, the flow run and its link), else None
+on_note: Callable[[str], None] | None = None
 #: the debug log of a quiet run (``flows.build.quiet_prefect_logging``): worker processes log there too
 log_file: str | None = None

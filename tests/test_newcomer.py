@@ -14,13 +14,12 @@ from typer.testing import CliRunner
 from chatdata.cli import app
 
 runner = CliRunner()
+CLI = [sys.executable, "-m", "chatdata.cli"]
 
 
 def chatdata(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """``chatdata ARGS`` in a fresh interpreter (what a user's shell runs), output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "chatdata.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -116,7 +115,7 @@ def kill_and_check_nothing_left(args: list[str], *, processes: int, env: dict[st
     import signal
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chatdata.cli", *args],
+        [*CLI, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -142,3 +141,115 @@ def kill_and_check_nothing_left(args: list[str], *, processes: int, env: dict[st
 def test_sigkill_of_a_build_ends_its_worker_processes(tmp_path: Path) -> None:
     args = ["build", "oasst_en", "guanaco", "oasst_prefs", "--out", str(tmp_path / "out")]
     kill_and_check_nothing_left([*args, "--workers", "2", "--shards", "8"], processes=2)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_a_prefect_build_ends_its_temporary_server_and_workers(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    args = ["build", "oasst_en", "guanaco", "oasst_prefs", "--engine", "prefect", "--out", str(tmp_path / "out")]
+    seen: list[str] = []
+    real = _children
+
+    def spy(pid: int) -> set[int]:
+        found = real(pid)
+        seen.extend(_cmdline(p) for p in found)
+        return found
+
+    globals()["_children"] = spy
+    try:
+        kill_and_check_nothing_left([*args, "--workers", "2", "--shards", "8"], processes=3, env=env)
+    finally:
+        globals()["_children"] = real
+    assert any("uvicorn" in c and "prefect.server" in c for c in seen)  # the temporary server was among them
+
+
+# ------------------------------------------------------------------------------------------------ Dask
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_dask_without_a_prefect_server_shares_the_builds_temporary_server(tmp_path: Path) -> None:
+    """Real ``dask scheduler`` and ``dask worker`` processes, no PREFECT_API_URL: --dask-address alone runs the
+    build on them (bytes equal to the local build) and no Prefect server is left running anywhere."""
+    import os
+    import shutil
+    import signal
+
+    from builds import build_recipes
+    from compare import assert_same_tree
+    from prefect_harness import free_port, tiny_source
+
+    from chatdata.lifeline import preexec
+
+    source = tiny_source(tmp_path / "src", n_trees=40)
+    local = build_recipes(["oasst_en"], tmp_path / "local", source=source, shards=1)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    cluster = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=preexec(signal.SIGKILL),
+        )
+    ]
+    try:
+        cluster.append(
+            subprocess.Popen(
+                [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=preexec(signal.SIGKILL),
+            )
+        )
+        build = ["build", "oasst_en", "--source", str(source), "--out", str(tmp_path / "out"), "--shards", "4"]
+        proc = subprocess.run(
+            [*CLI, *build, "--dask-address", address],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "temporary Prefect server" in proc.stderr
+        assert_same_tree(local["oasst_en"], tmp_path / "out" / "oasst_en")
+        servers = [p for c in cluster for p in _children(c.pid) if "uvicorn" in _cmdline(p) or "prefect" in _cmdline(p)]
+        assert servers == [], [_cmdline(p) for p in servers]  # no Dask worker started a server of its own
+    finally:
+        for c in reversed(cluster):
+            family = _children(c.pid)
+            c.kill()
+            c.wait(timeout=30)
+            for p in family:
+                if _alive(p):
+                    os.kill(p, signal.SIGKILL)
+
+
+def test_a_remote_dask_cluster_without_a_prefect_server_is_refused_in_one_line(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    proc = subprocess.run(
+        [*CLI, "build", "--out", str(tmp_path / "o"), "--dask-address", "tcp://10.11.12.13:8786"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    (line,) = error_lines(proc)
+    assert "PREFECT_API_URL" in line and "tcp://10.11.12.13:8786" in line

@@ -132,8 +132,8 @@ def _build_parameters() -> list[pyinspect.Parameter]:
                 Engine | None,
                 typer.Option(
                     help="local: worker processes on this machine, no server (the default); prefect: a "
-                    "Prefect flow run (the default when PREFECT_API_URL is set), on Dask with "
-                    "--dask-address.",
+                    "Prefect flow run (the default when PREFECT_API_URL or --dask-address is set; without "
+                    "PREFECT_API_URL a temporary server runs for the build), on Dask with --dask-address.",
                     show_default=False,
                 ),
             ],
@@ -169,9 +169,9 @@ def build(recipe_names: list[str] | None = None, engine: Engine | None = None, *
         request = make_request(cli=True, recipes=recipe_names or ["oasst_en"], **options)
         if request.push_to:
             _check_token(request.push_to)
-        use = engine or (Engine.prefect if os.environ.get("PREFECT_API_URL") else Engine.local)
+        use = engine or (Engine.prefect if os.environ.get("PREFECT_API_URL") or request.dask_address else Engine.local)
         if request.dask_address and use is not Engine.prefect:
-            raise ChatdataError("--dask-address runs on Prefect's Dask task runner: add --engine prefect")
+            raise ChatdataError("--dask-address runs on Prefect's Dask task runner: drop --engine local")
         result = _run_prefect(request) if use is Engine.prefect else _run_local(request)
     except ChatdataError as exc:
         from chatdata.engine import EmptyDatasetError
@@ -377,7 +377,11 @@ def _run_prefect(request: Any) -> dict[str, Any]:
     from flows.build import quiet_prefect_logging, run_flow
 
     with quiet_prefect_logging(Path(request.work_dir()) / "prefect.log"), _progress() as callbacks:
-        return run_flow(request, *callbacks)
+        return run_flow(request, *callbacks, on_note=_note)
+
+
+def _note(line: str) -> None:
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _summary(folder: Path) -> None:

@@ -183,7 +183,9 @@ class BuildRequest(BuildSettings):
         False, "Publish even an empty or shrunken dataset (overrides --max-shrink).", phase="run"
     )
     dask_address: str | None = setting(
-        None, "Run the shards as Prefect tasks on this Dask scheduler (tcp://HOST:8786).", phase="run"
+        None,
+        "Run the build as Prefect tasks on this Dask scheduler (tcp://HOST:8786); implies --engine prefect.",
+        phase="run",
     )
 
     @field_validator("recipes")
