@@ -243,6 +243,10 @@ def test_a_push_deletes_only_what_chatdata_declared_and_keeps_foreign_files(
     assert set(remote) == set(local_files(folder)) | set(FOREIGN) | {".gitattributes"}
     assert {p: remote[p] for p in FOREIGN} == FOREIGN
     assert result.kept == sorted([*FOREIGN, ".gitattributes"])
+    assert result.kept_line() == (
+        "kept 4 remote file(s) chatdata did not write: "
+        "assets/logo.png, extra/my_eval.parquet, notes/lengths.png, notes/plot.png"
+    )
 
 
 def test_dry_run_lists_the_same_deletions_and_kept_files(hub_server: HubServer, tmp_path: Path) -> None:
@@ -256,7 +260,8 @@ def test_dry_run_lists_the_same_deletions_and_kept_files(hub_server: HubServer, 
     assert len(hub_server.writes()) == writes
     assert {f.path for f in dry.deletions} == STALE
     assert dry.kept == sorted([*FOREIGN, ".gitattributes"])
-    assert "- extra/my_eval.parquet" not in buffer.getvalue()
+    printed = buffer.getvalue().splitlines()
+    assert dry.kept_line() in printed and "- extra/my_eval.parquet" not in buffer.getvalue()
     real = push(folder, hub_server)
     assert (real.deletions, real.kept) == (dry.deletions, dry.kept)
 
@@ -280,6 +285,22 @@ def test_a_repo_chatdata_did_not_write_gets_nothing_deleted(
     assert set(remote) == set(local_files(folder)) | set(foreign) | {".gitattributes"}
     assert {p: remote[p] for p in foreign if p != "README.md"} == {p: d for p, d in foreign.items() if p != "README.md"}
     assert result.kept == sorted({*foreign, ".gitattributes"} - {"README.md"})
+
+
+def test_the_plan_is_printed_before_the_guard_lets_it_through(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    chatdata_repo_with_foreign_files(hub_server, folder)
+    buffer = io.StringIO()
+
+    result = push(folder, hub_server, console=Console(file=buffer, width=300))
+
+    printed = buffer.getvalue().splitlines()
+    (guard,) = [i for i, line in enumerate(printed) if line.startswith("guard: ok")]
+    deletions = [i for i, line in enumerate(printed) if line.startswith("- ")]
+    assert sorted(printed[i].split(" ")[1] for i in deletions) == sorted(STALE)
+    assert printed[0].startswith(f"publishing {folder} to {REPO}@main") and max(deletions) < guard
+    assert printed.index(result.kept_line()) < guard
+    assert printed[-1] == result.summary()
 
 
 @pytest.mark.parametrize("kind", ["status", "drop"])
@@ -331,9 +352,13 @@ def test_concurrent_change_is_replanned_against_the_new_head(hub_server: HubServ
     push(folder, hub_server)
     build_folder(folder, "v2", train_shards=2)
     hub_server.inject("commit", kind="status", status=412, times=1)
-    result = push(folder, hub_server)
+    buffer = io.StringIO()
+    result = push(folder, hub_server, console=Console(file=buffer, width=300))
     assert result.attempts == 2 and hub_server.commit_count(REPO) == 2
     assert set(hub_server.files(REPO)) == set(local_files(folder)) | {".gitattributes"}
+    printed = buffer.getvalue().splitlines()  # the same plan again: printed once, with one verdict
+    assert [line for line in printed if line[:2] in {"+ ", "~ ", "- "}] == result.lines()
+    assert sum(line.startswith("guard: ok") for line in printed) == 1
 
 
 def test_dry_run_writes_nothing_and_lists_exactly_the_ops(hub_server: HubServer, tmp_path: Path) -> None:

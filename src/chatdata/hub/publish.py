@@ -7,7 +7,8 @@ diffed): a ``.parquet`` file matched by its card's ``configs`` data files or lis
 ``outputs``, or one of the card's plots (``chatdata.card.PLOT_FILES``, at the root), and only when chatdata
 wrote that version (its ``build.json`` has ``chatdata_version`` or its card is tagged ``chatdata``). Any other
 remote file (a user's ``extra/eval.parquet``, ``assets/logo.png``, a repo chatdata never published to) is kept
-and reported. The commit is pinned to the remote head that was diffed (``parent_commit``): if anything moved in
+and reported. The plan (``+`` add, ``~`` update, ``-`` delete, the kept files) is printed before the guard's
+verdict. The commit is pinned to the remote head that was diffed (``parent_commit``): if anything moved in
 between, the plan is recomputed. Transient failures (5xx, 429, dropped connections) are retried with
 exponential backoff, re-planning each time, so a commit whose answer was lost is recognised instead of being
 made twice. After the commit the remote file list is checked against the expected set (local and kept files).
@@ -55,6 +56,8 @@ from chatdata.hub.client import (
 
 log = logging.getLogger("chatdata.hub")
 
+#: Files the Hub writes itself: kept without being reported as files chatdata did not write.
+HUB_FILES = frozenset({".gitattributes"})
 _CHUNK = 8 * 1024 * 1024
 #: remote build.json / README.md larger than this are not read (no count for the guard, nothing declared to delete)
 _GUARD_READ_LIMIT = 16 * 1024 * 1024
@@ -127,6 +130,23 @@ class PublishResult:
         """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
         marks = {"add": "+", "update": "~", "delete": "-"}
         return [f"{marks[f.action]} {f.path} ({_human(f.size)})" for f in [*self.uploads, *self.deletions]]
+
+    @property
+    def foreign(self) -> list[str]:
+        """Kept remote files chatdata did not write (``kept`` without the Hub's own ``.gitattributes``)."""
+        return [p for p in self.kept if p not in HUB_FILES]
+
+    def kept_line(self) -> str | None:
+        """One line naming the first few kept remote files chatdata did not write, None if there are none."""
+        if not self.foreign:
+            return None
+        names = ", ".join(self.foreign[:5]) + (", …" if len(self.foreign) > 5 else "")
+        return f"kept {len(self.foreign)} remote file(s) chatdata did not write: {names}"
+
+    def plan_lines(self) -> list[str]:
+        """:meth:`lines`, then :meth:`kept_line` when files are kept: what is printed before the guard's verdict."""
+        kept = self.kept_line()
+        return [*self.lines(), *([kept] if kept else [])]
 
 
 @dataclass(frozen=True)
@@ -532,6 +552,8 @@ def publish_folder(
     or when it holds fewer than ``remote * (1 - max_shrink)`` rows (remote: the target's ``build.json``, else
     its card's ``dataset_info``; a new repo or one with neither has no count); ``force`` publishes anyway. A dry
     run never raises for the guard: ``result.guard`` holds the verdict and ``result.refused`` says if it blocks.
+    Both print the plan (``result.plan_lines()``: each upload and deletion with its size, then the kept remote
+    files chatdata did not write) to ``console`` before the guard's verdict line.
     """
     folder = Path(folder)
     validate_repo_id(repo_id)
@@ -555,25 +577,29 @@ def publish_folder(
         raise HubAuthError(f"no Hugging Face token found to publish {repo_id}: {LOGIN_HINT}")
     api = make_api(endpoint, resolved)
     message = commit_message or f"Publish {folder.name} with chatdata"
+    shown: list[list[str]] = []  # the plans printed so far
 
     def step(attempt: int) -> PublishResult:
         base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
         remote = _remote_files(api, repo_id, base_sha)
         previous = _read_previous(api, repo_id, base_sha, remote)
         guard = verdict(previous.rows)
-        if attempt == 1 or guard.refusal is not None:
-            _say(console, guard.line())
-        if guard.blocks:
-            raise guard.error()
         uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
         result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
         result.guard = guard
+        plan = result.plan_lines()
+        if not shown or plan != shown[-1]:  # attempt 1, or a re-plan that changed it: plan, then guard verdict
+            shown.append(plan)
+            for line in plan:
+                _say(console, line)
+            _say(console, guard.line())
+        elif guard.refusal is not None:
+            _say(console, guard.line())
+        if guard.blocks:
+            raise guard.error()
         if not result.changed:
             result.commit_sha = base_sha
             return result
-        if attempt == 1:
-            for line in result.lines():
-                _say(console, line)
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path].abspath)) for f in uploads
         ]
@@ -698,7 +724,7 @@ def _dry_run(
     uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
     result = PublishResult(repo_id, branch, True, uploads, unchanged, deletions, kept, listed, note)
     result.guard = verdict(previous.rows)
-    for line in result.lines():
+    for line in result.plan_lines():
         _say(console, line)
     _say(console, result.guard.line() + ("" if listed or result.refused else " (remote not read: shrink unchecked)"))
     _say(console, result.summary())
