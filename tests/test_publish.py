@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hubserver import READ_TOKEN, HubServer, hub_server, load_dataset_rows
+from huggingface_hub import CommitOperationAdd, HfApi
 from rich.console import Console
 
 from chatdata.errors import ChatdataError
@@ -75,10 +76,13 @@ def build_folder(
     train: int = 6,
     test: int = 2,
     counts_in: str | None = None,
+    marked_by: str | None = "build.json",
 ) -> dict:
     """A built dataset folder like the lead's writer makes; returns the rows per config/split. ``counts_in``
     records the row counts the way chatdata does (``build.json`` outputs) or in the card (``README.md``
-    dataset_info); by default neither holds them, so the publish guard has no remote count to compare with."""
+    dataset_info); by default neither holds them, so the publish guard has no remote count to compare with.
+    ``marked_by`` says what shows chatdata wrote it: ``build.json`` (its ``chatdata_version``), ``tags`` (the
+    card's ``tags: [chatdata]``) or None (neither: once published, a repo chatdata does not delete from)."""
     root.mkdir(parents=True, exist_ok=True)
     for old in root.rglob("*.parquet"):
         old.unlink()
@@ -93,6 +97,10 @@ def build_folder(
     write_shards(root, "data/test_sft", rows["sft/test_sft"], SFT_SCHEMA, 1)
     write_shards(root, "rejects/rejects", rows["rejects/rejects"], REJECT_SCHEMA, 1)
     card, build = CARD, {"recipe": "oasst_en", "tag": tag}
+    if marked_by == "build.json":
+        build["chatdata_version"] = "0.0.test"
+    elif marked_by == "tags":
+        card = card.replace("license: apache-2.0\n", "license: apache-2.0\ntags:\n- chatdata\n")
     if counts_in == "build.json":
         build["outputs"] = {
             "default": {"train_sft": {"rows": train}, "test_sft": {"rows": test}},
@@ -104,7 +112,7 @@ def build_folder(
             f"  - name: test_sft\n    num_examples: {test}\n- config_name: rejects\n  splits:\n"
             "  - name: rejects\n    num_examples: 1\n"
         )
-        card = CARD.replace("---\n# oasst", info + "---\n# oasst")
+        card = card.replace("---\n# oasst", info + "---\n# oasst")
     (root / "README.md").write_text(card, encoding="utf-8")
     (root / "build.json").write_text(json.dumps(build), encoding="utf-8")
     for name in plots:
@@ -120,6 +128,49 @@ def push(folder: Path, hub: HubServer, **kwargs) -> PublishResult:
     kwargs.setdefault("token", hub.token)
     kwargs.setdefault("retry_wait", 0.01)
     return publish_folder(folder, kwargs.pop("repo", REPO), endpoint=hub.url, **kwargs)
+
+
+def commit_by_hand(hub: HubServer, files: dict[str, bytes], repo: str = REPO) -> str:
+    """Commit ``files`` the way a user does, without chatdata (creating the repo if needed); returns the head."""
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    operations = [CommitOperationAdd(path, data) for path, data in files.items()]
+    api.create_commit(repo, operations, commit_message="by hand", repo_type="dataset")
+    return hub.head(repo)
+
+
+#: A user's own files in the repo chatdata publishes to: never declared by chatdata, so never deleted by it
+#: (``notes/lengths.png`` has a chatdata plot's name, but not at the root).
+FOREIGN = {
+    "extra/my_eval.parquet": b"PAR1 the user's own eval split PAR1",
+    "assets/logo.png": PNG + b"logo",
+    "notes/plot.png": PNG + b"plot",
+    "notes/lengths.png": PNG + b"not a card plot",
+}
+#: What chatdata's v1 declared and v2 no longer has: two train shards (card configs), a shard only its
+#: build.json lists, a root plot.
+STALE = {
+    "data/train_sft-00000-of-00002.parquet",
+    "data/train_sft-00001-of-00002.parquet",
+    "data/old_sft-00000-of-00001.parquet",
+    "languages.png",
+}
+
+
+def chatdata_repo_with_foreign_files(hub: HubServer, folder: Path, marked_by: str = "build.json") -> str:
+    """The remote holds chatdata's v1 (2 train shards, 2 plots, a shard only its build.json ``outputs`` lists)
+    and, committed by hand after it, ``FOREIGN``; ``folder`` then holds v2 (1 train shard, 1 plot, no old
+    shard), so ``STALE`` is what a push deletes. Returns the remote head."""
+    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "languages.png"), marked_by=marked_by)
+    old = "data/old_sft-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(sft_rows("old", 1), schema=SFT_SCHEMA), folder / old)
+    build = json.loads((folder / "build.json").read_text(encoding="utf-8"))
+    build["outputs"] = {"old": {"old_sft": {"rows": 1, "files": [{"path": old, "bytes": 1, "sha256": "0" * 64}]}}}
+    (folder / "build.json").write_text(json.dumps(build), encoding="utf-8")
+    push(folder, hub)
+    head = commit_by_hand(hub, FOREIGN)
+    build_folder(folder, "v2", train_shards=1, plots=("lengths.png",), marked_by=marked_by)
+    return head
 
 
 def test_push_then_load_dataset_returns_exactly_the_rows(hub_server: HubServer, tmp_path: Path) -> None:
@@ -141,7 +192,7 @@ def test_push_then_load_dataset_returns_exactly_the_rows(hub_server: HubServer, 
 
 def test_second_push_deletes_stale_shards_in_the_same_single_commit(hub_server: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "oasst_en"
-    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "langs.png"))
+    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "languages.png"))
     push(folder, hub_server)
     first = hub_server.head(REPO)
     rows = build_folder(folder, "v2", train_shards=1, plots=("lengths.png",))
@@ -152,7 +203,7 @@ def test_second_push_deletes_stale_shards_in_the_same_single_commit(hub_server: 
     assert hub_server.commit_count(REPO) == 2  # exactly one commit per push
     commit = hub_server.repo(REPO).commits[hub_server.head(REPO)]
     assert commit.parent == first
-    stale = {"data/train_sft-00000-of-00002.parquet", "data/train_sft-00001-of-00002.parquet", "langs.png"}
+    stale = {"data/train_sft-00000-of-00002.parquet", "data/train_sft-00001-of-00002.parquet", "languages.png"}
     assert set(commit.deleted) == stale == {f.path for f in result.deletions}
     assert "data/train_sft-00000-of-00001.parquet" in commit.added
     remote = hub_server.files(REPO)
@@ -166,17 +217,90 @@ def test_unchanged_push_makes_no_commit_and_keeps_foreign_files(hub_server: HubS
     folder = tmp_path / "oasst_en"
     build_folder(folder, "v1")
     push(folder, hub_server)
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    HfApi(endpoint=hub_server.url, token=hub_server.token).create_commit(
-        REPO, [CommitOperationAdd("LICENSE", b"Apache-2.0")], commit_message="manual", repo_type="dataset"
-    )
-    head = hub_server.head(REPO)
+    head = commit_by_hand(hub_server, {"LICENSE": b"Apache-2.0"})
     result = push(folder, hub_server)
     assert not result.changed and result.commit_sha == head
     assert hub_server.commit_count(REPO) == 2
     assert result.kept == [".gitattributes", "LICENSE"]
     assert "already up to date" in result.summary()
+
+
+@pytest.mark.parametrize("marked_by", ["build.json", "tags"])
+def test_a_push_deletes_only_what_chatdata_declared_and_keeps_foreign_files(
+    hub_server: HubServer, tmp_path: Path, marked_by: str
+) -> None:
+    folder = tmp_path / "oasst_en"
+    before = chatdata_repo_with_foreign_files(hub_server, folder, marked_by)
+
+    result = push(folder, hub_server)
+
+    assert hub_server.commit_count(REPO) == 3  # v1, the user's commit, and exactly one for this push
+    commit = hub_server.repo(REPO).commits[hub_server.head(REPO)]
+    assert commit.parent == before
+    assert set(commit.deleted) == STALE == {f.path for f in result.deletions}
+    assert all(path in commit.message for path in STALE)  # the commit description lists the deletions
+    remote = hub_server.files(REPO)
+    assert set(remote) == set(local_files(folder)) | set(FOREIGN) | {".gitattributes"}
+    assert {p: remote[p] for p in FOREIGN} == FOREIGN
+    assert result.kept == sorted([*FOREIGN, ".gitattributes"])
+    assert result.kept_line() == (
+        "kept 4 remote file(s) chatdata did not write: "
+        "assets/logo.png, extra/my_eval.parquet, notes/lengths.png, notes/plot.png"
+    )
+
+
+def test_dry_run_lists_the_same_deletions_and_kept_files(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    chatdata_repo_with_foreign_files(hub_server, folder)
+    writes = len(hub_server.writes())
+    buffer = io.StringIO()
+
+    dry = push(folder, hub_server, dry_run=True, console=Console(file=buffer, width=300))
+
+    assert len(hub_server.writes()) == writes
+    assert {f.path for f in dry.deletions} == STALE
+    assert dry.kept == sorted([*FOREIGN, ".gitattributes"])
+    printed = buffer.getvalue().splitlines()
+    assert dry.kept_line() in printed and "- extra/my_eval.parquet" not in buffer.getvalue()
+    real = push(folder, hub_server)
+    assert (real.deletions, real.kept) == (dry.deletions, dry.kept)
+
+
+@pytest.mark.parametrize("card", [None, "foreign card"])
+def test_a_repo_chatdata_did_not_write_gets_nothing_deleted(
+    hub_server: HubServer, tmp_path: Path, card: str | None
+) -> None:
+    foreign = {**FOREIGN, "data/train-00000-of-00001.parquet": b"PAR1 theirs PAR1", "lengths.png": PNG + b"theirs"}
+    if card is not None:  # a card whose configs cover their parquet, but not chatdata's (no tag, no build.json)
+        foreign["README.md"] = b"---\nconfigs:\n- config_name: default\n  data_files: data/*\n---\n# theirs\n"
+    before = commit_by_hand(hub_server, foreign)
+    folder = tmp_path / "oasst_en"
+    build_folder(folder, "v1", plots=())
+
+    result = push(folder, hub_server)
+
+    commit = hub_server.repo(REPO).commits[hub_server.head(REPO)]
+    assert commit.parent == before and commit.deleted == () and result.deletions == []
+    remote = hub_server.files(REPO)
+    assert set(remote) == set(local_files(folder)) | set(foreign) | {".gitattributes"}
+    assert {p: remote[p] for p in foreign if p != "README.md"} == {p: d for p, d in foreign.items() if p != "README.md"}
+    assert result.kept == sorted({*foreign, ".gitattributes"} - {"README.md"})
+
+
+def test_the_plan_is_printed_before_the_guard_lets_it_through(hub_server: HubServer, tmp_path: Path) -> None:
+    folder = tmp_path / "oasst_en"
+    chatdata_repo_with_foreign_files(hub_server, folder)
+    buffer = io.StringIO()
+
+    result = push(folder, hub_server, console=Console(file=buffer, width=300))
+
+    printed = buffer.getvalue().splitlines()
+    (guard,) = [i for i, line in enumerate(printed) if line.startswith("guard: ok")]
+    deletions = [i for i, line in enumerate(printed) if line.startswith("- ")]
+    assert sorted(printed[i].split(" ")[1] for i in deletions) == sorted(STALE)
+    assert printed[0].startswith(f"publishing {folder} to {REPO}@main") and max(deletions) < guard
+    assert printed.index(result.kept_line()) < guard
+    assert printed[-1] == result.summary()
 
 
 @pytest.mark.parametrize("kind", ["status", "drop"])
@@ -228,14 +352,18 @@ def test_concurrent_change_is_replanned_against_the_new_head(hub_server: HubServ
     push(folder, hub_server)
     build_folder(folder, "v2", train_shards=2)
     hub_server.inject("commit", kind="status", status=412, times=1)
-    result = push(folder, hub_server)
+    buffer = io.StringIO()
+    result = push(folder, hub_server, console=Console(file=buffer, width=300))
     assert result.attempts == 2 and hub_server.commit_count(REPO) == 2
     assert set(hub_server.files(REPO)) == set(local_files(folder)) | {".gitattributes"}
+    printed = buffer.getvalue().splitlines()  # the same plan again: printed once, with one verdict
+    assert [line for line in printed if line[:2] in {"+ ", "~ ", "- "}] == result.lines()
+    assert sum(line.startswith("guard: ok") for line in printed) == 1
 
 
 def test_dry_run_writes_nothing_and_lists_exactly_the_ops(hub_server: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "oasst_en"
-    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "langs.png"))
+    build_folder(folder, "v1", train_shards=2, plots=("lengths.png", "languages.png"))
     push(folder, hub_server)
     before = (hub_server.head(REPO), hub_server.commit_count(REPO), len(hub_server.writes()))
     seen = len(hub_server.requests)
@@ -255,7 +383,7 @@ def test_dry_run_writes_nothing_and_lists_exactly_the_ops(hub_server: HubServer,
     assert {f.path for f in result.deletions} == {
         "data/train_sft-00000-of-00002.parquet",
         "data/train_sft-00001-of-00002.parquet",
-        "langs.png",
+        "languages.png",
     }
     assert all(f.size > 0 for f in result.deletions)
     assert len(result.lines()) == len(result.uploads) + len(result.deletions)

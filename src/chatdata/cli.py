@@ -336,6 +336,9 @@ def publish(
 ) -> None:
     """Publish a built folder to the Hub in one atomic commit (stale shards deleted).
 
+    Only the shards and plots chatdata's previous version declared (its card's configs, its build.json) are
+    deleted; other remote files are kept. The plan is printed before the guard's verdict.
+
     A guard refuses, before anything is written, a folder whose default config holds 0 rows, or one whose
     default config has fewer rows than the remote's (read from the remote build.json, else its card) by more
     than --max-shrink; a new repo has nothing to compare with. Refusals exit with code 3, also for --dry-run,

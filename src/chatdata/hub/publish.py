@@ -1,11 +1,17 @@
 """Publish a built dataset folder to the Hugging Face Hub in one atomic commit.
 
 One ``HfApi.create_commit`` adds every new or changed local file and deletes the remote data shards and plots
-that no longer exist locally, so readers see the old dataset or the new one, never a mix. The commit is pinned
-to the remote head that was diffed (``parent_commit``): if anything moved in between, the plan is recomputed.
-Transient failures (5xx, 429, dropped connections) are retried with exponential backoff, re-planning each
-time, so a commit whose answer was lost is recognised instead of being made twice. After the commit the remote
-file list is checked against the expected set.
+that chatdata's previous version declared and that no longer exist locally, so readers see the old dataset or
+the new one, never a mix. Declared means, in the remote version being replaced (read at the commit that is
+diffed): a ``.parquet`` file matched by its card's ``configs`` data files or listed in its ``build.json``
+``outputs``, or one of the card's plots (``chatdata.card.PLOT_FILES``, at the root), and only when chatdata
+wrote that version (its ``build.json`` has ``chatdata_version`` or its card is tagged ``chatdata``). Any other
+remote file (a user's ``extra/eval.parquet``, ``assets/logo.png``, a repo chatdata never published to) is kept
+and reported. The plan (``+`` add, ``~`` update, ``-`` delete, the kept files) is printed before the guard's
+verdict. The commit is pinned to the remote head that was diffed (``parent_commit``): if anything moved in
+between, the plan is recomputed. Transient failures (5xx, 429, dropped connections) are retried with
+exponential backoff, re-planning each time, so a commit whose answer was lost is recognised instead of being
+made twice. After the commit the remote file list is checked against the expected set (local and kept files).
 
 A guard refuses (:class:`PublishRefused`) to publish a folder whose default config holds no rows, or one that
 would shrink the remote's default config by more than ``max_shrink`` (the remote count comes from its
@@ -33,6 +39,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from chatdata.card import PLOT_FILES
 from chatdata.errors import ChatdataError, InputError
 from chatdata.hub.client import (
     LOGIN_HINT,
@@ -49,13 +56,10 @@ from chatdata.hub.client import (
 
 log = logging.getLogger("chatdata.hub")
 
-#: Remote files of these kinds that are not in the local folder are stale outputs and get deleted.
-DATA_SUFFIXES = (".parquet",)
-PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".pdf")
-#: Never deleted, whatever the folder holds.
-PROTECTED = frozenset({".gitattributes"})
+#: Files the Hub writes itself: kept without being reported as files chatdata did not write.
+HUB_FILES = frozenset({".gitattributes"})
 _CHUNK = 8 * 1024 * 1024
-#: remote build.json / README.md larger than this are not read for the guard (no count from them)
+#: remote build.json / README.md larger than this are not read (no count for the guard, nothing declared to delete)
 _GUARD_READ_LIMIT = 16 * 1024 * 1024
 DEFAULT_MAX_SHRINK = 0.5
 T = TypeVar("T")
@@ -126,6 +130,23 @@ class PublishResult:
         """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
         marks = {"add": "+", "update": "~", "delete": "-"}
         return [f"{marks[f.action]} {f.path} ({_human(f.size)})" for f in [*self.uploads, *self.deletions]]
+
+    @property
+    def foreign(self) -> list[str]:
+        """Kept remote files chatdata did not write (``kept`` without the Hub's own ``.gitattributes``)."""
+        return [p for p in self.kept if p not in HUB_FILES]
+
+    def kept_line(self) -> str | None:
+        """One line naming the first few kept remote files chatdata did not write, None if there are none."""
+        if not self.foreign:
+            return None
+        names = ", ".join(self.foreign[:5]) + (", …" if len(self.foreign) > 5 else "")
+        return f"kept {len(self.foreign)} remote file(s) chatdata did not write: {names}"
+
+    def plan_lines(self) -> list[str]:
+        """:meth:`lines`, then :meth:`kept_line` when files are kept: what is printed before the guard's verdict."""
+        kept = self.kept_line()
+        return [*self.lines(), *([kept] if kept else [])]
 
 
 @dataclass(frozen=True)
@@ -294,24 +315,36 @@ def local_default_rows(folder: Path, local: dict[str, _LocalFile]) -> int:
         raise InputError(folder, f"cannot read a Parquet footer ({one_line(exc, limit=120)}); rebuild it") from exc
 
 
-def _rows_from_build(text: str) -> int | None:
+def _remote_build(text: str | None) -> dict[str, Any]:
+    """A remote ``build.json`` as a mapping, {} when absent or not a JSON object (a remote is never an error)."""
+    try:
+        build = json.loads(text) if text is not None else None
+    except ValueError:
+        return {}
+    return build if isinstance(build, dict) else {}
+
+
+def _remote_card(text: str | None) -> dict[str, Any]:
+    """A remote card's YAML front matter, {} when absent, unclosed or not a mapping."""
+    match = _FRONT_MATTER.match(text or "")
+    try:
+        meta = yaml.safe_load(match.group(1)) if match else None
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _rows_from_build(build: dict[str, Any]) -> int | None:
     """``sum(outputs.default.<split>.rows)`` of a chatdata ``build.json``, None if it has none."""
     try:
-        splits = json.loads(text)["outputs"]["default"]
+        splits = build["outputs"]["default"]
         return sum(int(v["rows"]) for v in splits.values())
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def _rows_from_card(text: str) -> int | None:
+def _rows_from_card(meta: dict[str, Any]) -> int | None:
     """``sum(splits[].num_examples)`` of the default config's ``dataset_info`` in a card, None if it has none."""
-    match = _FRONT_MATTER.match(text)
-    try:
-        meta = yaml.safe_load(match.group(1)) if match else None
-    except yaml.YAMLError:
-        return None
-    if not isinstance(meta, dict):
-        return None
     config = _default_config(meta)
     name = config.get("config_name", "default") if config is not None else "default"
     infos = meta.get("dataset_info")
@@ -337,14 +370,68 @@ def _remote_text(api: HfApi, repo_id: str, sha: str, entry: RepoFile | None) -> 
     return response.content.decode("utf-8", errors="replace")
 
 
-def remote_default_rows(api: HfApi, repo_id: str, sha: str, remote: dict[str, RepoFile]) -> tuple[int, str] | None:
-    """(rows, where from) of the remote's default config at ``sha``: its ``build.json``, else its card."""
-    for path, parse in (("build.json", _rows_from_build), ("README.md", _rows_from_card)):
-        text = _remote_text(api, repo_id, sha, remote.get(path))
-        rows = parse(text) if text is not None else None
+def remote_default_rows(build: dict[str, Any], meta: dict[str, Any]) -> tuple[int, str] | None:
+    """(rows, where from) of the remote's default config: its ``build.json``, else its card's ``dataset_info``."""
+    for path, rows in (("build.json", _rows_from_build(build)), ("README.md", _rows_from_card(meta))):
         if rows is not None:
             return rows, path
     return None
+
+
+def _is_chatdata(build: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """Whether chatdata wrote the remote version: its ``build.json`` has ``chatdata_version``, or its card is
+    tagged ``chatdata``."""
+    tags = meta.get("tags")
+    return "chatdata_version" in build or "chatdata" in (tags if isinstance(tags, list) else [tags])
+
+
+def _build_files(build: dict[str, Any]) -> set[str]:
+    """Every ``outputs.<config>.<split>.files[].path`` of a ``build.json``."""
+    paths: set[str] = set()
+    try:
+        for splits in (build.get("outputs") or {}).values():
+            for info in splits.values():
+                paths |= {str(f["path"]) for f in info.get("files") or [] if isinstance(f, dict) and "path" in f}
+    except (AttributeError, TypeError):
+        pass  # a malformed list declares what was read so far: fewer deletions, never more
+    return paths
+
+
+def declared_outputs(build: dict[str, Any], meta: dict[str, Any], remote: dict[str, RepoFile]) -> frozenset[str]:
+    """The remote paths chatdata's previous version declared as its outputs: ``.parquet`` files matched by its
+    card's ``configs`` data files or listed in its ``build.json`` outputs, and the card's plots (``PLOT_FILES``,
+    at the root). Empty when chatdata did not write the remote (see :func:`_is_chatdata`): only these may be
+    deleted."""
+    if not _is_chatdata(build, meta):
+        return frozenset()
+    configs = meta.get("configs")
+    configs = [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
+    try:
+        patterns = [p for c in configs for p in _patterns(c)]
+    except (AttributeError, TypeError):
+        patterns = []
+    listed = _build_files(build)
+    data = {
+        p
+        for p in remote
+        if p.endswith(".parquet") and (p in listed or any(fnmatch.fnmatchcase(p, pat) for pat in patterns))
+    }
+    return frozenset(data | {p for p in PLOT_FILES if p in remote})
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """The remote version being replaced, read at the diffed commit: its default config's row count (and where
+    from) for the guard, and the paths chatdata declared in it, the only candidates for deletion."""
+
+    rows: tuple[int, str] | None = None
+    declared: frozenset[str] = frozenset()
+
+
+def _read_previous(api: HfApi, repo_id: str, sha: str, remote: dict[str, RepoFile]) -> _Previous:
+    build = _remote_build(_remote_text(api, repo_id, sha, remote.get("build.json")))
+    meta = _remote_card(_remote_text(api, repo_id, sha, remote.get("README.md")))
+    return _Previous(remote_default_rows(build, meta), declared_outputs(build, meta, remote))
 
 
 def judge(
@@ -369,10 +456,6 @@ def judge(
     return Verdict(repo_id, revision, local_rows, remote_rows, source, max_shrink, force, refusal)
 
 
-def _is_stale_kind(path: str) -> bool:
-    return path not in PROTECTED and path.lower().endswith(DATA_SUFFIXES + PLOT_SUFFIXES)
-
-
 def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, RepoFile]:
     tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=sha, recursive=True)
     return {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
@@ -385,8 +468,9 @@ def _same(local: _LocalFile, remote: RepoFile) -> bool:
 
 
 def _diff(
-    local: dict[str, _LocalFile], remote: dict[str, RepoFile]
+    local: dict[str, _LocalFile], remote: dict[str, RepoFile], declared: frozenset[str]
 ) -> tuple[list[FileChange], list[FileChange], list[FileChange], list[str]]:
+    """(uploads, unchanged, deletions, kept): a remote file missing locally is deleted only if ``declared``."""
     uploads, unchanged = [], []
     for path, item in local.items():
         if path not in remote:
@@ -395,9 +479,9 @@ def _diff(
             unchanged.append(FileChange(path, item.size, "unchanged"))
         else:
             uploads.append(FileChange(path, item.size, "update"))
-    stale = [p for p in remote if p not in local and _is_stale_kind(p)]
-    deletions = [FileChange(p, remote[p].size, "delete") for p in sorted(stale)]
-    kept = sorted(p for p in remote if p not in local and p not in stale)
+    stale = sorted(p for p in remote if p not in local and p in declared)
+    deletions = [FileChange(p, remote[p].size, "delete") for p in stale]
+    kept = sorted(p for p in remote if p not in local and p not in declared)
     return uploads, unchanged, deletions, kept
 
 
@@ -453,7 +537,9 @@ def publish_folder(
     max_shrink: float = DEFAULT_MAX_SHRINK,
     force: bool = False,
 ) -> PublishResult:
-    """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete remote shards/plots gone locally.
+    """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete the remote shards/plots gone locally
+    that chatdata's previous version there declared (its card's ``configs``, its ``build.json`` outputs, the
+    card's root plots); every other remote file is kept and listed in ``result.kept``.
 
     ``revision`` is the target branch (created from ``main`` if missing, unless ``create_pr``), ``create_pr``
     opens a pull request against it instead of committing. ``dry_run`` writes nothing: it returns the exact
@@ -466,6 +552,8 @@ def publish_folder(
     or when it holds fewer than ``remote * (1 - max_shrink)`` rows (remote: the target's ``build.json``, else
     its card's ``dataset_info``; a new repo or one with neither has no count); ``force`` publishes anyway. A dry
     run never raises for the guard: ``result.guard`` holds the verdict and ``result.refused`` says if it blocks.
+    Both print the plan (``result.plan_lines()``: each upload and deletion with its size, then the kept remote
+    files chatdata did not write) to ``console`` before the guard's verdict line.
     """
     folder = Path(folder)
     validate_repo_id(repo_id)
@@ -489,24 +577,29 @@ def publish_folder(
         raise HubAuthError(f"no Hugging Face token found to publish {repo_id}: {LOGIN_HINT}")
     api = make_api(endpoint, resolved)
     message = commit_message or f"Publish {folder.name} with chatdata"
+    shown: list[list[str]] = []  # the plans printed so far
 
     def step(attempt: int) -> PublishResult:
         base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
         remote = _remote_files(api, repo_id, base_sha)
-        guard = verdict(remote_default_rows(api, repo_id, base_sha, remote))
-        if attempt == 1 or guard.refusal is not None:
+        previous = _read_previous(api, repo_id, base_sha, remote)
+        guard = verdict(previous.rows)
+        uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
+        result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
+        result.guard = guard
+        plan = result.plan_lines()
+        if not shown or plan != shown[-1]:  # attempt 1, or a re-plan that changed it: plan, then guard verdict
+            shown.append(plan)
+            for line in plan:
+                _say(console, line)
+            _say(console, guard.line())
+        elif guard.refusal is not None:
             _say(console, guard.line())
         if guard.blocks:
             raise guard.error()
-        uploads, unchanged, deletions, kept = _diff(local, remote)
-        result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
-        result.guard = guard
         if not result.changed:
             result.commit_sha = base_sha
             return result
-        if attempt == 1:
-            for line in result.lines():
-                _say(console, line)
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path].abspath)) for f in uploads
         ]
@@ -609,7 +702,7 @@ def _dry_run(
     verdict: Callable[[tuple[int, str] | None], Verdict],
 ) -> PublishResult:
     remote: dict[str, RepoFile] = {}
-    remote_rows: tuple[int, str] | None = None
+    previous = _Previous()
     listed, note = False, "no token available" if token is None else ""
     if token is not None:
         api = make_api(endpoint, token)
@@ -621,17 +714,17 @@ def _dry_run(
                     api.dataset_info(repo_id).sha,
                     f"branch {branch!r} does not exist yet (diffed against main)",
                 )
-            remote = _remote_files(api, repo_id, sha or branch)
-            listed = True
-            remote_rows = remote_default_rows(api, repo_id, sha or branch, remote)
+            files = _remote_files(api, repo_id, sha or branch)
+            previous = _read_previous(api, repo_id, sha or branch, files)
+            remote, listed = files, True
         except RepositoryNotFoundError:
             listed, note = True, "the repo does not exist yet and would be created"
         except Exception as exc:
             note = str(translate(exc, repo_id=repo_id, action="read", token=token, revision=branch))
-    uploads, unchanged, deletions, kept = _diff(local, remote)
+    uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
     result = PublishResult(repo_id, branch, True, uploads, unchanged, deletions, kept, listed, note)
-    result.guard = verdict(remote_rows)
-    for line in result.lines():
+    result.guard = verdict(previous.rows)
+    for line in result.plan_lines():
         _say(console, line)
     _say(console, result.guard.line() + ("" if listed or result.refused else " (remote not read: shrink unchecked)"))
     _say(console, result.summary())
