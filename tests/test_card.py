@@ -504,7 +504,7 @@ def test_hostile_strings_cannot_break_yaml_or_inject(tmp_path: Path) -> None:
     meta = front_matter(text)
     check_metadata_matches_files(folder, meta)
     assert meta["license"] == "apache-2.0"
-    assert meta["source_datasets"] == ["oasst_dump.jsonl"]
+    assert "source_datasets" not in meta  # a local file of no known dataset: named in the fingerprint only
     lines = text.splitlines()
     assert [i for i, line in enumerate(lines) if line.startswith("---")] == [0, lines.index("---", 1)]
     assert set(meta) == {
@@ -513,7 +513,6 @@ def test_hostile_strings_cannot_break_yaml_or_inject(tmp_path: Path) -> None:
         "pretty_name",
         "size_categories",
         "task_categories",
-        "source_datasets",
         "tags",
         "configs",
         "dataset_info",
@@ -609,7 +608,26 @@ def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -
     text = (folder / "README.md").read_text(encoding="utf-8")
     meta = front_matter(text)
     check_metadata_matches_files(folder, meta)
-    assert meta["source_datasets"] == [real_trees.name] and str(real_trees.parent) not in text
+    # a local oasst trees file for a source whose default is oasst1: named as the dataset it is a copy of
+    assert meta["source_datasets"] == ["OpenAssistant/oasst1"] and str(real_trees.parent) not in text
+    assert real_trees.name.replace("_", "\\_") in text  # the file itself is in the fingerprint
     check_loads(folder, meta, tmp_path / "hf")
     build = json.loads((folder / "build.json").read_text())
     assert render_card(build, folder) == text
+
+
+def test_source_datasets_name_hub_datasets_and_known_copies_only() -> None:
+    from chatdata.card import source_datasets
+
+    hub = {"spec": "OpenAssistant/oasst2", "revision": "c" * 40, "files": [{"path": "a.parquet", "format": "x"}]}
+    assert source_datasets(hub, "OpenAssistant/oasst1") == ["OpenAssistant/oasst2"]
+    local = {"spec": "/data/forest.parquet", "revision": None, "files": [{"path": "forest.parquet"}]}
+    local["files"][0]["format"] = "oasst_parquet"
+    assert source_datasets(local, "OpenAssistant/oasst1") == ["OpenAssistant/oasst1"]
+    prefs = {"spec": "my_prefs.parquet", "files": [{"path": "train-00000-of-00001.parquet", "format": "prefs_orca"}]}
+    assert source_datasets(prefs, "HuggingFaceH4/ultrafeedback_binarized") == []  # read as Orca: not UltraFeedback
+    prefs["files"][0]["format"] = "prefs_ultrafeedback"
+    assert source_datasets(prefs, "HuggingFaceH4/ultrafeedback_binarized") == ["HuggingFaceH4/ultrafeedback_binarized"]
+    assert source_datasets(prefs, None) == []
+    bundled = {"spec": "bundled-sample", "files": [{"path": "data/train.parquet", "format": "oasst_parquet"}]}
+    assert source_datasets(bundled, "OpenAssistant/oasst1") == []  # synthetic, not the dataset it stands in for

@@ -50,7 +50,7 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         (["build", "--source", str(cut)], "gzip"),
         (["build", "--source", str(no_text), "--workers", "2"], "text"),
         (["build", "--test-fraction", "1.5"], "--test-fraction"),
-        (["build", "--source", "dolly=x.jsonl"], "source 'dolly' is not a source of"),
+        (["build", "--source", "dolly=x.jsonl"], "'dolly' is not a source of oasst_en"),
     ):
         proc = subprocess.run(
             [sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],

@@ -326,7 +326,7 @@ def test_automatic_shard_count_follows_the_input_not_the_workers(monkeypatch: py
 def test_unknown_sources_and_bindings_are_one_line_errors(tmp_path: Path) -> None:
     for kwargs, needle in (
         ({"source": tmp_path / "nope"}, "neither an existing path"),
-        ({"source": ["dolly=x.jsonl"]}, "source 'dolly' is not a source of"),
+        ({"source": ["dolly=x.jsonl"]}, "'dolly' is not a source of oasst_en"),
         ({"source": ["a.jsonl", "b.jsonl"]}, "more than one unnamed source"),
     ):
         with pytest.raises(ChatdataError) as err:

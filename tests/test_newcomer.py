@@ -253,3 +253,48 @@ def test_a_remote_dask_cluster_without_a_prefect_server_is_refused_in_one_line(t
     assert proc.returncode == 2
     (line,) = error_lines(proc)
     assert "PREFECT_API_URL" in line and "tcp://10.11.12.13:8786" in line
+
+
+# ------------------------------------------------------------------------------------------------ honest records
+
+
+def test_a_file_named_explicitly_is_read_whatever_the_recipes_data_files_say(tmp_path: Path) -> None:
+    import shutil
+
+    from chatdata.resources import bundled_sample
+
+    sample = bundled_sample("HuggingFaceH4/ultrafeedback_binarized", "prefs")
+    assert sample is not None
+    mine = tmp_path / "my_prefs.parquet"  # matches none of the recipe's data_files globs
+    shutil.copy(sample / "data" / "train_prefs-00000-of-00001.parquet", mine)
+    out = tmp_path / "out"
+    proc = chatdata(
+        "build", "starchat2_prefs", "-s", f"ultrafeedback={mine}", "-s", "oasst=bundled-sample",
+        "-s", "orca=bundled-sample", "--out", str(out), "--workers", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    build = json.loads((out / "starchat2_prefs" / "build.json").read_text())
+    files = build["sources"]["ultrafeedback"]["files"]
+    assert [f["path"] for f in files] == ["my_prefs.parquet"] and files[0]["format"] == "prefs_ultrafeedback"
+    card = (out / "starchat2_prefs" / "README.md").read_text()
+    # the file was read as UltraFeedback-binarized, so the card names that dataset (the samples are synthetic)
+    assert "source_datasets:\n- HuggingFaceH4/ultrafeedback_binarized\n" in card
+
+
+def test_build_json_records_the_values_used_and_which_were_given(tmp_path: Path) -> None:
+    proc = chatdata("build", "oasst_en", "--out", str(tmp_path), "--leak-policy", "move", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    build = json.loads((tmp_path / "oasst_en" / "build.json").read_text())
+    assert build["settings"]["test_fraction"] == 0.05 and build["settings"]["decontaminate"] is True
+    assert build["settings_given"] == ["leak_policy"]
+    card = (tmp_path / "oasst_en" / "README.md").read_text()
+    assert "set by the build request: `leak_policy`" in card and "test_fraction: 0.05" in card
+    assert "decontaminate: null" not in card and "test_fraction: null" not in card
+
+
+def test_no_masks_stage_without_a_tokenizer(tmp_path: Path) -> None:
+    proc = chatdata("build", "oasst_en", "--out", str(tmp_path), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    build = json.loads((tmp_path / "oasst_en" / "build.json").read_text())
+    assert "masks" not in [r["stage"] for r in build["ledger"]] and "masks" not in build.get("notes", {})
+    assert "│ masks" not in proc.stdout and "## Label masks" not in (tmp_path / "oasst_en" / "README.md").read_text()

@@ -46,6 +46,7 @@ CORE_KEYS = frozenset(
         "chatdata_version",
         "recipe",
         "settings",
+        "settings_given",
         "settings_sha256",
         "source",
         "filters",
@@ -319,15 +320,49 @@ def _safe_name(name: str) -> str:
     return re.sub(r"-{3,}", "--", cleaned) or "source"
 
 
-def source_datasets(source: Mapping[str, Any]) -> list[str]:
-    """The Hub id when the source was one (it has a pinned revision); otherwise the source files' names."""
+def _hub_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and ".." not in text and "--" not in text
+
+
+def _from_hub(source: Mapping[str, Any]) -> bool:
+    """The source was a Hub dataset (it has a pinned revision)."""
+    return bool(source.get("revision")) and _hub_id(str(source.get("spec") or ""))
+
+
+def _file_names(source: Mapping[str, Any]) -> list[str]:
+    """The source's files' names (or its spec's), fit for the card."""
     spec = str(source.get("spec") or "")
-    if source.get("revision") and re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and ".." not in spec and "--" not in spec:
-        return [spec]
     names = [
         _safe_name(PurePosixPath(str(f.get("path", "")).replace("\\", "/")).name) for f in source.get("files") or []
     ]
     return sorted(set(names)) or [_safe_name(PurePosixPath(spec.replace("\\", "/")).name)]
+
+
+def source_datasets(source: Mapping[str, Any], default: str | None = None) -> list[str]:
+    """The Hub datasets a source is: its Hub id when it came from the Hub; for local files, its recipe
+    ``default`` when every file was read in that dataset's format (``known_datasets.yaml``); else none (the
+    files stay in the fingerprint)."""
+    from chatdata.resources import known_datasets
+
+    if _from_hub(source):
+        return [str(source["spec"])]
+    if source.get("spec") == BUNDLED_SOURCE:
+        return []  # synthetic data shipped with chatdata, not the dataset it stands in for
+    formats = known_datasets().get(str(default or ""))
+    files = source.get("files") or []
+    if formats and files and all(f.get("format") in formats for f in files):
+        return [str(default)]
+    return []
+
+
+def _all_source_datasets(build: Mapping[str, Any]) -> list[str]:
+    specs = (build.get("recipe") or {}).get("sources") or {}
+    found = {
+        d
+        for name, src in _build_sources(build).items()
+        for d in source_datasets(src, (specs.get(name) or {}).get("default"))
+    }
+    return sorted(found)
 
 
 def _build_sources(build: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -342,13 +377,13 @@ def _build_sources(build: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def _source_context(name: str, source: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
     """What the templates print of one source."""
     text = str(source.get("spec") or "")
-    hub = source_datasets(source) == [text]
+    hub = _from_hub(source)
     return {
         "name": name,
         "hub": hub,
         "bundled": text == BUNDLED_SOURCE,
         "records": sum(int(f.get("records") or 0) for f in source.get("files") or []),
-        "spec": text if hub else ", ".join(source_datasets(source)),
+        "spec": text if hub else ", ".join(_file_names(source)),
         "revision": source.get("revision"),
         "format": spec.get("format") or source.get("format") or "oasst",
         "default": spec.get("default"),
@@ -360,7 +395,7 @@ def _source_context(name: str, source: Mapping[str, Any], spec: Mapping[str, Any
         ],
         "files": [
             {
-                "path": source_datasets({"files": [f]})[0],
+                "path": _file_names({"files": [f]})[0],
                 "format": f.get("format"),
                 "records": f.get("records"),
                 "sha256": f.get("sha256"),
@@ -449,17 +484,20 @@ def card_metadata(build: Mapping[str, Any], folder: Path, languages: list[str] |
     if recipe.get("text_format"):
         tags.append(_safe_name(str(recipe["text_format"])))
     langs = languages or sorted({p for c in recipe.get("languages") or [] if (p := _primary(str(c)))}) or ["en"]
-    return {
+    meta = {
         "license": licenses[0] if len(licenses) == 1 else "other",
         "language": langs,
         "pretty_name": f"chatdata {name}",
         "size_categories": [size_category(rows)],
         "task_categories": ["text-generation"],
-        "source_datasets": sorted({d for src in _build_sources(build).values() for d in source_datasets(src)}),
+        "source_datasets": _all_source_datasets(build),
         "tags": tags,
         "configs": configs,
         "dataset_info": infos,
     }
+    if not meta["source_datasets"]:
+        del meta["source_datasets"]  # no Hub dataset to name (the files are in the fingerprint)
+    return meta
 
 
 # ------------------------------------------------------------------------------------------------ data stats
@@ -1132,6 +1170,7 @@ def card_context(
         "plots": plot_files,
         "filters": scrub_paths(list(build.get("filters") or [])),
         "settings": scrub_paths(build.get("settings") or {}),
+        "settings_given": list(build.get("settings_given") or []),
         "settings_sha256": build.get("settings_sha256"),
         "version": build.get("chatdata_version"),
         "source": primary,

@@ -103,6 +103,10 @@ def _option(name: str, field: Any) -> pyinspect.Parameter:
     elif decls[0] == "--out":
         decls.append("-o")
     typ = base | None if nullable else base  # type: ignore[operator]
+    if base is bool:
+        kw["metavar"] = ""  # a flag takes no value
+    elif meta.metavar:
+        kw["metavar"] = meta.metavar
     option = typer.Option(*decls, **kw)
     return pyinspect.Parameter(
         name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[typ, option]
@@ -113,6 +117,7 @@ def _build_parameters() -> list[pyinspect.Parameter]:
     from chatdata.settings import BuildRequest, meta_of
 
     params = [
+        pyinspect.Parameter("ctx", pyinspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         pyinspect.Parameter(
             "recipe_names",
             pyinspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -120,7 +125,9 @@ def _build_parameters() -> list[pyinspect.Parameter]:
             annotation=Annotated[
                 list[str] | None,
                 typer.Argument(
-                    metavar="[RECIPE]...", help="Recipes (`chatdata recipes`) or recipe files (default: oasst_en)."
+                    metavar="RECIPE",
+                    help="Recipes (`chatdata recipes`) or recipe files, several at once (default: oasst_en).",
+                    show_default=False,
                 ),
             ],
         ),
@@ -157,10 +164,17 @@ BUILD_HELP = (
 )
 
 
-def build(recipe_names: list[str] | None = None, engine: Engine | None = None, **options: Any) -> None:
-    """Build recipes into Hub dataset folders (the options are :class:`chatdata.settings.BuildRequest`)."""
+def build(
+    ctx: typer.Context, recipe_names: list[str] | None = None, engine: Engine | None = None, **options: Any
+) -> None:
+    """Build recipes into Hub dataset folders (the options are :class:`chatdata.settings.BuildRequest`; only
+    those given on the command line are passed, so ``build.json`` can tell them from defaults)."""
     from chatdata.settings import BuildRequest, make_request, meta_of
 
+    def given(name: str) -> bool:  # typer's ParameterSource (click's, or its vendored copy)
+        return getattr(ctx.get_parameter_source(name), "name", "COMMANDLINE") != "DEFAULT"
+
+    options = {k: v for k, v in options.items() if given(k)}
     for name in BuildRequest.model_fields:
         scale = meta_of(BuildRequest, name).scale
         if scale and options.get(name) is not None:
@@ -242,6 +256,7 @@ def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, str], No
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # piped or captured: no bar, and no blank line where it was
         # no proxies around sys.stdout/stderr: a Prefect run pickles its context for worker processes
         redirect_stdout=False,
         redirect_stderr=False,
@@ -394,16 +409,26 @@ def _summary(folder: Path) -> None:
     mixed = len(sources) > 1
     table = Table(title=f"{build['recipe']['name']} → {folder}", title_justify="left")
     for col in (("source",) if mixed else ()) + ("stage", "unit", "in", "out", "rejected (by reason)"):
-        table.add_column(col, justify="right" if col in ("in", "out") else "left")
+        # a narrow terminal wraps a long reason and folds a long word instead of cutting it
+        table.add_column(col, justify="right" if col in ("in", "out") else "left", overflow="fold")
     for r in build["ledger"]:
-        rej = ", ".join(f"{k}: {v}" for k, v in r["rejected"].items()) or "-"
+        rej = "\n".join(f"{k}: {v}" for k, v in r["rejected"].items()) or "-"
         if r.get("moved"):
-            rej += " | moved: " + ", ".join(f"{k}: {v}" for k, v in r["moved"].items())
+            rej += "\nmoved: " + ", ".join(f"{k}: {v}" for k, v in r["moved"].items())
         out_unit = r["produced_unit"] if r.get("produced_unit") else r["unit"]
         out_txt = f"{r['rows_out']}" + (f" → {r['produced']} {out_unit}" if r.get("produced") is not None else "")
         cells = [r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej]
         table.add_row(*([r.get("source") or "all"] if mixed else []), *cells)
-    out_console.print(table)
+    # never cut a reason: piped, the table gets the width it needs (80 columns would fold every reason); a
+    # terminal wraps long reasons in their column
+    width = out_console.width
+    if not out_console.is_terminal:
+        out_console.width = 10_000  # measured unbounded, then printed at its natural width
+        out_console.width = max(width, out_console.measure(table).maximum)
+    try:
+        out_console.print(table)
+    finally:
+        out_console.width = width
     for name, info in sources.items():
         for skipped in info.get("skipped") or []:
             out_console.print(f"skipped {name}: {skipped['path']}: {skipped['reason']}", highlight=False, markup=False)

@@ -68,6 +68,9 @@ class SourceRef:
     fmt: str | None = None
     #: the recipe's default for the source: which bundled sample stands in for it
     default: str | None = None
+    #: the recipe source name it is bound to, and whether the user bound it (else it reads the recipe default)
+    names: str = field(default="", compare=False)
+    given: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,12 @@ def bind_sources(request: BuildRequest, recipes: list[Recipe]) -> dict[tuple[str
             given = named.get(name) or (plain if name == r.primary_source else None)
             if given is None and not request.source and bundled_sample(spec.default, spec.format) is not None:
                 given = BUNDLED
+            bound = given is not None
             given = given or spec.default
             if given is None:
                 raise ChatdataError(f"recipe {r.name}: source '{name}' has no default; give --source {name}=PATH")
             out[(r.name, name)] = SourceRef(
-                given, spec.format, spec.data_files, request.revision, request.format, spec.default
+                given, spec.format, spec.data_files, request.revision, request.format, spec.default, name, bound
             )
     return out
 
@@ -130,7 +134,16 @@ def resolve(ref: SourceRef, cache_dir: str) -> Resolved:
     elif _looks_like_repo_id(ref.spec):
         from chatdata.hub.source import download_source
 
-        path, commit = download_source(ref.spec, revision=ref.revision, cache_dir=cache_dir)
+        try:
+            path, commit = download_source(ref.spec, revision=ref.revision, cache_dir=cache_dir)
+        except ChatdataError as exc:
+            if ref.given:
+                raise
+            raise ChatdataError(
+                f"source '{ref.names}' was not given, so it reads its recipe default {ref.spec} from the Hub: {exc}; "
+                f"give --source {ref.names}=PATH_OR_HUB_ID, or --source {ref.names}=bundled-sample for the shipped "
+                "sample"
+            ) from None
     else:
         raise ChatdataError(
             f"source '{ref.spec}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
@@ -344,6 +357,8 @@ class WriteTask:
     build_key: str
     allow_empty: bool
     overwrite: bool = False
+    #: the output settings the request set itself (recorded as ``settings_given``)
+    given: tuple[str, ...] = ()
 
 
 def write_task(task: WriteTask) -> str:
@@ -542,7 +557,12 @@ def build(
         write_tasks = []
         for r in recipes:
             build_key = content_key(
-                "write", plan_keys[r.name], settings.phase_settings("write"), code_fingerprint(), request.allow_empty
+                "write",
+                plan_keys[r.name],
+                settings.phase_settings("write"),
+                code_fingerprint(),
+                request.allow_empty,
+                request.given_settings(),
             )
             target = out / r.name
             if _intact(work, r.name, target, build_key):
@@ -564,6 +584,7 @@ def build(
                     build_key,
                     request.allow_empty,
                     request.overwrite,
+                    tuple(request.given_settings()),
                 )
             )
         say(f"write {len(write_tasks)} recipe(s)" if write_tasks else "outputs unchanged")

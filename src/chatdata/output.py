@@ -100,7 +100,7 @@ class TableStream:
 
 def settings_fingerprint(recipe: Any, settings: Any, specs: list[dict[str, Any]]) -> str:
     raw = orjson.dumps(
-        {"recipe": recipe.to_dict(), "settings": settings.output_settings(), "filters": specs, "version": __version__},
+        {"recipe": recipe.to_dict(), "settings": settings.resolved(recipe), "filters": specs, "version": __version__},
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(raw).hexdigest()
@@ -342,6 +342,7 @@ def write_recipe(task: Any, store: Any) -> None:
         _rejects_stream(task, store, plans, unit),
         extra,
         overwrite=task.overwrite,
+        given=task.given,
     )
 
 
@@ -357,6 +358,7 @@ def assemble(
     extra: dict[str, Any] | None = None,
     *,
     overwrite: bool = False,
+    given: tuple[str, ...] = (),
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
@@ -394,7 +396,8 @@ def assemble(
         build = {
             "chatdata_version": __version__,
             "recipe": recipe.to_dict(),
-            "settings": settings.output_settings(),
+            "settings": settings.resolved(recipe),
+            "settings_given": list(given),
             "settings_sha256": settings_fingerprint(recipe, settings, specs),
             "source": primary,
             "sources": sources,

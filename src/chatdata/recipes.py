@@ -164,11 +164,30 @@ def load_recipe_file(path: str | Path) -> Recipe:
     if not isinstance(raw, Mapping):
         raise SpecError(f"{path}: a recipe is a mapping with at least name, summary, rebuilds and sources")
     try:
-        return Recipe(**raw, path=str(path))
+        recipe = Recipe(**raw, path=str(path))
     except ValidationError as exc:
         raise SpecError(_error_line(path, exc)) from None
     except TypeError as exc:  # a key that collides with a keyword argument
         raise SpecError(f"{path}: {exc}") from None
+    _check_filter_refs(recipe, path)
+    return recipe
+
+
+def _check_filter_refs(recipe: Recipe, path: Path) -> None:
+    """Every gate and filter a source names is a shipped spec or an existing file: else one line naming the
+    recipe key and the shipped specs."""
+    from chatdata.filters.specs import resolve_spec_path
+    from chatdata.resources import filters_dir
+
+    for name, spec in recipe.sources.items():
+        for key, refs in (("gates", spec.gates if spec.format == "oasst" else ()), ("filters", spec.filters)):
+            for ref in refs:
+                if not resolve_spec_path(recipe._ref(ref)).is_file():
+                    shipped = ", ".join(sorted(p.stem for p in filters_dir().glob("*.yaml")))
+                    raise SpecError(
+                        f"{path}: sources.{name}.{key}: no filter spec '{ref}'; shipped specs: {shipped}, or a path "
+                        "to a spec file of your own (.yaml, relative to the recipe)"
+                    )
 
 
 @functools.cache

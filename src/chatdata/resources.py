@@ -6,6 +6,7 @@ A wheel carries ``filters/``, ``recipes/`` and ``data_cards/`` as ``chatdata/_sp
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -52,3 +53,12 @@ def bundled_sample(hub_id: str | None, fmt: str) -> Path | None:
         return None
     folder = _PKG / "data" / "samples" / hub_id.replace("/", "__")
     return folder if folder.is_dir() else None
+
+
+@functools.cache
+def known_datasets() -> dict[str, tuple[str, ...]]:
+    """Hub dataset id -> the formats its files are published in (``data/known_datasets.yaml``)."""
+    import yaml
+
+    raw = yaml.safe_load((_PKG / "data" / "known_datasets.yaml").read_text(encoding="utf-8")) or {}
+    return {str(k): tuple(str(f) for f in v) for k, v in raw.items()}

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from chatdata.errors import ChatdataError
 
@@ -33,17 +33,26 @@ class SettingMeta:
     phase: Phase
     cli: str | None = None
     scale: int | None = None
+    metavar: str | None = None
 
     def __call__(self, schema: dict[str, Any]) -> None:
         return None
 
 
 def setting(
-    default: Any, help: str, *, phase: Phase, cli: str | None = None, scale: int | None = None, **kw: Any
+    default: Any,
+    help: str,
+    *,
+    phase: Phase,
+    cli: str | None = None,
+    scale: int | None = None,
+    metavar: str | None = None,
+    **kw: Any,
 ) -> Any:
     """A field with its help text and where it acts: ``cli`` overrides the flag (``--name`` by default),
-    ``scale`` is the factor between the flag's unit and the field's (MB on the command line, bytes here)."""
-    return Field(default, description=help, json_schema_extra=SettingMeta(phase, cli, scale), **kw)
+    ``scale`` is the factor between the flag's unit and the field's (MB on the command line, bytes here),
+    ``metavar`` names the value in ``--help``."""
+    return Field(default, description=help, json_schema_extra=SettingMeta(phase, cli, scale, metavar), **kw)
 
 
 def meta_of(model: type[BaseModel], name: str) -> SettingMeta:
@@ -79,6 +88,7 @@ class BuildSettings(BaseModel):
         None,
         "Validate every label mask with this tokenizer (tokenizer.json, a tokenizer folder or a Hub id).",
         phase="shard",
+        metavar="TOKENIZER",
     )
     dialect: Literal["starchat", "chatml", "guanaco", "template"] = setting(
         "starchat", "Chat rendering checked with --tokenizer.", phase="shard"
@@ -113,8 +123,21 @@ class BuildSettings(BaseModel):
         return {n: getattr(self, n) for n in sorted(names)}
 
     def output_settings(self) -> dict[str, Any]:
-        """Every setting that shapes the outputs, as recorded in ``build.json``."""
+        """Every setting that shapes the outputs, as given (``None``: the recipe decides)."""
         return {n: getattr(self, n) for n in BuildSettings.model_fields}
+
+    def resolved(self, recipe: Any) -> dict[str, Any]:
+        """The values the build of ``recipe`` used, as ``build.json`` records them: a setting left to the recipe
+        (``None``) shows the recipe's value."""
+        values = self.output_settings()
+        if values["decontaminate"] is None:
+            values["decontaminate"] = recipe.decontaminate
+        if values["test_fraction"] is None:
+            values["test_fraction"] = recipe.test_fraction
+        if values["pair_mode"] is None:
+            modes = {s.pair_mode for s in recipe.sources.values() if s.flatten == "pairs"}
+            values["pair_mode"] = modes.pop() if len(modes) == 1 else None
+        return values
 
     def settings(self) -> BuildSettings:
         return BuildSettings(**self.output_settings())
@@ -136,14 +159,18 @@ class BuildRequest(BuildSettings):
         "per named source (repeatable). Default: the bundled sample.",
         phase="source",
         cli="--source",
+        metavar="[NAME=]PATH_OR_HUB_ID",
     )
     revision: str | None = setting(None, "Hub revision (branch, tag or commit) to pin Hub sources to.", phase="source")
     format: str | None = setting(
         None, "Read every source file as this format instead of detecting it from its content.", phase="source"
     )
-    out: str = setting("out", "Output folder; each recipe goes to OUT/RECIPE.", phase="run", cli="--out")
+    out: str = setting("out", "Output folder; each recipe goes to OUT/RECIPE.", phase="run", cli="--out", metavar="OUT")
     work: str | None = setting(
-        None, "Workspace for the cache of partitions and shard results (default OUT/.work).", phase="run"
+        None,
+        "Workspace for the cache of partitions and shard results (default OUT/.work).",
+        phase="run",
+        metavar="WORK",
     )
     shards: int | None = setting(
         None,
@@ -167,7 +194,10 @@ class BuildRequest(BuildSettings):
         False, "Write a recipe whose outputs hold no row (default: fail, with what removed every row).", phase="run"
     )
     push_to: str | None = setting(
-        None, "Publish each recipe to this Hub dataset repo ORG/NAME ({recipe} in the name for several).", phase="run"
+        None,
+        "Publish each recipe to this Hub dataset repo ORG/NAME ({recipe} in the name for several).",
+        phase="run",
+        metavar="ORG/NAME",
     )
     private: bool = setting(False, "Create the Hub repo private (new repos only).", phase="run")
     push_revision: str | None = setting(None, "Hub branch to publish to (default main).", phase="run")
@@ -186,6 +216,7 @@ class BuildRequest(BuildSettings):
         None,
         "Run the build as Prefect tasks on this Dask scheduler (tcp://HOST:8786); implies --engine prefect.",
         phase="run",
+        metavar="tcp://HOST:PORT",
     )
 
     @field_validator("recipes")
@@ -213,40 +244,57 @@ class BuildRequest(BuildSettings):
             raise ValueError(f"dask_address {v!r} must look like tcp://HOST:PORT (the Dask scheduler)")
         return v
 
-    @model_validator(mode="after")
-    def _bindings_and_push(self) -> BuildRequest:
+    @field_validator("source")
+    @classmethod
+    def _bindings(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        """Named sources must be sources of the recipes; one unnamed source at most."""
         from chatdata.recipes import get_recipe
 
-        recipes = [get_recipe(r) for r in self.recipes]
-        plain = [s for s in self.source if "=" not in s or _is_path_like(s)]
+        recipes = [get_recipe(r) for r in info.data.get("recipes") or []]
+        plain = [s for s in v if "=" not in s or _is_path_like(s)]
         if len(plain) > 1:
             raise ValueError(f"more than one unnamed source {plain}; name them: --source NAME=PATH_OR_HUB_ID")
         known = {name for r in recipes for name in r.sources}
-        for entry in self.source:
+        for entry in v:
             if entry in plain:
                 continue
             name, _, value = entry.partition("=")
-            if name not in known:
-                raise ValueError(f"source '{name}' is not a source of {self.recipes}; they have: {sorted(known)}")
+            if recipes and name not in known:
+                names = ", ".join(r.name for r in recipes)
+                raise ValueError(f"'{name}' is not a source of {names}; its sources are: {', '.join(sorted(known))}")
             if not value:
-                raise ValueError(f"--source {name}= needs a path or Hub id after '='")
-        if self.push_to is not None:
-            if len(self.recipes) > 1 and "{recipe}" not in self.push_to:
-                raise ValueError("push_to needs a {recipe} placeholder when building several recipes")
-            from chatdata.hub.client import validate_repo_id
+                raise ValueError(f"{name}= needs a path or Hub id after '='")
+        return v
 
-            for r in recipes:
-                try:
-                    validate_repo_id(self.push_to.replace("{recipe}", r.name))
-                except ChatdataError as exc:
-                    raise ValueError(str(exc)) from None
-        return self
+    @field_validator("push_to")
+    @classmethod
+    def _push_target(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A valid Hub repo id for every recipe ({recipe} in it for several recipes)."""
+        if v is None:
+            return v
+        from chatdata.hub.client import validate_repo_id
+        from chatdata.recipes import get_recipe
+
+        recipes = [get_recipe(r) for r in info.data.get("recipes") or []]
+        if len(recipes) > 1 and "{recipe}" not in v:
+            raise ValueError("needs a {recipe} placeholder when building several recipes")
+        for r in recipes:
+            try:
+                validate_repo_id(v.replace("{recipe}", r.name))
+            except ChatdataError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     def bindings(self) -> tuple[str | None, dict[str, str]]:
         """The unnamed source (or None) and the named ones."""
         plain = [s for s in self.source if "=" not in s or _is_path_like(s)]
         named = dict(s.partition("=")[::2] for s in self.source if s not in plain)
         return (plain[0] if plain else None), named
+
+    def given_settings(self) -> list[str]:
+        """The output settings this request set itself (command-line options, a flow's params); the others are
+        defaults or the recipe's."""
+        return sorted(n for n in self.model_fields_set if n in BuildSettings.model_fields)
 
     def work_dir(self) -> str:
         return self.work or f"{self.out.rstrip('/')}/.work"
@@ -277,8 +325,8 @@ def make_request(*, cli: bool = False, **values: Any) -> BuildRequest:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
         field = loc[0] if loc else ""
-        where = (flag_of(field) if cli and field in BuildRequest.model_fields else ".".join(loc)) or "parameters"
+        where = flag_of(field) if cli and field in BuildRequest.model_fields else ".".join(loc)
         message = first["msg"].removeprefix("Value error, ")
-        raise ChatdataError(f"invalid build parameter {where}: {message}") from None
+        raise ChatdataError(f"invalid {where}: {message}" if where else f"invalid build settings: {message}") from None
     except ChatdataError as exc:  # a recipe file that cannot be read
         raise ChatdataError(str(exc)) from None

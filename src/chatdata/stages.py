@@ -212,17 +212,12 @@ MASK_COLUMNS = ("n_tokens", "n_trained", "truncated", "ok", "reason")
 
 
 def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
-    """With ``--tokenizer``: tokenize every row in one batch call and check its label mask; else pass rows on.
+    """Tokenize every row in one batch call and check its label mask (a stage only with ``--tokenizer``).
 
     The record's ``notes`` carry, per checked column, the light per-row results (``mask_rows``) and the
     tokenizer notes, so shards' statistics can be merged exactly (:func:`merge_mask_notes`)."""
     s = job.settings
-    if not s.tokenizer:
-        return StageOut(
-            frame,
-            empty_rejects(),
-            StageRecord("masks", job.unit, frame.height, frame.height, notes={"tokenizer": None}),
-        )
+    assert s.tokenizer, "the masks stage runs only with a tokenizer (see chain)"
     from chatdata.chat.tokenizer import load_tokenizer
     from chatdata.chat.validate import validate_masks
 
@@ -339,14 +334,11 @@ ROW_STAGES = (
 )
 
 
-def chain(spec: SourceSpec) -> tuple[Stage, ...]:
-    """The stages a source's rows go through in a shard (after ``structure`` for oasst)."""
-    return (*OASST_STAGES, *ROW_STAGES) if spec.format == "oasst" else ROW_STAGES
-
-
-def stage_names(spec: SourceSpec) -> tuple[str, ...]:
-    first = ("structure",) if spec.format == "oasst" else ()
-    return (*first, *(s.name for s in chain(spec)))
+def chain(job: Job) -> tuple[Stage, ...]:
+    """The stages a job's rows go through in a shard (after ``structure`` for oasst); ``masks`` only when the
+    build has a tokenizer (without one no mask is checked, so there is no such stage in the ledger)."""
+    stages = (*OASST_STAGES, *ROW_STAGES) if job.spec.format == "oasst" else ROW_STAGES
+    return stages if job.settings.tokenizer else tuple(s for s in stages if s.name != "masks")
 
 
 @dataclass
@@ -379,7 +371,7 @@ def run_shard(
     A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
     to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
     not all of them), and the list returned is empty."""
-    keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job.spec)] for job in jobs]
+    keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
@@ -393,7 +385,7 @@ def run_shard(
         rejects = [start.rejects] if start is not None else []
         per_tree = pl.Series("count", [], dtype=pl.UInt32)
         masks = None
-        for stage, key in zip(chain(job.spec), keys[i], strict=True):
+        for stage, key in zip(chain(job), keys[i], strict=True):
             if key not in memo:
                 memo[key] = stage.run(frame, job)
             out = memo[key]

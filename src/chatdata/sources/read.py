@@ -94,16 +94,16 @@ def scan(
     """The files of ``path`` to read (with their fine format) and those skipped with a reason.
 
     ``kind`` (``oasst``, ``dolly``, ``chat``, ``prefs``) accepts that family only; ``patterns`` are ``data_files``
-    globs relative to the root (a folder, or the folder of a file): other files are "not in data_files"; ``fmt``
-    forces a fine format. A file given by itself that is not read, or a folder with nothing to read, raises
-    :class:`InputError` with the reason(s)."""
+    globs that pick files inside a folder (other files there are "not in data_files"; a file named by itself is
+    read whatever they say); ``fmt`` forces a fine format. A file given by itself that is not read, or a folder
+    with nothing to read, raises :class:`InputError` with the reason(s)."""
     if kind is not None and kind not in KINDS:
         raise ChatdataError(f"unknown source kind {kind!r}; use one of {', '.join(KINDS)}")
     check_format(fmt)
     if fmt is not None and kind is not None and FAMILY[fmt] != kind:
         raise ChatdataError(f"format {fmt!r} is not of kind {kind!r}")
     accept = [f for f, k in FAMILY.items() if k == kind] if kind is not None else None
-    regexes = [glob_regex(p) for p in patterns] if patterns is not None else None
+    regexes = [glob_regex(p) for p in patterns] if patterns is not None and not path.is_file() else None
     if path.is_file():
         root, candidates, explicit = path.parent, [path], True
     elif path.is_dir():
