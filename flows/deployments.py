@@ -8,7 +8,9 @@ build parameters and the ``process`` work pool. Two ways to run it:
 - on one machine without a work pool: ``python -m flows.deployments serve`` (``flow.serve`` for every
   deployment of the file, same schedules and parameters; Ctrl-C stops it).
 
-``python -m flows.deployments check`` prints what is wrong with the file (nothing when it is in sync).
+``python -m flows.deployments check`` prints what is wrong with the file (nothing when it is in sync);
+``python -m flows.deployments run DEPLOYMENT [PARAMS_JSON]`` is a one-off run of a deployment executed in this
+shell (a server, no worker), which exits 1 when the run does not complete.
 """
 
 from __future__ import annotations
@@ -102,7 +104,41 @@ def serve(recipes: list[str] | None = None) -> None:
     prefect_serve(*runners)
 
 
+def run_once(deployment: str, params: dict[str, Any] | None = None) -> int:
+    """A one-off run of a deployment executed in this shell, no worker needed: create the run (with ``params``
+    as its ``params`` object, else the deployment's), execute it with ``prefect flow-run execute`` and return
+    0 if it completed, 1 otherwise (``prefect flow-run execute`` itself exits 0 whatever the run's end)."""
+    import os
+    import signal
+    import subprocess
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from chatdata.lifeline import preexec
+
+    name = deployment if "/" in deployment else f"{FLOW_NAME}/{deployment}"
+    parameters = {"params": params} if params is not None else None
+    run = run_deployment(name=name, parameters=parameters, timeout=0)
+    print(f"flow run '{run.name}' ({run.id}) of {name}: executing here", file=sys.stderr)
+    tie = preexec(signal.SIGTERM) if os.name == "posix" else None
+    subprocess.run([sys.executable, "-m", "prefect", "flow-run", "execute", str(run.id)], preexec_fn=tie)  # type: ignore[arg-type]
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    if state is not None and state.is_completed():
+        print(f"flow run '{run.name}' completed", file=sys.stderr)
+        return 0
+    what = f"{state.name}: {state.message}" if state is not None else "no state"
+    print(f"error: flow run '{run.name}' ended {what} (prefect flow-run logs {run.id})", file=sys.stderr)
+    return 1
+
+
+USAGE = "usage: python -m flows.deployments check | serve [RECIPE ...] | run DEPLOYMENT ['{\"recipes\": [...], ...}']"
+
+
 def main(argv: list[str]) -> int:
+    import json
+
     command, *rest = argv or ["check"]
     if command == "check":
         problems = check_prefect_yaml()
@@ -112,7 +148,14 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         serve(rest or None)
         return 0
-    print("usage: python -m flows.deployments check | serve [RECIPE ...]", file=sys.stderr)
+    if command == "run" and len(rest) in (1, 2):
+        try:
+            params = json.loads(rest[1]) if len(rest) == 2 else None
+        except ValueError as exc:
+            print(f"error: the params are not JSON ({exc})", file=sys.stderr)
+            return 2
+        return run_once(rest[0], params)
+    print(USAGE, file=sys.stderr)
     return 2
 
 

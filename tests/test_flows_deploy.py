@@ -125,3 +125,32 @@ def test_one_off_deployment_run_builds_and_publishes(
     assert json.loads((built / "build.json").read_text())["recipe"]["name"] == "oasst_en"
     assert {"README.md", "build.json"} <= set(files)
     assert {p.relative_to(built).as_posix() for p in built.rglob("*.parquet")} <= set(files)
+
+
+@server_test
+def test_the_documented_one_off_run_exits_non_zero_when_the_run_fails(
+    deployed: dict[str, Any],
+    prefect_server: PrefectServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``python -m flows.deployments run``: create the run, execute it here, and exit 1 when it did not complete
+    (``prefect flow-run execute`` alone exits 0 whatever happened)."""
+    import subprocess
+    import sys
+
+    def one_off(params: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.deployments", "run", "oasst_en", json.dumps(params)],
+            cwd=REPO,
+            env=prefect_server.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    failed = one_off({"recipes": ["oasst_en"], "source": [str(tmp_path / "missing")], "out": str(tmp_path / "o")})
+    assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
+    assert re.search(r"error: flow run '[\w-]+' ended Failed", failed.stderr), failed.stderr[-2000:]
+    ok = one_off({"recipes": ["oasst_en"], "source": ["bundled-sample"], "out": str(tmp_path / "out")})
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "oasst_en" / "build.json").read_text())["recipe"]["name"] == "oasst_en"

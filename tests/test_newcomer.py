@@ -298,3 +298,61 @@ def test_no_masks_stage_without_a_tokenizer(tmp_path: Path) -> None:
     build = json.loads((tmp_path / "oasst_en" / "build.json").read_text())
     assert "masks" not in [r["stage"] for r in build["ledger"]] and "masks" not in build.get("notes", {})
     assert "│ masks" not in proc.stdout and "## Label masks" not in (tmp_path / "oasst_en" / "README.md").read_text()
+
+
+def test_an_output_folder_is_ours_by_its_record_or_by_the_workspaces(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert chatdata("build", "--out", str(out), "--workers", "1").returncode == 0
+    (out / "oasst_en" / "build.json").unlink()  # the record deleted by hand: every file left is one we wrote
+    again = chatdata("build", "--out", str(out), "--workers", "1")
+    assert again.returncode == 0, again.stderr[-2000:]
+    (out / "oasst_en" / "build.json").unlink()
+    (out / "oasst_en" / "my_notes.txt").write_text("mine")  # now a file we never wrote is there
+    refused = chatdata("build", "--out", str(out), "--workers", "1")
+    assert refused.returncode == 2 and "--overwrite" in error_lines(refused)[0]
+    assert (out / "oasst_en" / "my_notes.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------------------ tokenizers
+
+
+def test_inspect_works_out_of_the_box_with_the_bundled_tokenizer_and_no_torch_warning(tmp_path: Path) -> None:
+    dialogue = tmp_path / "d.json"
+    dialogue.write_text(
+        json.dumps([{"role": "user", "content": "Hello, can you help me?"}, {"role": "assistant", "content": "Sure!"}])
+    )
+    proc = chatdata("inspect", "--messages", str(dialogue))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bundled demo tokenizer" in proc.stderr and "all six mask checks pass" in proc.stdout
+    assert "PyTorch" not in proc.stdout + proc.stderr
+    as_json = chatdata("inspect", "--messages", str(dialogue), "--json")
+    data = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and len(data["input_ids"]) == len(data["labels"]) and -100 in data["labels"]
+    built = chatdata("build", "--tokenizer", "bundled", "--out", str(tmp_path / "out"), "--workers", "1")
+    assert built.returncode == 0 and "PyTorch" not in built.stdout + built.stderr
+    build = json.loads((tmp_path / "out" / "oasst_en" / "build.json").read_text())
+    assert "masks" in [r["stage"] for r in build["ledger"]] and build["notes"]["masks"]["tokenizer"] == "bundled"
+
+
+def test_the_bundled_tokenizer_is_what_its_script_makes(tmp_path: Path) -> None:
+    """``scripts/make_bundled_tokenizer.py`` rebuilds the shipped tokenizer byte for byte (it is data, not magic)."""
+    import hashlib
+    import importlib.util
+
+    import tokenizers
+
+    from chatdata.chat.tokenizer import bundled_tokenizer
+
+    made_with = json.loads((bundled_tokenizer() / "tokenizer_config.json").read_text())["chatdata_made_with"]
+    if made_with != f"tokenizers {tokenizers.__version__}":
+        pytest.skip(f"the shipped tokenizer was trained with {made_with}; BPE ties may differ in another version")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_bundled_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("make_bundled_tokenizer", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.OUT = tmp_path
+    module.main()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        made, shipped = (tmp_path / name).read_bytes(), (bundled_tokenizer() / name).read_bytes()
+        assert hashlib.sha256(made).hexdigest() == hashlib.sha256(shipped).hexdigest(), name

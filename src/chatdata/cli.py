@@ -274,7 +274,6 @@ def _progress() -> Iterator[tuple[Callable[[str], None], Callable[[str, str], No
 
 @app.command()
 def inspect(
-    tokenizer: Annotated[str, typer.Option("--tokenizer", help="tokenizer.json, a tokenizer folder or a Hub id.")],
     messages: Annotated[
         str,
         typer.Option(
@@ -282,6 +281,15 @@ def inspect(
             help='JSON file with a list of {role, content} (or {"messages": [...]}); - reads stdin.',
         ),
     ],
+    tokenizer: Annotated[
+        str,
+        typer.Option(
+            "--tokenizer",
+            metavar="TOKENIZER",
+            help="tokenizer.json, a tokenizer folder or a Hub id; `bundled` is the small demo tokenizer shipped "
+            "with chatdata (not a model's: scripts/fetch_starcoder_tokenizer.py rebuilds StarCoder's offline).",
+        ),
+    ] = "bundled",
     dialect: Annotated[str, typer.Option(help="starchat, chatml, guanaco or template.")] = "starchat",
     mask_convention: Annotated[str, typer.Option("--mask-convention", help="starchat or content_only.")] = "starchat",
     max_length: Annotated[int, typer.Option("--max-length", help="Truncate to this many tokens.", min=1)] = 2048,
@@ -292,6 +300,14 @@ def inspect(
     """Show how one dialogue becomes training tokens: trained tokens highlighted, masked ones dimmed, the verdict."""
     try:
         from chatdata.chat import inspect_messages, load_tokenizer, read_messages
+        from chatdata.chat.tokenizer import BUNDLED
+
+        if tokenizer == BUNDLED and not as_json:
+            console.print(
+                "tokenizer: chatdata's bundled demo tokenizer (not a model's); pass --tokenizer for yours",
+                style="dim",
+                highlight=False,
+            )
 
         result = inspect_messages(
             read_messages(messages),

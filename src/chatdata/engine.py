@@ -451,11 +451,10 @@ def build(
         result.reused[phase] = result.reused.get(phase, 0) + total - n
 
     # nothing chatdata did not write is ever replaced or removed: refuse before any work
-    from chatdata.output import is_build_folder
     from chatdata.writer import check_replaceable
 
-    for target in result.outputs.values():
-        check_replaceable(target, is_build_folder, overwrite=request.overwrite, option="--overwrite")
+    for name, target in result.outputs.items():
+        check_replaceable(target, owned_output(work, name), overwrite=request.overwrite, option="--overwrite")
     claim_workspace(work, overwrite=request.overwrite)
     with workspace_lock(work) as waited:
         if waited:
@@ -648,6 +647,23 @@ def _intact(work: Path, name: str, target: Path, build_key: str) -> bool:
     except ValueError:
         return False
     return saved.get("build_key") == build_key and saved.get("files") == _folder_files(target)
+
+
+def owned_output(work: Path, name: str) -> Callable[[Path], bool]:
+    """Whether chatdata wrote a recipe's output folder: its build record is there, or every file in it is one this
+    workspace recorded writing there (a build record deleted by hand loses nothing of the user's)."""
+    from chatdata.output import is_build_folder
+
+    def owned(folder: Path) -> bool:
+        if is_build_folder(folder):
+            return True
+        try:
+            recorded = json.loads(_outputs_record(work, name).read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return all(p.relative_to(folder).as_posix() in recorded for p in folder.rglob("*") if p.is_file())
+
+    return owned
 
 
 def _remember(work: Path, name: str, target: Path, build_key: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,7 +311,7 @@ def _recipe(task: Any) -> Any:
 
 def write_recipe(task: Any, store: Any) -> None:
     """Write one recipe's folder from its pieces and plan (``chatdata.engine.WriteTask``), atomically."""
-    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, load_masks
+    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, load_masks, owned_output
     from chatdata.mixture import piece_file
     from chatdata.settings import BuildSettings
     from chatdata.stages import merge_mask_notes
@@ -341,6 +341,7 @@ def write_recipe(task: Any, store: Any) -> None:
         _split_streams(task, store, plans),
         _rejects_stream(task, store, plans, unit),
         extra,
+        owned=owned_output(store.root.parent, recipe.name),
         overwrite=task.overwrite,
         given=task.given,
     )
@@ -357,6 +358,7 @@ def assemble(
     rejects: TableStream,
     extra: dict[str, Any] | None = None,
     *,
+    owned: Callable[[Path], bool] = is_build_folder,
     overwrite: bool = False,
     given: tuple[str, ...] = (),
 ) -> StageRecord:
@@ -380,7 +382,7 @@ def assemble(
         refs += [*recipe.gate_refs(name), *recipe.filter_refs(name, settings.decontaminate)]
     specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(list(dict.fromkeys(refs)))]
     outputs: dict[str, dict[str, Any]] = {"default": {}, REJECTS_CONFIG: {}}
-    with atomic_folder(target, owned=is_build_folder, overwrite=overwrite) as tmp:
+    with atomic_folder(target, owned=owned, overwrite=overwrite) as tmp:
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
         tables.append((REJECTS_CONFIG, REJECTS_CONFIG, tmp / REJECTS_CONFIG, rejects))
         for config, name, folder, stream in tables:

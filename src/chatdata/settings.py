@@ -86,7 +86,8 @@ class BuildSettings(BaseModel):
     )
     tokenizer: str | None = setting(
         None,
-        "Validate every label mask with this tokenizer (tokenizer.json, a tokenizer folder or a Hub id).",
+        "Validate every label mask with this tokenizer (tokenizer.json, a tokenizer folder or a Hub id; "
+        "`bundled`: the small demo tokenizer shipped with chatdata).",
         phase="shard",
         metavar="TOKENIZER",
     )

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 from chatdata.chat.dialects import Dialect, get_dialect
 from chatdata.errors import ChatdataError
 
+#: the name of the small byte-level BPE shipped with chatdata (``data/tokenizer``, made by
+#: ``scripts/make_bundled_tokenizer.py``): masks can be tried offline; it is not any model's tokenizer
+BUNDLED = "bundled"
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -23,11 +27,14 @@ def load_tokenizer(spec: str | os.PathLike[str], *, revision: str | None = None)
     A ``tokenizer.json`` next to a ``tokenizer_config.json`` is loaded with its folder (so eos, pad and the
     chat template come along); a bare ``tokenizer.json`` is wrapped in ``PreTrainedTokenizerFast``. Anything
     that is not an existing path is taken as a Hub id: ``AutoTokenizer.from_pretrained`` (network).
+    ``bundled`` is the small demo tokenizer shipped with chatdata.
     """
+    # transformers announces at import that PyTorch is missing: chatdata needs no model, only tokenizers
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     text = os.fspath(spec)
-    path = Path(text).expanduser()
+    path = bundled_tokenizer() if text == BUNDLED else Path(text).expanduser()
     try:
         if path.is_file():
             if (path.parent / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
@@ -55,6 +62,11 @@ def load_tokenizer(spec: str | os.PathLike[str], *, revision: str | None = None)
     if not getattr(tok, "is_fast", False):
         raise TokenizerError(f"tokenizer {text!r} is not a fast tokenizer; label masks need character offsets")
     return tok
+
+
+def bundled_tokenizer() -> Path:
+    """The folder of the demo tokenizer shipped with chatdata."""
+    return Path(__file__).resolve().parents[1] / "data" / "tokenizer"
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, dialect: str | Dialect) -> list[str]:
