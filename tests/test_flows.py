@@ -4,6 +4,7 @@ same output bytes as the local executor; artifacts; reuse across runs; one-line 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,26 @@ def test_prefect_is_imported_only_by_flows() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), check=True)
     assert out.stdout.strip() == "[]"
+
+
+@server_test
+def test_cli_prefect_engine_names_the_flow_run_and_logs_each_line_once(
+    prefect_server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "chatdata.cli", "build", "--engine", "prefect", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=prefect_server.env(),
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = re.search(r"Prefect flow run '([\w-]+)': (\S+)", proc.stderr)
+    assert match, proc.stderr[-2000:]
+    assert match.group(2).startswith(f"http://127.0.0.1:{prefect_server.port}/runs/flow-run/")
+    assert "temporary Prefect server" not in proc.stderr  # PREFECT_API_URL names a server: it is used
+    lines = (tmp_path / "o" / ".work" / "prefect.log").read_text().splitlines()
+    assert any(match.group(1) in line for line in lines)
+    assert len(lines) == len(set(lines)), [line for line in lines if lines.count(line) > 1][:3]
