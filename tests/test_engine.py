@@ -198,9 +198,9 @@ def test_recipes_share_identical_stages_within_a_shard(real_trees: Path, tmp_pat
     calls: list[str] = []
     real = stages._flatten
 
-    def counted(frame: pl.DataFrame, job: stages.Job) -> stages.StageOut:
+    def counted(frame: pl.DataFrame, job: stages.Job, shard: stages.Shard) -> stages.StageOut:
         calls.append(job.recipe.name)
-        return real(frame, job)
+        return real(frame, job, shard)
 
     monkeypatch.setattr(
         stages,

@@ -306,3 +306,28 @@ def test_spec_settings_are_validated(tmp_path: Path) -> None:
         UncensorFilter(FilterSpec(**bad, settings={"scope": "all"}))
     with pytest.raises(SpecError, match="not found"):
         UncensorFilter(FilterSpec(**bad, settings={"phrase_lists": [str(tmp_path / "nope.json")]}))
+
+
+def test_phrases_across_turns_are_found_like_in_the_joined_text() -> None:
+    """StarChat-beta joins all turns with a space: a phrase may start in one turn and end in the next, or span a
+    short turn in between. Turns are matched alone and in windows around each joiner: the same phrases as the
+    joined text, in list order."""
+    import random
+
+    spec = load_specs(["uncensor_starchat_beta"])[0]
+    f = build_filters([spec])[0]
+    phrases = [p for p in f.matcher.phrases if " " in p.strip()][:40]
+    rng = random.Random(7)
+    rows = []
+    for _ in range(300):
+        turns = []
+        for _ in range(rng.randint(1, 5)):
+            phrase = rng.choice(phrases)
+            cut = rng.randint(0, len(phrase))
+            turns += [phrase[:cut].strip() or "ok", phrase[cut:].strip() or "Sure", rng.choice(["", "x", "As an"])]
+        turns = turns[: rng.randint(2, len(turns))]
+        rows.append([{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(turns)])
+    frame = pl.DataFrame({"messages": rows}, schema={"messages": MESSAGES})
+    got = f.score(frame).get_column("matched_phrases").to_list()
+    want = [f.matcher.naive(" ".join(m["content"] for m in row)) for row in rows]
+    assert got == want and sum(map(bool, want)) > 100

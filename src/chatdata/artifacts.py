@@ -22,16 +22,18 @@ BATCH_ROWS = 20_000
 #: of every piece at once, so at 1M messages 20k-row batches of ten pieces cost ~0.5 GB, 2k-row ones a tenth
 STREAM_BATCH_ROWS = 2_000
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+#: uncompressed, for the files whose text the writer takes rows from (memory-mapped, only what is taken is read)
+PLAIN = ipc.IpcWriteOptions()
 
 
 class Writer:
-    """Append tables to one IPC file (batches cut at :data:`BATCH_ROWS` rows)."""
+    """Append tables to one IPC file (batches cut at :data:`BATCH_ROWS` rows; lz4 unless ``plain``)."""
 
-    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS, *, plain: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.schema, self.batch_rows = schema, batch_rows
         self._sink = pa.OSFile(str(path), "wb")
-        self._writer = ipc.new_file(self._sink, schema, options=_OPTIONS)
+        self._writer = ipc.new_file(self._sink, schema, options=PLAIN if plain else _OPTIONS)
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table.cast(self.schema), max_chunksize=self.batch_rows)

@@ -247,11 +247,11 @@ class ShardTask:
 
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result; return how many ran."""
+    import polars as pl
+
     from chatdata.filters.langid import forget_detections
-    from chatdata.output import BYTES, with_row_bytes
+    from chatdata.output import BYTES
     from chatdata.partition import REJECTS_FILE, shard_file
-    from chatdata.schema import REJECT_SCHEMA
-    from chatdata.splits import split_keys
     from chatdata.stages import Job, ShardOutput, run_shard
 
     store = Store(Path(task.store))
@@ -263,14 +263,13 @@ def shard_task(task: ShardTask) -> int:
     jobs = [Job(get_recipe(j.recipe), j.source, settings) for j in todo]
 
     def store_output(i: int, out: ShardOutput) -> None:
-        spec, job = todo[i], jobs[i]
+        spec = todo[i]
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
             artifacts.save(out.rows, tmp / ROWS, artifacts.STREAM_BATCH_ROWS)
-            keys = split_keys(out.rows, dedupe_columns=job.recipe.message_columns)
-            keys = keys.with_columns(with_row_bytes(out.rows).get_column(BYTES))
-            artifacts.save(keys, tmp / KEYS)
-            rejects = with_row_bytes(out.rejects, list(REJECT_SCHEMA))
+            assert out.keys is not None and out.row_bytes is not None and out.reject_bytes is not None
+            artifacts.save(out.keys.with_columns(pl.Series(BYTES, out.row_bytes, pl.Int64)), tmp / KEYS)
+            rejects = out.rejects.with_columns(pl.Series(BYTES, out.reject_bytes, pl.Int64))
             artifacts.save(rejects, tmp / SHARD_REJECTS, artifacts.STREAM_BATCH_ROWS)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
@@ -315,11 +314,14 @@ def load_masks(folder: Path) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Piece:
-    """One (source, shard) result of a recipe, in the recipe's global order."""
+    """One (source, shard) result of a recipe, in the recipe's global order, and where its text is: the shard
+    ``shard`` of partition ``partition``."""
 
     source: str
     source_index: int
     job: str
+    partition: str = ""
+    shard: int = 0
 
 
 @dataclass(frozen=True)
@@ -499,7 +501,7 @@ def build(
                 key, k = parts[refs[(r.name, source)]]
                 for i in range(k):
                     job = JobSpec(recipe_ref(r), source, _job_key(key, i, r, source, settings))
-                    pieces[r.name].append(Piece(source, index, job.key))
+                    pieces[r.name].append(Piece(source, index, job.key, key, i))
                     by_shard.setdefault((key, i), []).append(job)
         shard_tasks = [
             ShardTask(str(store.root), part, i, tuple(jobs), settings.model_dump())

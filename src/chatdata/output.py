@@ -175,16 +175,55 @@ def _empty_reasons(ledger: Ledger) -> str:
 # ------------------------------------------------------------------------------------------------ the merge
 
 
-def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame]) -> dict[str, TableStream]:
-    """Every split as a merged stream: per source in order, its shards' rows merged by (tree, dialogue)."""
+class _Texts:
+    """The text of every shard a recipe's pieces come from (:class:`chatdata.text.ShardText`), memory-mapped on
+    first use: the writer gathers each row's text from it as the row is written."""
+
+    def __init__(self, task: Any, store: Any, settings: Any) -> None:
+        from chatdata.engine import PARTITION
+
+        self.task, self.store, self.recipe = task, store, _recipe(task)
+        self.render = (self.recipe.text_format, settings.on_special) if self.recipe.text_format else None
+        self._open: dict[tuple[str, int], Any] = {}
+        self._kind = PARTITION
+
+    def of(self, piece: Any) -> Any:
+        from chatdata.partition import shard_file
+        from chatdata.text import ShardText, shard_frame
+
+        key = (piece.partition, piece.shard)
+        if key not in self._open:
+            path = shard_file(self.store.path(self._kind, piece.partition), piece.shard)
+            oasst = self.recipe.sources[piece.source].format == "oasst"
+            self._open[key] = ShardText(shard_frame(path), oasst=oasst, render=self.render)
+        return self._open[key]
+
+
+def _filling(text: Any, columns: list[str]) -> Any:
+    """A piece reader's ``prepare``: the rows with their text gathered, then only the published ``columns``."""
+
+    def prepare(table: pa.Table) -> pa.Table:
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return to_arrow(text.fill(frame).select(columns))
+
+    return prepare
+
+
+def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame], texts: _Texts) -> dict[str, TableStream]:
+    """Every split as a merged stream: per source in order, its shards' rows merged by (tree, dialogue), each
+    piece's text gathered as its rows are read."""
     from chatdata.engine import KEYS, ROWS, SHARD
     from chatdata.merge import PieceReader, merge_order, merged_chunks, union_schema
+    from chatdata.schema import REJECT_REFS
+    from chatdata.text import TEXT_COLUMNS, TEXT_TYPES
 
     recipe_splits = _recipe(task).splits
     paths = [store.path(SHARD, p.job) / ROWS for p in task.pieces]
     schemas = [artifacts.schema(p) for p in paths]
     columns = publish_columns(dict.fromkeys(c for s in schemas for c in s))
-    schema = union_schema([{c: d for c, d in s.items() if c in columns} for s in schemas], first=tuple(columns))
+    typed = [{c: (TEXT_TYPES[c] if c in TEXT_COLUMNS else d) for c, d in s.items() if c in columns} for s in schemas]
+    schema = union_schema(typed, first=tuple(columns))
     keys = [
         artifacts.load(store.path(SHARD, p.job) / KEYS, ["message_tree_id", "dialogue_id", BYTES]) for p in task.pieces
     ]
@@ -202,10 +241,11 @@ def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame]) -> dict[str
         )
         rows = int(sum(m.sum() for m in masks))
         nbytes = int(sum(k.get_column(BYTES).to_numpy()[m].sum() for k, m in zip(keys, masks, strict=True)))
-        readers = [
-            PieceReader(path, columns=[c for c in columns if c in s], mask=m)
-            for path, s, m in zip(paths, schemas, masks, strict=True)
-        ]
+        readers = []
+        for piece, path, s, m in zip(task.pieces, paths, schemas, masks, strict=True):
+            mine = [c for c in columns if c in s]
+            refs = [c for c in REJECT_REFS if c in s and c not in mine]
+            readers.append(PieceReader(path, columns=mine + refs, mask=m, prepare=_filling(texts.of(piece), mine)))
         streams[split] = TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
     return streams
 
@@ -220,61 +260,60 @@ def _source_ordered(pieces: Any, keys: list[pl.DataFrame], by: tuple[str, ...], 
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
-def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> list[pl.DataFrame]:
+def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str, texts: _Texts) -> list[pl.DataFrame]:
     """Per piece, its rows the plan dropped (leaks under ``drop``, duplicates, mixture fractions) as rejects."""
     from chatdata.engine import ROWS, SHARD
-    from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
+    from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
     from chatdata.splits import dialogue_rejects
-    from chatdata.stages import sort_rejects
+    from chatdata.stages import reject_bytes, sort_rejects
 
     out = []
     for piece, plan in zip(task.pieces, plans, strict=True):
         dropped = plan.select(pl.col("_reason").is_not_null()).to_series()
         if not dropped.any():
-            out.append(empty_rejects())
+            out.append(empty_rejects(INTERNAL_REJECT_SCHEMA).with_columns(pl.lit(None, pl.Int64).alias(BYTES)))
             continue
         rows = artifacts.load(store.path(SHARD, piece.job) / ROWS).filter(dropped)
         rows = rows.with_columns(plan.filter(dropped).select("_reason", "_evidence"))
         rejects = dialogue_rejects(
             rows, stage="splits", reason=pl.col("_reason"), evidence=pl.col("_evidence"), unit=unit
         )
-        out.append(sort_rejects(conform(rejects, REJECT_SCHEMA)))
+        rejects = sort_rejects(conform(rejects, INTERNAL_REJECT_SCHEMA))
+        out.append(rejects.with_columns(pl.Series(BYTES, reject_bytes(rejects, texts.of(piece)), pl.Int64)))
     return out
 
 
-def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> TableStream:
-    """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order."""
+def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str, texts: _Texts) -> TableStream:
+    """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order,
+    each payload built as its row is read."""
     from chatdata.engine import PARTITION, SHARD, SHARD_REJECTS
     from chatdata.merge import PieceReader, merge_order, merged_chunks
     from chatdata.partition import REJECTS_FILE
-    from chatdata.schema import REJECT_SCHEMA
+    from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA
     from chatdata.stages import REJECT_ORDER
 
-    plan_rejects = _plan_rejects(task, store, plans, unit)
-    pieces: list[tuple[str, Path | pl.DataFrame]] = []
+    plan_rejects = _plan_rejects(task, store, plans, unit, texts)
+    pieces: list[tuple[str, Path | pl.DataFrame, Any]] = []
     for source, part_key in task.partitions:
-        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE))
+        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE, None))
         for piece, extra in zip(task.pieces, plan_rejects, strict=True):
             if piece.source == source:
-                pieces.append((source, store.path(SHARD, piece.job) / SHARD_REJECTS))
+                pieces.append((source, store.path(SHARD, piece.job) / SHARD_REJECTS, piece))
                 if extra.height:
-                    pieces.append((source, with_row_bytes(extra, list(extra.columns))))
+                    pieces.append((source, extra, piece))
     columns = [*REJECT_ORDER, BYTES]
-    keys = [p.select(columns) if isinstance(p, pl.DataFrame) else artifacts.load(p, columns) for _, p in pieces]
-    sequence = _source_ordered([_Tag(s) for s, _ in pieces], keys, REJECT_ORDER, merge_order)
+    keys = [p.select(columns) if isinstance(p, pl.DataFrame) else artifacts.load(p, columns) for _, p, _ in pieces]
+    sequence = _source_ordered([_Tag(s) for s, _, _ in pieces], keys, REJECT_ORDER, merge_order)
     schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
-    internal = list(REJECT_SCHEMA)
-    readers = [
-        PieceReader(
-            to_arrow(p.select(internal)) if isinstance(p, pl.DataFrame) else p,
-            columns=internal,
-            prepare=_publish_rejects(source),
-        )
-        for source, p in pieces
-    ]
+    readers = []
+    for source, p, piece in pieces:
+        internal = list(REJECT_SCHEMA if piece is None else INTERNAL_REJECT_SCHEMA)
+        text = texts.of(piece) if piece is not None else None
+        table = to_arrow(p.select(internal)) if isinstance(p, pl.DataFrame) else p
+        readers.append(PieceReader(table, columns=internal, prepare=_publish_rejects(source, text)))
     rows = sum(k.height for k in keys)
     # the published row adds the source name (its bytes, plus 4 for the offset) to what the shard measured
-    added = [k.height * (len(source.encode()) + 4) for (source, _), k in zip(pieces, keys, strict=True)]
+    added = [k.height * (len(source.encode()) + 4) for (source, _, _), k in zip(pieces, keys, strict=True)]
     nbytes = sum(int(k.get_column(BYTES).sum()) for k in keys) + sum(added)
     return TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
 
@@ -293,8 +332,14 @@ def _published_reject_schema() -> dict[str, pl.DataType]:
     return {c: internal.get(c, pl.String()) for c in PUBLISHED_REJECT_COLUMNS}
 
 
-def _publish_rejects(source: str) -> Any:
+def _publish_rejects(source: str, text: Any = None) -> Any:
+    from chatdata.schema import REJECT_SCHEMA
+
     def prepare(table: pa.Table) -> pa.Table:
+        if text is not None:
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            table = to_arrow(frame.with_columns(text.payloads(frame)).select(list(REJECT_SCHEMA)))
         table = table.rename_columns(["source_file" if c == "source" else c for c in table.column_names])
         # built through polars: pa.array on a Python list imports pandas (0.4 s of a small build)
         name = pl.repeat(source, table.num_rows, dtype=pl.String, eager=True).to_arrow().cast(pa.string())
@@ -331,6 +376,7 @@ def write_recipe(task: Any, store: Any) -> None:
     masks = [m for p in task.pieces if (m := load_masks(store.path(SHARD, p.job))) is not None]
     notes = merge_mask_notes(masks, settings.max_length) if masks else None
     extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
+    texts = _Texts(task, store, settings)
     assemble(
         Path(task.target),
         recipe,
@@ -338,8 +384,8 @@ def write_recipe(task: Any, store: Any) -> None:
         ledger,
         task.sources,
         notes,
-        _split_streams(task, store, plans),
-        _rejects_stream(task, store, plans, unit),
+        _split_streams(task, store, plans, texts),
+        _rejects_stream(task, store, plans, unit, texts),
         extra,
         owned=owned_output(store.root.parent, recipe.name),
         overwrite=task.overwrite,

@@ -77,10 +77,11 @@ def route(ids: pl.DataFrame, k: int) -> pl.DataFrame:
 
 
 class _ShardFiles:
-    """One lz4 Parquet writer per shard, fed in buffered slices so row groups stay a sensible size."""
+    """One Arrow IPC writer per shard (lz4, or uncompressed when ``plain``: shard files are memory-mapped by the
+    writer, which takes their text row by row), fed in buffered slices so batches stay a sensible size."""
 
-    def __init__(self, paths: list[Path], schema: pa.Schema) -> None:
-        self.paths, self.schema = paths, schema
+    def __init__(self, paths: list[Path], schema: pa.Schema, *, plain: bool = False) -> None:
+        self.paths, self.schema, self.plain = paths, schema, plain
         self.buffers: list[list[pl.DataFrame]] = [[] for _ in paths]
         self.counts = [0] * len(paths)
         self.writers: list[artifacts.Writer | None] = [None] * len(paths)
@@ -102,7 +103,7 @@ class _ShardFiles:
         self.buffers[i], self.sizes[i] = [], 0
         if self.writers[i] is None:
             self.paths[i].parent.mkdir(parents=True, exist_ok=True)
-            self.writers[i] = artifacts.Writer(self.paths[i], self.schema)
+            self.writers[i] = artifacts.Writer(self.paths[i], self.schema, plain=self.plain)
         self.writers[i].write(table)  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -111,7 +112,7 @@ class _ShardFiles:
             writer = self.writers[i]
             if writer is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                artifacts.Writer(path, self.schema).close()
+                artifacts.Writer(path, self.schema, plain=self.plain).close()
             else:
                 writer.close()
 
@@ -178,7 +179,7 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
         all_ids.select("mid").join(routes, on="mid", how="left", maintain_order="left").get_column("shard").to_numpy()
     )
     del all_ids, routes
-    shards = _ShardFiles([shard_file(folder, i) for i in range(k)], msg_schema)
+    shards = _ShardFiles([shard_file(folder, i) for i in range(k)], msg_schema, plain=True)
     start = 0
     for rb in artifacts.batches(spill_path):
         frame = pl.from_arrow(rb)
@@ -204,7 +205,7 @@ def _partition_rows(batches: Iterable[Any], folder: Path, k: int, skipped: tuple
         unit = batch.table
         frame = batch.frame.rename({"source": "source_file"})
         if shards is None:
-            shards = _ShardFiles([shard_file(folder, i) for i in range(k)], frame.to_arrow().schema)
+            shards = _ShardFiles([shard_file(folder, i) for i in range(k)], frame.to_arrow().schema, plain=True)
         if frame.height:
             rows += frame.height
             shard = (pl.col("message_tree_id").hash(_SEED) % k).alias("_shard")

@@ -93,6 +93,20 @@ REJECT_SCHEMA: dict[str, pl.DataType] = {
     "payload": pl.String(),
 }
 
+#: What a reject row of the workspace holds besides the published columns, so its payload is built when the rejects
+#: table is written, from the shard's text: ``_i`` the rejected message's position in the shard file (its payload
+#: is that row), ``_m``/``_r``/``_rec`` a rejected dialogue's or pair's text (see :mod:`chatdata.messages`), and
+#: ``_fill`` the fields of ``payload`` (the row as JSON, its text fields null) to fill with that text.
+REJECT_REFS: dict[str, pl.DataType] = {
+    "_i": pl.UInt32(),
+    "_m": pl.List(pl.UInt32()),
+    "_r": pl.UInt32(),
+    "_rec": pl.UInt32(),
+    "_fill": pl.List(pl.String()),
+    "_text_null": pl.Boolean(),
+}
+INTERNAL_REJECT_SCHEMA: dict[str, pl.DataType] = {**REJECT_SCHEMA, **REJECT_REFS}
+
 #: A chat message inside a dialogue, as published (``messages`` column).
 CHAT_MESSAGE = pl.Struct({"role": pl.String(), "content": pl.String()})
 
@@ -103,8 +117,8 @@ def empty_messages() -> pl.DataFrame:
     return pl.DataFrame(schema=MESSAGE_SCHEMA)
 
 
-def empty_rejects() -> pl.DataFrame:
-    return pl.DataFrame(schema=REJECT_SCHEMA)
+def empty_rejects(schema: dict[str, pl.DataType] = REJECT_SCHEMA) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
 
 
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -126,9 +140,11 @@ def message_rejects(
     evidence: pl.Expr | str | None = None,
     filter_name: str | None = None,
 ) -> pl.DataFrame:
-    """Turn rejected canonical messages into reject rows; the payload keeps the whole message as JSON."""
+    """Turn rejected canonical messages into reject rows; the payload keeps the whole message as JSON. A frame
+    without ``text`` but with positions ``_i`` gives rows whose payload the writer builds from the shard."""
+    compact = "text" not in frame.columns and "_i" in frame.columns
     if frame.is_empty():
-        return empty_rejects()
+        return empty_rejects(INTERNAL_REJECT_SCHEMA if compact else REJECT_SCHEMA)
     reason_e = pl.lit(reason) if isinstance(reason, str) else reason
     if evidence is None:
         evidence_e = pl.lit(None, dtype=pl.String())
@@ -147,7 +163,8 @@ def message_rejects(
         pl.col("message_id"),
         pl.col("source") if "source" in frame.columns else pl.lit(None, pl.String()),
         pl.col("source_line") if "source_line" in frame.columns else pl.lit(None, pl.Int64()),
-        pl.struct(payload_cols).struct.json_encode().alias("payload"),
+        (pl.lit(None, pl.String) if compact else pl.struct(payload_cols).struct.json_encode()).alias("payload"),
+        *([pl.col("_i")] if compact else []),
     )
-    out.columns = list(REJECT_SCHEMA)
-    return conform(out, REJECT_SCHEMA)
+    out.columns = list(REJECT_SCHEMA) + (["_i"] if compact else [])
+    return conform(out, INTERNAL_REJECT_SCHEMA if compact else REJECT_SCHEMA)

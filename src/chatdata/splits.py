@@ -52,12 +52,21 @@ def dialogue_rejects(
     filter_name: pl.Expr | str | None = None,
     unit: str = "dialogue",
 ) -> pl.DataFrame:
-    """Reject rows for whole dialogues (or pairs); the payload is the dialogue's row as JSON."""
+    """Reject rows for whole dialogues (or pairs); the payload is the dialogue's row as JSON. A row whose text
+    waits in the shard (null text placeholders beside its positions ``_m``/``_r`` or record ``_rec``) keeps
+    them, and ``_fill`` names the payload fields the writer fills with that text."""
+    from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_REFS
+    from chatdata.text import placeholders
+
+    refs = [c for c in REJECT_REFS if c in frame.columns]
+    compact = bool(refs)
     if frame.is_empty():
-        return empty_rejects()
+        return empty_rejects(INTERNAL_REJECT_SCHEMA if compact else REJECT_SCHEMA)
     reason_e = pl.lit(reason) if isinstance(reason, str) else reason
     evidence_e = pl.lit(evidence) if isinstance(evidence, str) else evidence
     payload_cols = [c for c in frame.columns if not c.startswith(("_", "reject_"))]
+    fill = placeholders(frame) if compact else []
+    extra = [*[c for c in refs if c != "_fill"], pl.lit(fill, pl.List(pl.String)).alias("_fill")] if compact else []
     out = frame.select(
         pl.lit(unit).alias("unit"),
         pl.lit(stage).alias("stage"),
@@ -69,8 +78,9 @@ def dialogue_rejects(
         pl.lit(None, pl.String).alias("source"),
         pl.lit(None, pl.Int64).alias("source_line"),
         pl.struct(payload_cols).struct.json_encode().alias("payload"),
+        *extra,
     )
-    return conform(out, REJECT_SCHEMA)
+    return out if compact else conform(out, REJECT_SCHEMA)
 
 
 def reject_where(

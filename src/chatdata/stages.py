@@ -1,24 +1,28 @@
-"""The build's stages as pure functions on frames: rows in; rows, rejects and a ledger record out.
+"""The build's stages on one shard: rows in; rows, rejects and a ledger record out. Text is read only through the
+shard's messages (:class:`Shard`), once per message.
 
 Each :class:`Stage` declares the columns it reads and writes and what of the recipe and settings shapes its
-result (its ``key``), so stages shared by several recipes run once per shard (``guanaco`` and
-``guanaco_uncensored`` share gates and flattening; every recipe shares ``structure``). Frames flow from stage to
-stage in memory; nothing is written between stages. :func:`run_shard` runs every requested (recipe, source) chain
-over one shard.
+result (its ``key``); :func:`run_shard` hands a stage only the columns it declares it reads (so a stage that
+reads another fails) and checks that it adds exactly the columns it declares, and stages with equal keys run once
+for all the recipes of a shard (``guanaco`` and ``guanaco_uncensored`` share gates and flattening; every recipe
+shares ``structure``). Frames flow from stage to stage in memory; nothing is written between stages.
 
 =========== ===================================== ==============================================================
 stage       reads                                 writes
 =========== ===================================== ==============================================================
-structure   message_id, parent_id, role, text     depth; rejects duplicates, orphans, cycles, bad roles, empty text
+structure   the shard's messages (text)           depth; rejects duplicates, orphans, cycles, bad roles, empty text
 gates       tree_state, review_result, deleted …  drops gated messages with their subtrees
-flatten     depth, rank, created_date             dialogue_id, messages (or prompt, chosen, rejected), n_turns
-score       messages (or chosen), lang            the filters' score columns (lang_score, matched_phrases …)
+flatten     depth, rank, created_date …           dialogue_id, message_ids, _m (positions), n_turns …
+score       _m, lang                              the filters' score columns (lang_score, matched_phrases …)
 filters     the score columns                     drops rows by each filter's decision
-render      messages (or chosen, rejected)        text (guanaco); drops role-order and special-token breaks
-masks       messages (or chosen, rejected)        n_tokens, n_trained (with --tokenizer)
+render      _m                                    text (guanaco); drops role-order and special-token breaks
+masks       _m (with --tokenizer)                 n_tokens, n_trained
 =========== ===================================== ==============================================================
 
-Sources other than oasst arrive as dialogues (or pairs), one per record, and start at ``score``.
+A dialogue or pair is the list of its messages' positions (``_m``, and for a pair its rejected reply ``_r``; see
+:mod:`chatdata.messages`): no stage copies text. Scores are computed per distinct message for all recipes
+(:meth:`Shard.scores`) and aggregated per dialogue by each filter. Sources other than oasst arrive as dialogues
+(or pairs), one per record (``_rec``), and start at ``score``.
 """
 
 from __future__ import annotations
@@ -26,26 +30,32 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
-from chatdata.filters.base import apply_filters
+from chatdata.filters.base import MessageFilter, apply_filters
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ledger import StageRecord
+from chatdata.messages import IDX, REC, SEEDS, M, MessageTable, R, explode_lists, row_table, turn_hashes
 from chatdata.recipes import Recipe, SourceSpec
-from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
+from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA, conform, empty_rejects
 from chatdata.settings import BuildSettings
 from chatdata.splits import dialogue_rejects, reject_where
 from chatdata.structure import validate_structure
+from chatdata.text import TEXT_COLUMNS, ShardText, placeholders
 from chatdata.trees import reason_counts
 
 log = logging.getLogger(__name__)
 
 #: the published order of the rejects table (stable: ties keep stage-then-file order)
 REJECT_ORDER = ("stage", "unit", "message_tree_id", "message_id", "source", "source_line")
+#: a row source's rejected side: positions into its message table
+MR = "_mr"
+BYTES = "_bytes"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,12 @@ class Job:
     def unit(self) -> str:
         return self.spec.unit
 
+    @property
+    def render(self) -> tuple[str, str] | None:
+        """The recipe's rendered text column: (dialect, on_special), or None."""
+        r = self.recipe
+        return (r.text_format, self.settings.on_special) if r.text_format else None
+
 
 @dataclass
 class StageOut:
@@ -76,34 +92,101 @@ class StageOut:
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage: its name, the columns it reads and writes, what of a job shapes it, and the function."""
+    """A stage: its name, the columns it reads and writes, what of a job shapes it, and the function. ``reads``
+    and ``writes`` may name columns a job's frame lacks (a pair has no ``text``); only those present count."""
 
     name: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     key: Callable[[Job], Any]
-    run: Callable[[pl.DataFrame, Job], StageOut]
+    run: Callable[[pl.DataFrame, Job, Shard], StageOut]
+    #: drops rows (its output keeps the input's columns plus ``writes``, on fewer rows)
+    changes_rows: bool = True
 
 
-def _spec_shas(refs: Iterable[str]) -> list[str]:
-    return [s.sha256 for s in load_specs(list(refs))]
+# ------------------------------------------------------------------------------------------------ the shard
+
+
+class Shard:
+    """One shard's text and what its recipes share: the message table, and each message's hashes, special
+    strings and filter scores, computed once per message whichever recipe asks first."""
+
+    def __init__(self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = ()) -> None:
+        self.oasst = oasst
+        self.text = ShardText(frame, oasst=oasst)
+        if oasst:
+            assert self.text.table is not None
+            self.table: MessageTable = self.text.table
+            self.lists: pl.DataFrame | None = None
+        else:
+            self.table, self.lists = row_table(frame, text_columns)
+        self._memo: dict[Any, pl.DataFrame] = {}
+
+    def per_message(self, key: Any, idx: pl.Series, compute: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+        """``compute``'s columns for the messages ``idx``, each message computed once per ``key`` in this shard."""
+        idx = idx.drop_nulls().unique().cast(IDX)
+        have = self._memo.get(key)
+        missing = idx if have is None else idx.filter(~idx.is_in(have.get_column("_i").implode()))
+        if missing.len() or have is None:
+            new = compute(self.table.texts(missing.sort()))
+            have = new if have is None else pl.concat([have, new], how="vertical_relaxed")
+            self._memo[key] = have
+        return have
+
+    def scores(self, f: MessageFilter, idx: pl.Series) -> pl.DataFrame:
+        return self.per_message(("score", f.message_key()), idx, f.score_messages)
+
+    def hashes(self, idx: pl.Series) -> pl.DataFrame:
+        return self.per_message("hashes", idx, lambda texts: turn_hashes(MessageTable(texts), texts.get_column("_i")))
+
+    def specials(self, specials: list[str], idx: pl.Series) -> pl.DataFrame:
+        from chatdata.chat.dialects import special_in
+
+        def compute(texts: pl.DataFrame) -> pl.DataFrame:
+            return texts.select("_i", special_in(pl.col("text"), specials).alias("special"))
+
+        return self.per_message(("specials", tuple(specials)), idx, compute)
+
+    def roles(self, turns: pl.DataFrame) -> pl.DataFrame:
+        """``turns`` with each message's ``role`` and whether it has no text (``missing``)."""
+        info = self.table.frame.select("_i", "role", pl.col("text").is_null().alias("missing"))
+        return turns.join(info, on="_i", how="left", maintain_order="left")
+
+    def forget(self) -> None:
+        self._memo.clear()
+
+
+def lists_of(frame: pl.DataFrame, column: str) -> pl.Series:
+    """The message positions of a text column of the rows (``messages``/``chosen``: ``_m``; ``rejected``: a row
+    source's ``_mr``, else the chosen prefix and ``_r``)."""
+    if column == "rejected":
+        if MR in frame.columns:
+            return frame.get_column(MR)
+        expr = pl.col(M).list.head(pl.col(M).list.len() - 1).list.concat(pl.concat_list(pl.col(R)))
+        return frame.select(expr.alias(column)).to_series()
+    return frame.get_column(M)
+
+
+# ------------------------------------------------------------------------------------------------ oasst stages
 
 
 def _record(name: str, unit: str, rows_in: int, out: pl.DataFrame, rejects: pl.DataFrame, **kw: Any) -> StageRecord:
     return StageRecord(name, unit, rows_in, out.height, reason_counts(rejects), **kw)
 
 
-# ------------------------------------------------------------------------------------------------ oasst stages
-
-
 def structure(messages: pl.DataFrame, ingest_rejected: pl.Series | None = None) -> StageOut:
-    """Duplicates, orphans, cycles, roots, role alternation, empty text (recipe-independent)."""
+    """Duplicates, orphans, cycles, roots, role alternation, empty text (recipe-independent); the surviving
+    messages leave without their text (it stays in the shard, found again by position ``_i``)."""
     result = validate_structure(messages, ingest_rejected)
     record = _record("structure", "messages", messages.height, result.messages, result.rejects)
-    return StageOut(result.messages, result.rejects, record)
+    return StageOut(result.messages.drop("text"), result.rejects, record)
 
 
-def _gates(tree: pl.DataFrame, job: Job) -> StageOut:
+def _spec_shas(refs: Iterable[str]) -> list[str]:
+    return [s.sha256 for s in load_specs(list(refs))]
+
+
+def _gates(tree: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     from chatdata.trees import gate
 
     result = gate(tree, build_filters(load_specs(job.recipe.gate_refs(job.source))))
@@ -132,12 +215,16 @@ def per_tree_notes(unit: str, per_tree: pl.Series) -> dict[str, Any]:
     }
 
 
-def _flatten(gated: pl.DataFrame, job: Job) -> StageOut:
+def _flatten(gated: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     from chatdata.pairs import build_pairs
     from chatdata.trees import flatten
 
     how, keep_user_ended, pair_mode = _flatten_how(job)
-    result = build_pairs(gated, pair_mode) if how == "pairs" else flatten(gated, how, keep_user_ended=keep_user_ended)
+    if how == "pairs":
+        hashed = gated.join(shard.hashes(gated.get_column("_i")).select("_i", "_h1", "_h2"), on="_i", how="left")
+        result = build_pairs(hashed, pair_mode, texts=shard.table.frame)
+    else:
+        result = flatten(gated, how, keep_user_ended=keep_user_ended)
     record = StageRecord(
         "flatten",
         "messages",
@@ -157,14 +244,28 @@ def _filters_of(job: Job) -> list[Any]:
     return build_filters(load_specs(job.recipe.filter_refs(job.source, job.settings.decontaminate)))
 
 
-def _score(frame: pl.DataFrame, job: Job) -> StageOut:
-    scored = frame
-    for f in _filters_of(job):
-        scored = f.score(scored)
-    return StageOut(scored, empty_rejects(), StageRecord("score", job.unit, frame.height, scored.height))
+def score_frame(frame: pl.DataFrame, filters: list[Any], shard: Shard) -> pl.DataFrame:
+    """Every filter's score columns: a message filter's from the shard's message scores, aggregated per row."""
+    turns: pl.DataFrame | None = None
+    for f in filters:
+        if isinstance(f, MessageFilter):
+            if turns is None:
+                turns = shard.roles(explode_lists(frame.get_column(M)))
+            wanted = f.wanted(frame)
+            need = f.scored_turns(turns, wanted).get_column("_i")
+            frame = f.aggregate(frame, turns, shard.scores(f, need), wanted)
+        else:
+            frame = f.score(frame)
+    return frame
 
 
-def _filter(scored: pl.DataFrame, job: Job) -> StageOut:
+def _score(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
+    scored = score_frame(frame, _filters_of(job), shard)
+    return StageOut(scored, empty_rejects(INTERNAL_REJECT_SCHEMA), StageRecord("score", job.unit, frame.height,
+                                                                                  scored.height))  # fmt: skip
+
+
+def _filter(scored: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     outcome = apply_filters(scored, _filters_of(job), score=False)
     rejects = dialogue_rejects(
         outcome.dropped,
@@ -183,14 +284,28 @@ def _reject_unit(job: Job) -> str:
     return "pair" if job.unit == "pairs" else "dialogue"
 
 
-def _render(frame: pl.DataFrame, job: Job) -> StageOut:
-    """Reject rows that break the role order or hold a special-token string of any checked dialect; add the
-    recipe's rendered ``text`` column (guanaco)."""
-    from chatdata.chat.dialects import check_dialogues, render_batch
+def check_rows(frame: pl.DataFrame, column: str, dialect: str, on_special: str, shard: Shard) -> pl.Series:
+    """:func:`chatdata.chat.dialects.check_dialogues` of a text column of the rows, from the positions of its
+    messages: each message's role and special strings, no text."""
+    from chatdata.chat.dialects import check_turns, checked_specials
 
+    lists = lists_of(frame, column)
+    turns = explode_lists(lists)
+    specials = checked_specials(dialect, on_special)  # type: ignore[arg-type]
+    found = shard.specials(specials, turns.get_column("_i"))
+    lengths = lists.list.len()
+    turns = shard.roles(turns).join(found, on="_i", how="left", maintain_order="left")
+    turns = turns.with_columns(pl.col("_row").alias("row"), pl.col("_turn").alias("turn"))
+    turns = turns.join(pl.DataFrame({"row": pl.int_range(len(lists), dtype=IDX, eager=True), "n": lengths}), on="row")
+    return check_turns(turns.select("row", "turn", "n", "role", "missing", "special"), lengths, dialect)
+
+
+def _render(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
+    """Reject rows that break the role order or hold a special-token string of any checked dialect; add the
+    recipe's rendered ``text`` column (guanaco) as a placeholder the writer fills."""
     r, on_special = job.recipe, job.settings.on_special
     found = [
-        pl.lit(check_dialogues(frame.get_column(column), dialect, on_special)).pipe(  # type: ignore[arg-type]
+        pl.lit(check_rows(frame, column, dialect, on_special, shard)).pipe(
             lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(
                 pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))
             )
@@ -200,10 +315,12 @@ def _render(frame: pl.DataFrame, job: Job) -> StageOut:
     ]
     reason = pl.coalesce(found) if found and frame.height else pl.lit(None, pl.String)
     good, rejects = reject_where(frame, reason, stage="render", unit=_reject_unit(job))
-    if r.text_format and good.height:
-        good = good.with_columns(render_batch(good.get_column("messages"), r.text_format, on_special).alias("text"))  # type: ignore[arg-type]
-    elif r.text_format:
-        good = good.with_columns(pl.lit(None, pl.String).alias("text"))
+    if r.text_format:
+        null = check_rows(good, "messages", r.text_format, on_special, shard).is_not_null() if good.height else None
+        good = good.with_columns(
+            pl.lit(None, pl.Null).alias("text"),
+            (null if null is not None else pl.lit(None, pl.Boolean)).alias("_text_null"),
+        )
     return StageOut(good, rejects, _record("render", job.unit, frame.height, good, rejects))
 
 
@@ -211,8 +328,9 @@ def _render(frame: pl.DataFrame, job: Job) -> StageOut:
 MASK_COLUMNS = ("n_tokens", "n_trained", "truncated", "ok", "reason")
 
 
-def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
-    """Tokenize every row in one batch call and check its label mask (a stage only with ``--tokenizer``).
+def _masks(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
+    """Tokenize every row in one batch call and check its label mask (a stage only with ``--tokenizer``): the
+    only stage that needs a dialogue's text whole, gathered here for the rows it checks.
 
     The record's ``notes`` carry, per checked column, the light per-row results (``mask_rows``) and the
     tokenizer notes, so shards' statistics can be merged exactly (:func:`merge_mask_notes`)."""
@@ -222,12 +340,14 @@ def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
     from chatdata.chat.validate import validate_masks
 
     tokenizer, prepared = _tokenizer(s.tokenizer, s.dialect, load_tokenizer)
+    columns = list(job.recipe.message_columns)
+    whole = shard.text.fill(frame.select(*[pl.lit(None, pl.Null).alias(c) for c in columns], *_refs(frame)), columns)
     reason = pl.lit(None, pl.String)
     checked = frame
     per_column: dict[str, Any] = {}
-    for column in job.recipe.message_columns:
+    for column in columns:
         result, stats = validate_masks(
-            frame,
+            whole,
             tokenizer,
             s.dialect,
             s.mask_convention,
@@ -249,6 +369,10 @@ def _masks(frame: pl.DataFrame, job: Job) -> StageOut:
     good, rejects = reject_where(checked, reason, stage="masks", unit=_reject_unit(job))
     record = _record("masks", job.unit, frame.height, good, rejects, notes={"tokenizer": s.tokenizer})
     return StageOut(good, rejects, record, masks={"columns": per_column, "settings": _mask_settings(job)})
+
+
+def _refs(frame: pl.DataFrame) -> list[str]:
+    return [c for c in (M, R, REC, "_text_null") if c in frame.columns]
 
 
 _TOKENIZERS: dict[tuple[str, str], tuple[Any, list[str]]] = {}
@@ -322,15 +446,30 @@ def _key_masks(job: Job) -> Any:
     return (_key_render(job), s.tokenizer, s.dialect, s.mask_convention, s.max_length, s.on_special)
 
 
+GATE_READS = ("message_id", "parent_id", "depth", "tree_state", "review_result", "deleted", "synthetic", "detoxify",
+              "lang", "role")  # fmt: skip
 OASST_STAGES = (
-    Stage("gates", ("tree_state", "review_result", "deleted", "synthetic"), (), _key_gates, _gates),
-    Stage("flatten", ("depth", "rank", "created_date"), ("dialogue_id", "messages", "n_turns"), _key_flatten, _flatten),
+    Stage("gates", ("*",), (), _key_gates, _gates),
+    Stage(
+        "flatten",
+        ("*",),
+        ("dialogue_id", "message_ids", "messages", M, R, "n_turns", "prompt", "prompt_id", "chosen", "rejected"),
+        _key_flatten,
+        _flatten,
+    ),
 )
 ROW_STAGES = (
-    Stage("score", ("messages", "lang"), ("lang_score", "matched_phrases", "contamination"), _key_score, _score),
-    Stage("filters", ("lang_score", "matched_phrases", "contamination"), (), _key_score, _filter),
-    Stage("render", ("messages", "chosen", "rejected"), ("text",), _key_render, _render),
-    Stage("masks", ("messages", "chosen", "rejected"), ("n_tokens", "n_trained"), _key_masks, _masks),
+    Stage(
+        "score",
+        ("*",),
+        ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source", "matched_phrases", "contamination"),
+        _key_score,
+        _score,
+        changes_rows=False,
+    ),
+    Stage("filters", ("*",), (), _key_score, _filter),
+    Stage("render", ("*",), ("text", "_text_null"), _key_render, _render),
+    Stage("masks", ("*",), ("n_tokens", "n_trained"), _key_masks, _masks),
 )
 
 
@@ -343,18 +482,36 @@ def chain(job: Job) -> tuple[Stage, ...]:
 
 @dataclass
 class ShardOutput:
-    """One job's result on one shard: the surviving rows, every reject of the shard's stages in publish order,
-    the stage records, the dialogues (or pairs) per tree, and the per-column mask results."""
+    """One job's result on one shard: the surviving rows (no text: placeholders and positions), every reject of
+    the shard's stages in publish order, the stage records, the dialogues (or pairs) per tree, the per-column
+    mask results, and the rows' split keys (see :func:`split_keys`)."""
 
     rows: pl.DataFrame
     rejects: pl.DataFrame
     records: list[StageRecord]
     per_tree: pl.Series
     masks: dict[str, Any] | None = None
+    keys: pl.DataFrame | None = field(default=None)
+    #: each row's and each reject's bytes as published (their text measured here, for the writer's cuts)
+    row_bytes: np.ndarray | None = field(default=None)
+    reject_bytes: np.ndarray | None = field(default=None)
 
 
 def _memo_key(key: Any, stage: str) -> str:
     return hashlib.sha256(orjson.dumps([stage, key], default=str)).hexdigest()
+
+
+def row_frame(shard_frame: pl.DataFrame, shard: Shard, unit: str) -> pl.DataFrame:
+    """A source of dialogues or pairs as rows without text: its text columns as placeholders, its record
+    ``_rec``, and the positions of its turns in the shard's message table (``_m``; a pair's rejected side
+    ``_mr``)."""
+    assert shard.lists is not None
+    side = "chosen" if unit == "pairs" else "messages"
+    rows = shard_frame.with_columns(pl.lit(None, pl.Null).alias(c) for c in TEXT_COLUMNS if c in shard_frame.columns)
+    extra = [shard.lists.get_column(f"{M}_{side}").alias(M)]
+    if unit == "pairs":
+        extra.append(shard.lists.get_column(f"{M}_rejected").alias(MR))
+    return rows.with_columns(pl.int_range(pl.len(), dtype=IDX).alias(REC), *extra)
 
 
 def run_shard(
@@ -364,30 +521,37 @@ def run_shard(
     ingest_rejected: pl.Series | None = None,
     rows: pl.DataFrame | None = None,
     emit: Callable[[int, ShardOutput], None] | None = None,
+    check: bool = False,
 ) -> list[ShardOutput]:
-    """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or
-    converted ``rows``. Stages with equal keys run once and their results are shared.
+    """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or converted
+    ``rows``. Stages with equal keys run once and their results are shared; each message is scored once.
 
     A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
     to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
-    not all of them), and the list returned is empty."""
+    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns."""
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
     if messages is not None:
+        shard = Shard(messages, oasst=True)
         start = structure(messages, ingest_rejected)
+        first: pl.DataFrame = start.frame
+    else:
+        assert rows is not None, "run_shard needs messages or rows"
+        columns = tuple(c for c in ("messages", "chosen", "rejected") if c in rows.columns)
+        shard = Shard(rows, oasst=False, text_columns=columns)
+        first = row_frame(rows, shard, jobs[0].unit) if jobs else rows
     outputs = []
     for i, job in enumerate(jobs):
-        frame = start.frame if start is not None else rows
-        assert frame is not None, "run_shard needs messages or rows"
+        frame = first
         records = [start.record] if start is not None else []
         rejects = [start.rejects] if start is not None else []
         per_tree = pl.Series("count", [], dtype=pl.UInt32)
         masks = None
         for stage, key in zip(chain(job), keys[i], strict=True):
             if key not in memo:
-                memo[key] = stage.run(frame, job)
+                memo[key] = run_stage(stage, frame, job, shard, check=check)
             out = memo[key]
             record = StageRecord.from_dict(out.record.to_dict())
             masks = out.masks if out.masks is not None else masks
@@ -396,12 +560,18 @@ def run_shard(
             records.append(record)
             rejects.append(out.rejects)
             frame = out.frame
+        result = frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id")
+        all_rejects = sort_rejects(conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA))
+        shard.text.render = job.render
         output = ShardOutput(
-            rows=frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id"),
-            rejects=sort_rejects(conform(pl.concat(rejects, how="vertical_relaxed"), REJECT_SCHEMA)),
+            rows=result,
+            rejects=all_rejects,
             records=[_with_source(r, job.source) for r in records],
             per_tree=per_tree,
             masks=masks,
+            keys=split_keys(result, shard, job.recipe.message_columns),
+            row_bytes=published_bytes(result, shard),
+            reject_bytes=reject_bytes(all_rejects, shard),
         )
         del frame, rejects, out
         for key in keys[i]:
@@ -412,7 +582,23 @@ def run_shard(
         else:
             emit(i, output)
         del output
+    shard.forget()
     return outputs
+
+
+def run_stage(stage: Stage, frame: pl.DataFrame, job: Job, shard: Shard, *, check: bool = False) -> StageOut:
+    """Run one stage; with ``check``, hand it only the columns it declares it reads and check that its output
+    adds exactly the columns it declares it writes (the engine's tests run every build this way)."""
+    if not check or stage.reads == ("*",):
+        out = stage.run(frame, job, shard)
+    else:
+        out = stage.run(frame.select([c for c in stage.reads if c in frame.columns]), job, shard)
+    if check:
+        added = set(out.frame.columns) - set(frame.columns)
+        undeclared = sorted(added - set(stage.writes))
+        if undeclared:
+            raise AssertionError(f"stage {stage.name} wrote undeclared columns {undeclared}")
+    return out
 
 
 def _mask_settings(job: Job) -> dict[str, Any]:
@@ -428,3 +614,65 @@ def _with_source(record: StageRecord, source: str) -> StageRecord:
 def sort_rejects(rejects: pl.DataFrame) -> pl.DataFrame:
     """The published order of the rejects table (stable: ties keep stage-then-file order)."""
     return rejects.sort(*REJECT_ORDER, nulls_last=True, maintain_order=True)
+
+
+# ------------------------------------------------------------------------------------------------ split keys
+
+
+def split_keys(rows: pl.DataFrame, shard: Shard, dedupe_columns: tuple[str, ...]) -> pl.DataFrame:
+    """The light columns a split plan needs, one row per row of ``rows`` in order: tree, source split, dialogue
+    id, and 128-bit hashes (two seeded 64-bit halves) of the normalised first user prompt (``_p1``/``_p2``) and
+    of the dialogue's roles and texts (``_k1``/``_k2``), from each message's hashes: no text is read."""
+    n = rows.height
+    index = pl.DataFrame({"_row": pl.int_range(n, dtype=IDX, eager=True)})
+    turns = explode_lists(lists_of(rows, dedupe_columns[0] if dedupe_columns else "messages"))
+    firsts = (
+        shard.roles(turns).filter(pl.col("role") == "user").group_by("_row").agg(pl.col("_i").sort_by("_turn").first())
+    )
+    hashed = shard.hashes(pl.concat([turns.get_column("_i"), *[
+        explode_lists(lists_of(rows, c)).get_column("_i") for c in dedupe_columns]]))  # fmt: skip
+    prompt = index.join(firsts.join(hashed, on="_i", how="left"), on="_row", how="left", maintain_order="left")
+    parts = []
+    for column in dedupe_columns:
+        lists = explode_lists(lists_of(rows, column)).join(hashed, on="_i", how="left", maintain_order="left")
+        per = lists.group_by("_row", maintain_order=True).agg(pl.col("_h1"), pl.col("_h2"))
+        per = index.join(per, on="_row", how="left", maintain_order="left").with_columns(
+            pl.col("_h1").fill_null(pl.lit([], pl.List(pl.UInt64))),
+            pl.col("_h2").fill_null(pl.lit([], pl.List(pl.UInt64))),
+        )
+        parts.append(
+            per.select(pl.col("_h1").hash(11).alias(f"_a{column}"), pl.col("_h2").hash(12).alias(f"_b{column}"))
+        )
+    combined = pl.concat(parts, how="horizontal") if parts else index
+    keys = combined.select(
+        *[pl.struct(pl.col("^_a.*$")).hash(seed).alias(f"_k{seed}") for seed in SEEDS[:1]],
+        *[pl.struct(pl.col("^_b.*$")).hash(seed).alias(f"_k{seed}") for seed in SEEDS[1:]],
+    )
+    return pl.concat(
+        [rows.select("message_tree_id", "source_split", "dialogue_id"), prompt.select("_p1", "_p2"), keys],
+        how="horizontal",
+    )
+
+
+def published_bytes(rows: pl.DataFrame, shard: Shard) -> np.ndarray:
+    """Each row's payload bytes as the writer will store it (its text measured, not built)."""
+    from chatdata.output import publish_columns
+    from chatdata.writer import row_payload_bytes, to_arrow
+
+    text = placeholders(rows)
+    plain = [c for c in publish_columns(rows.columns) if c not in text]
+    sizes = row_payload_bytes(to_arrow(rows.select(plain))) if rows.height else np.zeros(0, dtype=np.int64)
+    arrow, _ = shard.text.sizes(rows, text)
+    return sizes + arrow
+
+
+def reject_bytes(rejects: pl.DataFrame, shard: Shard | ShardText) -> np.ndarray:
+    """Each reject's payload bytes as published (its payload built to be measured; the writer builds it again)."""
+    from chatdata.writer import row_payload_bytes, to_arrow
+
+    if not rejects.height:
+        return np.zeros(0, dtype=np.int64)
+    text = shard.text if isinstance(shard, Shard) else shard
+    plain = row_payload_bytes(to_arrow(rejects.select([c for c in REJECT_SCHEMA if c != "payload"])))
+    payload = text.payloads(rejects).str.len_bytes().fill_null(-4).cast(pl.Int64).to_numpy() + 4
+    return plain + payload

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from chatdata.schema import MESSAGE_SCHEMA, empty_rejects, message_rejects
+from chatdata.schema import INTERNAL_REJECT_SCHEMA, MESSAGE_SCHEMA, empty_rejects, message_rejects
 
 STAGE = "structure"
 _S = pl.String
@@ -19,8 +19,8 @@ _S = pl.String
 
 @dataclass
 class StructureResult:
-    messages: pl.DataFrame  # canonical columns + depth (Int32)
-    rejects: pl.DataFrame
+    messages: pl.DataFrame  # canonical columns + depth (Int32) + _i (the row's position in the input)
+    rejects: pl.DataFrame  # payloads left to the writer: each row carries the message's position _i
 
 
 def _own_checks(frame: pl.DataFrame) -> pl.DataFrame:
@@ -88,9 +88,10 @@ def _descend(start: pl.DataFrame, pool: pl.DataFrame, *, check_roles: bool) -> t
 
 
 def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = None) -> StructureResult:
-    """Check every message's place in its tree; see the module docstring for the rules."""
+    """Check every message's place in its tree; see the module docstring for the rules. Rejects carry the
+    message's position in ``messages`` (``_i``) instead of a payload (the writer builds it from that row)."""
     m = _own_checks(messages.with_row_index("_order"))
-    rejects = [empty_rejects()]
+    rejects = [empty_rejects(INTERNAL_REJECT_SCHEMA)]
 
     # duplicates: the first occurrence (in source order) wins, the others are rejected with a pointer to it
     first = m.filter(pl.col("message_id").is_first_distinct())
@@ -101,28 +102,29 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
             pl.format("{}:{}", pl.col("source"), pl.col("source_line")).alias("_first_at"),
             pl.col("text").alias("_first_text"),
         )
-        dups = dups.join(ref, on="message_id", how="left")
-        rejects.append(
-            message_rejects(
-                dups,
-                stage=STAGE,
-                reason="duplicate_message_id",
-                evidence=pl.format(
+        dups = (
+            dups.join(ref, on="message_id", how="left")
+            .with_columns(
+                pl.format(
                     "first seen at {} ({})",
                     pl.col("_first_at"),
                     pl.when(pl.col("text") == pl.col("_first_text"))
                     .then(pl.lit("same text"))
                     .otherwise(pl.lit("different text")),
-                ),
+                ).alias("_ev"),
+                pl.col("_order").alias("_i"),
             )
+            .drop("text")
         )
+        rejects.append(message_rejects(dups, stage=STAGE, reason="duplicate_message_id", evidence=pl.col("_ev")))
     # walk on a slim frame (ids, roles, flags) and join the full rows back once at the end
     slim_cols = ["_order", "message_id", "parent_id", "message_tree_id", "role", "_own"]
     rest_cols = first.drop([c for c in slim_cols if c != "_order"])
     m = first.select(slim_cols)
 
     def full(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.join(rest_cols, on="_order", how="left")
+        """The rows of rejected messages: every column but the text, and their position."""
+        return frame.join(rest_cols.drop("text"), on="_order", how="left").with_columns(pl.col("_order").alias("_i"))
 
     nulls = [pl.lit(None, _S).alias("_bad_id"), pl.lit(None, _S).alias("_bad_reason")]
     roots = m.filter(pl.col("parent_id").is_null()).with_columns(
@@ -198,12 +200,13 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
             evidence=pl.format("{}: {}", pl.col("_bad_id"), pl.col("_bad_reason")),
         )
     )
-    good = full(
+    good = (
         reached.filter(pl.col("_own").is_null() & pl.col("_bad_id").is_null())
         .select("_order", "message_id", "parent_id", "role", "depth", pl.col("_root").alias("message_tree_id"))
         .sort("_order")
+        .join(rest_cols, on="_order", how="left", maintain_order="left")
     )
-    out = good.select(*MESSAGE_SCHEMA, "depth")
+    out = good.select(*MESSAGE_SCHEMA, "depth", pl.col("_order").cast(pl.UInt32).alias("_i"))
     return StructureResult(messages=out, rejects=pl.concat(rejects, how="vertical"))
 
 

@@ -15,6 +15,11 @@ Flatten modes:
 
 Gates and flattening never lose a message silently: every message that ends up in no dialogue is a reject row
 with the stage and reason (``ancestor_rejected``, ``trailing_user_turn``, ``not_top_ranked`` …).
+
+Neither reads text. A dialogue is the list of its messages' positions in the shard's message table (``_m``, see
+:mod:`chatdata.messages`) beside its ids; ``messages`` is a placeholder column (null) that keeps its place in the
+row until the writer gathers the text. Message rejects carry the message's position (``_i``) instead of a payload.
+:func:`flatten` on a frame that holds ``text`` gathers it at once (for callers that want the dialogues whole).
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Literal
 import polars as pl
 
 from chatdata.filters.base import Filter, apply_filters
+from chatdata.messages import IDX, M
 from chatdata.schema import CHAT_MESSAGE, ROLE_MAP, empty_rejects, message_rejects
 from chatdata.structure import propagate
 
 FlattenMode = Literal["threads", "top_ranked"]
 
-#: Columns of a dialogue table produced by :func:`flatten`.
+#: Columns of a dialogue table produced by :func:`flatten` (then ``_m``, the messages' positions).
 DIALOGUE_COLUMNS = (
     "dialogue_id",
     "message_tree_id",
@@ -40,6 +46,7 @@ DIALOGUE_COLUMNS = (
     "source_split",
     "n_turns",
 )
+IDS = pl.List(IDX)
 
 
 @dataclass
@@ -101,17 +108,23 @@ def gate(messages: pl.DataFrame, filters: list[Filter], stage: str = "gates") ->
 
 
 def root_paths(nodes: pl.DataFrame) -> pl.DataFrame:
-    """``message_id`` -> ``path`` (ids from the root), built level by level."""
+    """``message_id`` -> ``path`` (ids from the root) and ``_ip`` (their positions ``_i``), level by level."""
     max_depth = int(nodes.get_column("depth").max() or 0)
     levels = []
-    prev = nodes.filter(pl.col("depth") == 0).select("message_id", pl.concat_list(pl.col("message_id")).alias("path"))
+    prev = nodes.filter(pl.col("depth") == 0).select(
+        "message_id", pl.concat_list(pl.col("message_id")).alias("path"), pl.concat_list(pl.col("_i")).alias("_ip")
+    )
     levels.append(prev)
     for d in range(1, max_depth + 1):
         cur = (
             nodes.filter(pl.col("depth") == d)
-            .select("message_id", "parent_id")
-            .join(prev.rename({"message_id": "parent_id", "path": "_pp"}), on="parent_id", how="inner")
-            .select("message_id", pl.concat_list(pl.col("_pp"), pl.col("message_id")).alias("path"))
+            .select("message_id", "parent_id", "_i")
+            .join(prev.rename({"message_id": "parent_id", "path": "_pp", "_ip": "_pi"}), on="parent_id", how="inner")
+            .select(
+                "message_id",
+                pl.concat_list(pl.col("_pp"), pl.col("message_id")).alias("path"),
+                pl.concat_list(pl.col("_pi"), pl.col("_i")).alias("_ip"),
+            )
         )
         levels.append(cur)
         prev = cur
@@ -119,44 +132,48 @@ def root_paths(nodes: pl.DataFrame) -> pl.DataFrame:
 
 
 def _build_dialogues(ends: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
-    """Turn ``ends`` (``end_id``, ``path``) into dialogue rows with ``messages`` and ``message_ids``."""
-    if ends.is_empty():
-        return pl.DataFrame(
-            schema={
-                "dialogue_id": pl.String,
-                "message_tree_id": pl.String,
-                "message_ids": pl.List(pl.String),
-                "messages": pl.List(CHAT_MESSAGE),
-                "lang": pl.String,
-                "source_split": pl.String,
-                "n_turns": pl.Int32,
-            }
-        )
-    info = messages.select(
-        "message_id",
-        pl.col("role").replace_strict(ROLE_MAP, return_dtype=pl.String).alias("role"),
-        pl.col("text").alias("content"),
-    )
+    """Turn ``ends`` (``end_id``, ``path``, ``_ip``) into dialogue rows: ids, ``message_ids``, the ``messages``
+    placeholder and ``_m`` (the path's positions)."""
     roots = messages.filter(pl.col("depth") == 0).select(
         pl.col("message_id").alias("message_tree_id"), "lang", "source_split"
     )
+    return (
+        ends.select(
+            pl.col("end_id").alias("dialogue_id"),
+            pl.col("path").list.first().alias("message_tree_id"),
+            pl.col("path").cast(pl.List(pl.String)).alias("message_ids"),
+            pl.lit(None, pl.Null).alias("messages"),
+            pl.col("_ip").cast(IDS).alias(M),
+        )
+        .join(roots, on="message_tree_id", how="left")
+        .with_columns(pl.col("message_ids").list.len().cast(pl.Int32).alias("n_turns"))
+        .select(*DIALOGUE_COLUMNS, M)
+        .sort("message_tree_id", "dialogue_id")
+    )
+
+
+def gather_messages(lists: pl.Series, table: pl.DataFrame) -> pl.Series:
+    """``list<struct{role, content}>`` per list of positions into ``table`` (``_i``, ``role``, ``text``)."""
+    info = table.select("_i", pl.struct(pl.col("role"), pl.col("text").alias("content")).alias("_msg"))
     exploded = (
-        ends.select(pl.col("end_id").alias("dialogue_id"), pl.col("path").alias("message_id"))
-        .explode("message_id")
+        pl.DataFrame({M: lists})
+        .with_row_index("_row")
+        .explode(M)
         .with_row_index("_pos")
-        .join(info, on="message_id", how="left")
+        .join(info.rename({"_i": M}), on=M, how="left")
         .sort("_pos")
     )
-    grouped = exploded.group_by("dialogue_id", maintain_order=True).agg(
-        pl.col("message_id").first().alias("message_tree_id"),
-        pl.col("message_id").alias("message_ids"),
-        pl.struct("role", "content").alias("messages"),
+    grouped = exploded.group_by("_row", maintain_order=True).agg(pl.col("_msg").drop_nulls())
+    out = pl.DataFrame({"_row": pl.int_range(len(lists), dtype=pl.UInt32, eager=True)}).join(
+        grouped, on="_row", how="left", maintain_order="left"
     )
-    return (
-        grouped.join(roots, on="message_tree_id", how="left")
-        .with_columns(pl.col("message_ids").list.len().cast(pl.Int32).alias("n_turns"))
-        .select(DIALOGUE_COLUMNS)
-        .sort("message_tree_id", "dialogue_id")
+    return out.get_column("_msg").cast(pl.List(CHAT_MESSAGE)).fill_null(pl.lit([], pl.List(CHAT_MESSAGE)))
+
+
+def chat_table(messages: pl.DataFrame) -> pl.DataFrame:
+    """``_i``, chat ``role`` and ``text`` of oasst messages that hold their text (for :func:`gather_messages`)."""
+    return messages.select(
+        pl.col("_i").cast(IDX), pl.col("role").replace_strict(ROLE_MAP, return_dtype=pl.String), "text"
     )
 
 
@@ -167,15 +184,17 @@ def flatten(
     keep_user_ended: bool = False,
     stage: str = "flatten",
 ) -> StageResult:
-    """Flatten surviving trees (``depth`` required) into dialogues; see the module docstring for the rules."""
+    """Flatten surviving trees (``depth`` required) into dialogues; see the module docstring for the rules.
+
+    ``messages`` without ``_i`` are numbered in order; with ``text`` the dialogues' ``messages`` are gathered,
+    else they stay a placeholder beside ``_m``."""
     if mode not in ("threads", "top_ranked"):
         raise ValueError(f"unknown flatten mode {mode!r}; use 'threads' or 'top_ranked'")
+    if "_i" not in messages.columns:
+        messages = messages.with_columns(pl.int_range(pl.len(), dtype=IDX).alias("_i"))
+    empty_ends = pl.DataFrame(schema={"end_id": pl.String, "path": pl.List(pl.String), "_ip": IDS})
     if messages.is_empty():
-        return StageResult(
-            _build_dialogues(pl.DataFrame(schema={"end_id": pl.String, "path": pl.List(pl.String)}), messages),
-            empty_rejects(),
-            {},
-        )
+        return StageResult(_with_text(_build_dialogues(empty_ends, messages), messages), empty_rejects(), {})
     has_child = (
         messages.select(pl.col("parent_id").alias("message_id")).unique().with_columns(pl.lit(True).alias("_has_child"))
     )
@@ -194,7 +213,15 @@ def flatten(
         evidence=pl.col("_ev"),
     )
     counts = reason_counts(rejects)
-    return StageResult(dialogues, rejects, counts)
+    return StageResult(_with_text(dialogues, messages), rejects, counts)
+
+
+def _with_text(dialogues: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """The dialogues with their ``messages`` gathered when ``messages`` holds text, else as they are."""
+    if "text" not in messages.columns:
+        return dialogues
+    gathered = gather_messages(dialogues.get_column(M), chat_table(messages))
+    return dialogues.with_columns(gathered.alias("messages")).drop(M)
 
 
 def _why_unused(nodes: pl.DataFrame) -> pl.DataFrame:
@@ -245,27 +272,30 @@ def _top_ranked_ends(nodes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     # follow best children level by level from the roots
     frontier = nodes.filter(pl.col("depth") == 0).select(
-        pl.col("message_id").alias("_cur"), pl.concat_list(pl.col("message_id")).alias("path")
+        pl.col("message_id").alias("_cur"),
+        pl.concat_list(pl.col("message_id")).alias("path"),
+        pl.concat_list(pl.col("_i")).alias("_ip"),
     )
+    best = best.join(nodes.select("message_id", "_i"), on="message_id", how="left")
     finished = []
     while frontier.height:
         step = frontier.join(best.rename({"parent_id": "_cur"}), on="_cur", how="left")
-        done = step.filter(pl.col("message_id").is_null()).select("_cur", "path")
+        done = step.filter(pl.col("message_id").is_null()).select("_cur", "path", "_ip")
         finished.append(done)
         frontier = step.filter(pl.col("message_id").is_not_null()).select(
             pl.col("message_id").alias("_cur"),
             pl.concat_list(pl.col("path"), pl.col("message_id")).alias("path"),
+            pl.concat_list(pl.col("_ip"), pl.col("_i")).alias("_ip"),
         )
     walked = pl.concat(finished, how="vertical").rename({"_cur": "end_id"})
     roles = nodes.select(pl.col("message_id").alias("end_id"), pl.col("role").alias("_end_role"))
     walked = walked.join(roles, on="end_id", how="left")
+    trim = pl.col("_end_role") == "prompter"
     trimmed = walked.with_columns(
-        pl.when(pl.col("_end_role") == "prompter")
-        .then(pl.col("path").list.head(pl.col("path").list.len() - 1))
-        .otherwise(pl.col("path"))
-        .alias("path")
+        pl.when(trim).then(pl.col("path").list.head(pl.col("path").list.len() - 1)).otherwise(pl.col("path")),
+        pl.when(trim).then(pl.col("_ip").list.head(pl.col("_ip").list.len() - 1)).otherwise(pl.col("_ip")),
     ).filter(pl.col("path").list.len() >= 2)
-    ends = trimmed.select(pl.col("path").list.last().alias("end_id"), "path")
+    ends = trimmed.select(pl.col("path").list.last().alias("end_id"), "path", "_ip")
     # why the others are left out: trimmed from the walked path, an unchosen sibling, or below one
     on_walk = walked.select(pl.col("path").explode().alias("message_id")).with_columns(pl.lit(True).alias("_walk"))
     parent_on_walk = on_walk.rename({"message_id": "parent_id", "_walk": "_pwalk"})

@@ -279,6 +279,21 @@ def _exploded(messages: pl.Series) -> pl.DataFrame:
     )
 
 
+def special_in(content: pl.Expr, specials: Sequence[str]) -> pl.Expr:
+    """The first of ``specials`` (in their order) that ``content`` contains, quoted as :func:`check_messages`
+    quotes it (``repr``), or null."""
+    if not specials:
+        return pl.lit(None, pl.String)
+    found = pl.coalesce([pl.when(content.str.contains(s, literal=True)).then(pl.lit(repr(s))) for s in specials])
+    return pl.when(content.str.contains_any(list(specials))).then(found)
+
+
+def checked_specials(dialect: str | Dialect, on_special: OnSpecial, extra_specials: Iterable[str] = ()) -> list[str]:
+    """The strings content may not hold under ``on_special`` (none when they are escaped)."""
+    d = get_dialect(dialect)
+    return list(dict.fromkeys((*d.specials, *extra_specials))) if on_special == "reject" else []
+
+
 def check_dialogues(
     messages: pl.Series,
     dialect: str | Dialect,
@@ -286,11 +301,21 @@ def check_dialogues(
     extra_specials: Iterable[str] = (),
 ) -> pl.Series:
     """Columnar :func:`check_messages`: a reject reason (or null) per dialogue, from polars expressions."""
-    d = get_dialect(dialect)
-    specials = list(dict.fromkeys((*d.specials, *extra_specials))) if on_special == "reject" else []
+    specials = checked_specials(dialect, on_special, extra_specials)
     lengths = _as_messages(messages).list.len()
-    ex = _exploded(messages)
-    role, content, turn = pl.col("role"), pl.col("content"), pl.col("turn")
+    ex = _exploded(messages).with_columns(
+        pl.col("content").is_null().alias("missing"), special_in(pl.col("content"), specials).alias("special")
+    )
+    return check_turns(ex, lengths, dialect)
+
+
+def check_turns(turns: pl.DataFrame, lengths: pl.Series, dialect: str | Dialect) -> pl.Series:
+    """:func:`check_dialogues` from one row per message: ``row``, ``turn`` (0-based), ``n`` (messages in the
+    dialogue), ``role``, ``missing`` (no content) and ``special`` (the quoted special string it holds, or null);
+    ``lengths`` gives each dialogue's number of messages (null: no list). No text is read here, so the turns may
+    come from a shard's message table (:mod:`chatdata.messages`)."""
+    d = get_dialect(dialect)
+    role, turn = pl.col("role"), pl.col("turn")
     turn_s = (turn + 1).cast(pl.String)
     has_system = (pl.col("role").first().over("row") == "system").fill_null(False)
     expected = (
@@ -337,7 +362,7 @@ def check_dialogues(
         .then(
             pl.concat_str([pl.lit("role_order: turn "), turn_s, pl.lit(" is "), role, pl.lit(", expected "), expected])
         )
-        .when(content.is_null())
+        .when(pl.col("missing"))
         .then(
             pl.concat_str(
                 [
@@ -349,11 +374,8 @@ def check_dialogues(
                 ]
             )
         )
-    )
-    if specials:
-        # first special in ``specials`` order that occurs, as check_messages reports it
-        found = pl.coalesce([pl.when(content.str.contains(s, literal=True)).then(pl.lit(repr(s))) for s in specials])
-        reason = reason.when(content.str.contains_any(specials)).then(
+        .when(pl.col("special").is_not_null())
+        .then(
             pl.concat_str(
                 [
                     pl.lit("special_token: turn "),
@@ -361,14 +383,15 @@ def check_dialogues(
                     pl.lit(" ("),
                     role,
                     pl.lit(") contains "),
-                    found,
+                    pl.col("special"),
                     pl.lit(", which would forge a turn"),
                 ]
             )
         )
-    reason = reason.otherwise(pl.lit(None, pl.String))
+        .otherwise(pl.lit(None, pl.String))
+    )
     per_row = (
-        ex.with_columns(reason.alias("reason"), has_system.alias("has_system"))
+        turns.with_columns(reason.alias("reason"), has_system.alias("has_system"))
         .group_by("row", maintain_order=True)
         .agg(
             pl.col("reason").drop_nulls().first(),

@@ -94,6 +94,56 @@ class Filter(ABC):
         return hashlib.sha256(raw).hexdigest()
 
 
+class MessageFilter(Filter):
+    """A dialogue filter that reads text message by message: each message is scored once (``score_messages``,
+    cached per :meth:`message_key` by whoever holds the messages), then a dialogue's score columns are an
+    aggregation of its turns' message scores (``aggregate``); no dialogue text is ever built to be scored."""
+
+    level: ClassVar[Level] = "dialogue"
+
+    @abstractmethod
+    def message_key(self) -> tuple[Any, ...]:
+        """What a message's scores depend on (the settings that change them, not which dialogues ask)."""
+
+    @abstractmethod
+    def score_messages(self, texts: pl.DataFrame) -> pl.DataFrame:
+        """Per message of ``texts`` (``_i``, ``role``, ``text``): ``_i`` and its score columns."""
+
+    @abstractmethod
+    def aggregate(
+        self, frame: pl.DataFrame, turns: pl.DataFrame, scores: pl.DataFrame, wanted: pl.Series
+    ) -> pl.DataFrame:
+        """``frame`` with this filter's score columns (``writes``) from its dialogues' ``turns`` (``_row``,
+        ``_turn``, ``_i``, ``role``) and the message ``scores`` of the turns :meth:`scored_turns` picks."""
+
+    def wanted(self, frame: pl.DataFrame) -> pl.Series:
+        """Which dialogues of ``frame`` need their turns scored (default: all)."""
+        return pl.repeat(True, frame.height, eager=True)
+
+    def scored_turns(self, turns: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+        """The turns (``_row``, ``_turn``, ``_i``, ``role``) whose messages are scored: the wanted dialogues'."""
+        rows = pl.DataFrame({"_row": pl.int_range(len(wanted), dtype=pl.UInt32, eager=True)}).filter(wanted)
+        return turns.join(rows, on="_row", how="semi")
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Score dialogues that hold their ``messages`` (text): their turns as a message table, each distinct
+        message scored, then aggregated (what the pipeline does with a shard's messages)."""
+        from chatdata.errors import SpecError
+        from chatdata.messages import M, explode_lists, row_table
+
+        missing = sorted({"messages", *self.reads} - set(frame.columns))
+        if missing:
+            raise SpecError(f"filter '{self.name}' needs dialogue columns {missing}; got {frame.columns}")
+        table, lists = row_table(frame, ("messages",))
+        turns = explode_lists(lists.get_column(f"{M}_messages")).join(
+            table.frame.select("_i", "role"), on="_i", how="left", maintain_order="left"
+        )
+        wanted = self.wanted(frame)
+        need = self.scored_turns(turns, wanted).get_column("_i").unique().sort()
+        scores = self.score_messages(table.texts(need))
+        return self.aggregate(frame, turns, scores, wanted)
+
+
 REGISTRY: dict[str, type[Filter]] = {}
 
 

@@ -3,7 +3,8 @@
 Text is normalised to lowercase word tokens (``\\w+``) joined by single spaces; a dialogue is contaminated when one of
 its scoped turns (user turns by default) contains any ``n``-token sequence of a benchmark prompt. N-grams shared by
 three or more benchmark tasks (boilerplate such as imports) are ignored. Matching is one Aho–Corasick pass
-(pyahocorasick, the automaton built once per process) over each distinct scoped turn, not a loop over n-grams. Both
+(pyahocorasick, the automaton built once per process) over each distinct message text, not a loop over n-grams; a
+dialogue's contamination is the union of its scoped turns' tasks. Both
 sides are encoded first, in polars, with one character per benchmark word (any other word becomes a separator that
 no n-gram contains), so an n-gram is an n-character key: the automaton builds in milliseconds and scans texts a
 fraction of their length.
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from chatdata.errors import SpecError
-from chatdata.filters.base import Filter, register
+from chatdata.filters.base import MessageFilter, register
 
 BENCHMARKS = ("humaneval",)
 _TASKS = pl.List(pl.String)
@@ -89,7 +90,7 @@ def encode(expr: pl.Expr, code: dict[str, str]) -> pl.Expr:
 
 
 @register
-class DecontamFilter(Filter):
+class DecontamFilter(MessageFilter):
     """Drop dialogues whose scoped turns share a long n-gram with a benchmark prompt."""
 
     kind = "decontam"
@@ -99,39 +100,48 @@ class DecontamFilter(Filter):
     score_keys = ("benchmark", "n", "roles")
     defaults: ClassVar[dict[str, Any]] = {"benchmark": "humaneval", "n": 10, "roles": ["user"]}
 
-    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def message_key(self) -> tuple[Any, ...]:
+        return (self.kind, str(self.settings["benchmark"]), int(self.settings["n"]))
+
+    def score_messages(self, texts: pl.DataFrame) -> pl.DataFrame:
+        """Per message: the benchmark tasks whose n-grams its text contains (``_tasks``, sorted), one automaton
+        pass over each distinct text."""
         code, automaton = _matcher(str(self.settings["benchmark"]), int(self.settings["n"]))
-        roles = list(self.settings["roles"])
-        # threads repeat their prefixes: match each distinct scoped turn once, then map back to dialogues
-        turns = frame.select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-            pl.col("messages")
-            .list.eval(pl.element().filter(pl.element().struct.field("role").is_in(roles)).struct.field("content"))
-            .alias("_t"),
-        ).explode("_t")
-        distinct = turns.select(pl.col("_t").unique().drop_nulls()).with_columns(encode(pl.col("_t"), code).alias("_n"))
-        hit_turns, hit_tasks = [], []
+        distinct = texts.select(pl.col("text").unique().drop_nulls()).with_columns(
+            encode(pl.col("text"), code).alias("_n")
+        )
+        hit_texts, hit_tasks = [], []
         for raw, text in distinct.iter_rows():
             tasks = sorted({task for _end, found in automaton.iter(text) for task in found})
             if tasks:
-                hit_turns.append(raw)
+                hit_texts.append(raw)
                 hit_tasks.append(tasks)
-        found = pl.DataFrame({"_t": hit_turns, "_tasks": hit_tasks}, schema={"_t": pl.String, "_tasks": _TASKS})
+        found = pl.DataFrame({"text": hit_texts, "_tasks": hit_tasks}, schema={"text": pl.String, "_tasks": _TASKS})
+        return texts.join(found, on="text", how="left", maintain_order="left").select("_i", "_tasks")
+
+    def scored_turns(self, turns: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+        roles = list(self.settings["roles"])
+        return super().scored_turns(turns.filter(pl.col("role").is_in(roles)), wanted)
+
+    def aggregate(
+        self, frame: pl.DataFrame, turns: pl.DataFrame, scores: pl.DataFrame, wanted: pl.Series
+    ) -> pl.DataFrame:
+        """A dialogue's contamination: the tasks of all its scoped turns, sorted, without repeats."""
         per_row = (
-            turns.join(found, on="_t", how="inner")
+            self.scored_turns(turns, wanted)
+            .join(scores, on="_i", how="inner")
             .explode("_tasks")
+            .drop_nulls("_tasks")
             .group_by("_row")
             .agg(pl.col("_tasks").unique().sort().alias("contamination"))
         )
-        out = (
+        return (
             frame.drop("contamination", strict=False)
             .with_row_index("_row")
-            .with_columns(pl.col("_row").cast(pl.UInt32))
             .join(per_row, on="_row", how="left", maintain_order="left")
             .with_columns(pl.col("contamination").fill_null(pl.lit([], dtype=pl.List(pl.String))))
             .drop("_row")
         )
-        return out
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         c = pl.col("contamination")

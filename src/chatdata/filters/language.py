@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from chatdata.errors import SpecError
-from chatdata.filters.base import Filter, register
+from chatdata.filters.base import MessageFilter, register
 from chatdata.filters.lang_field import primary_subtag_expr
 from chatdata.filters.langid import BACKENDS, SCORE_DECIMALS, UNDETERMINED, get_backend
 from chatdata.filters.textclean import clean_for_langid, letter_count
@@ -40,32 +40,8 @@ _NULL = pl.lit(None, dtype=pl.String)
 VOTE_DTYPE = pl.List(pl.Struct({"lang": pl.String, "share": pl.Float64}))
 
 
-def _turns(frame: pl.DataFrame, only: pl.DataFrame | None = None) -> pl.DataFrame:
-    """One row per turn: ``_row`` (dialogue position), ``_turn``, ``clean`` text, ``letters``.
-
-    Threads repeat their shared prefixes, so each distinct content is cleaned once and joined back. With ``only``
-    (a frame of ``_row``), only those dialogues' turns are cleaned; the others get null ``clean``/``letters``.
-    """
-    turns = (
-        frame.select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-            pl.col("messages").list.eval(pl.element().struct.field("content")).alias("content"),
-        )
-        .with_columns(pl.int_ranges(pl.col("content").list.len(), dtype=pl.UInt32).alias("_turn"))
-        .explode("content", "_turn")
-        .drop_nulls("_turn")
-    )
-    wanted = turns if only is None else turns.join(only, on="_row", how="semi")
-    cleaned = (
-        wanted.select(pl.col("content").unique())
-        .with_columns(clean_for_langid(pl.col("content")).alias("clean"))
-        .with_columns(letter_count(pl.col("clean")).alias("letters"))
-    )
-    return turns.join(cleaned, on="content", how="left", nulls_equal=True).drop("content")
-
-
 @register
-class LanguageFilter(Filter):
+class LanguageFilter(MessageFilter):
     """Keep dialogues whose root ``lang`` and detected language (length-weighted vote) are in ``targets``."""
 
     kind = "language"
@@ -116,46 +92,72 @@ class LanguageFilter(Filter):
                 raise SpecError(f"{where}: '{key}' must be a positive integer")
 
     # ------------------------------------------------------------------ score
-    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-        missing = {"messages", "lang"} - set(frame.columns)
-        if missing:
-            raise SpecError(f"filter '{self.name}' needs dialogue columns {sorted(missing)}; got {frame.columns}")
-        min_letters = int(self.settings["min_turn_letters"])
-        max_chars = int(self.settings["max_chars"])
-        wanted = None
+    def message_key(self) -> tuple[Any, ...]:
+        """What a message's score depends on (not which dialogues ask for it)."""
+        s = self.settings
+        return (self.kind, s["backend"], int(s["min_turn_letters"]), int(s["max_chars"]))
+
+    def score_messages(self, texts: pl.DataFrame) -> pl.DataFrame:
+        """Per message (``_i``, ``text``): its cleaned ``letters``; a long enough turn's language ``tlang`` and
+        confidence ``conf`` (detected on its first ``max_chars`` cleaned characters, each distinct text once);
+        a shorter one's cleaned text ``short`` (for dialogues with no long turn)."""
+        min_letters, max_chars = int(self.settings["min_turn_letters"]), int(self.settings["max_chars"])
+        cleaned = texts.select("_i", clean_for_langid(pl.col("text")).alias("clean")).with_columns(
+            letter_count(pl.col("clean")).alias("letters")
+        )
+        voting = pl.col("letters") >= min_letters
+        units = cleaned.filter(voting).select("_i", pl.col("clean").str.slice(0, max_chars).alias("unit"))
+        detected = self._detect(units.get_column("unit"))
+        return cleaned.join(
+            units.join(detected, on="unit", how="left"), on="_i", how="left", maintain_order="left"
+        ).select(
+            "_i",
+            "letters",
+            "tlang",
+            "conf",
+            pl.when(~voting & (pl.col("letters") > 0)).then(pl.col("clean")).alias("short"),
+        )
+
+    def _detect(self, units: pl.Series) -> pl.DataFrame:
+        texts = units.unique(maintain_order=True)
+        langs, confs = get_backend(self.settings["backend"]).detect_batch(texts.to_list())
+        return pl.DataFrame(
+            {"unit": texts, "tlang": langs, "conf": confs},
+            schema={"unit": pl.String, "tlang": pl.String, "conf": pl.Float64},
+        )
+
+    def wanted(self, frame: pl.DataFrame) -> pl.Series:
+        """Which dialogues need their turns scored: all, or with ``detect_scope: root_targets`` only those the
+        root ``lang`` does not reject anyway."""
         if self.settings["detect_scope"] == "root_targets" and self.settings["require_root_lang"]:
-            # the decision rejects these on their lang field anyway: skip cleaning and detecting them
-            wanted = (
-                frame.select(
-                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-                    primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False).alias("_want"),
-                )
-                .filter("_want")
-                .select("_row")
-            )
-        turns = _turns(frame, wanted)
-        voting = turns.filter(pl.col("letters") >= min_letters)
-        # dialogues without any long-enough turn: one unit from all their cleaned turns joined
+            return frame.select(primary_subtag_expr(pl.col("lang")).is_in(self.targets).fill_null(False)).to_series()
+        return pl.repeat(True, frame.height, eager=True)
+
+    def aggregate(
+        self, frame: pl.DataFrame, turns: pl.DataFrame, scores: pl.DataFrame, wanted: pl.Series
+    ) -> pl.DataFrame:
+        """The score columns of each dialogue of ``frame`` from its turns (``_row``, ``_turn``, ``_i``) and their
+        messages' ``scores`` (of the ``wanted`` dialogues' turns): the length-weighted vote of the long turns, or,
+        for a dialogue with none, one detection of its short turns joined."""
+        min_letters, max_chars = int(self.settings["min_turn_letters"]), int(self.settings["max_chars"])
+        rows = pl.DataFrame({"_row": pl.int_range(len(wanted), dtype=pl.UInt32, eager=True)}).filter(wanted)
+        scored = turns.join(rows, on="_row", how="semi").join(scores, on="_i", how="left", maintain_order="left")
+        voting = scored.filter(pl.col("letters") >= min_letters).select("_row", "_turn", "letters", "tlang", "conf")
         joined = (
-            turns.filter(pl.col("letters") > 0)
-            .group_by("_row")
-            .agg(pl.col("clean").str.join(" "), pl.col("letters").sum(), pl.lit(None, pl.UInt32).alias("_turn"))
+            scored.filter(pl.col("letters") > 0)
+            .group_by("_row", maintain_order=True)
+            .agg(pl.col("short").str.join(" "), pl.col("letters").sum(), pl.lit(None, pl.UInt32).alias("_turn"))
             .join(voting.select("_row").unique(), on="_row", how="anti")
             .filter(pl.col("letters") >= min_letters)
-            .select("_row", "_turn", "clean", "letters")
+            .select("_row", "_turn", pl.col("short").str.slice(0, max_chars).alias("unit"), "letters")
         )
-        units = pl.concat([voting, joined]).with_columns(pl.col("clean").str.slice(0, max_chars).alias("text"))
-        if wanted is not None:
-            units = units.join(wanted, on="_row", how="semi")
-
-        texts = units.get_column("text").unique(maintain_order=True)
-        langs, confs = get_backend(self.settings["backend"]).detect_batch(texts.to_list())
-        detected = pl.DataFrame(
-            {"text": texts, "tlang": langs, "conf": confs},
-            schema={"text": pl.String, "tlang": pl.String, "conf": pl.Float64},
-        )
-        units = units.join(detected, on="text", how="left")
-
+        if joined.height:
+            joined = joined.join(self._detect(joined.get_column("unit")), on="unit", how="left").drop("unit")
+        else:
+            joined = joined.drop("unit").with_columns(
+                pl.lit(None, pl.String).alias("tlang"), pl.lit(None, pl.Float64).alias("conf")
+            )
+        units = pl.concat([voting, joined.select(voting.columns)])
         totals = units.group_by("_row").agg(pl.col("letters").sum().cast(pl.Float64).alias("total"))
         votes = (
             units.group_by("_row", "tlang")
@@ -172,15 +174,12 @@ class LanguageFilter(Filter):
         )
         per_turn = (
             turns.select("_row", "_turn")
-            .join(
-                units.filter(pl.col("_turn").is_not_null()).select("_row", "_turn", "tlang"),
-                on=["_row", "_turn"],
-                how="left",
-            )
+            .join(units.filter(pl.col("_turn").is_not_null()).select("_row", "_turn", "tlang"), on=["_row", "_turn"],
+                  how="left")
             .sort("_row", "_turn")
             .group_by("_row", maintain_order=True)
             .agg(pl.col("tlang").alias("lang_turns"))
-        )
+        )  # fmt: skip
         source = units.group_by("_row").agg(
             pl.when(pl.col("_turn").is_null().all())
             .then(pl.lit("joined_turns"))

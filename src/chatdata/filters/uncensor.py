@@ -31,7 +31,7 @@ import orjson
 import polars as pl
 
 from chatdata.errors import SpecError
-from chatdata.filters.base import Filter, register
+from chatdata.filters.base import MessageFilter, register
 from chatdata.resources import filters_dir
 
 _NULL = pl.lit(None, dtype=pl.String)
@@ -140,6 +140,29 @@ class PhraseMatcher:
             schema={"_m": pl.String, "phrase": pl.String, "_order": pl.Int64},
         )
 
+    @property
+    def span(self) -> int:
+        """The longest lowered phrase, in characters."""
+        return max(len(p) for p in self.patterns)
+
+    def phrases_of(self, hits: pl.DataFrame, n_groups: int) -> pl.Series:
+        """``matched_phrases`` per group ``0 .. n_groups - 1`` from distinct (``_row``, lowered phrase ``_m``)
+        hits: every phrase of the list whose lowered form was found, in list order."""
+        found = (
+            hits.join(self._table, on="_m", how="inner")
+            .sort("_row", "_order")
+            .group_by("_row", maintain_order=True)
+            .agg(pl.col("phrase"))
+        )
+        return (
+            pl.DataFrame({"_row": pl.int_range(n_groups, dtype=pl.UInt32, eager=True)})
+            .join(found, on="_row", how="left")
+            .sort("_row")
+            .get_column("phrase")
+            .fill_null(pl.lit([], dtype=pl.List(pl.String)))
+            .alias("matched_phrases")
+        )
+
     def match(self, texts: pl.Series, groups: pl.Series | None = None, n_groups: int | None = None) -> pl.Series:
         """Distinct matched phrases (list order) per text, or per group when ``groups`` (ints < ``n_groups``)
         says which output row each text belongs to (several turns of one dialogue)."""
@@ -175,7 +198,7 @@ class PhraseMatcher:
 
 
 @register
-class UncensorFilter(Filter):
+class UncensorFilter(MessageFilter):
     """Drop dialogues containing any phrase of the configured lists (WizardLM / StarChat-beta recipes)."""
 
     kind = "uncensor_phrases"
@@ -216,38 +239,83 @@ class UncensorFilter(Filter):
             raise SpecError(f"{where}: 'roles' must be 'all' or a list like [assistant]")
         if not isinstance(s["join_turns"], bool) or not isinstance(s["joiner"], str):
             raise SpecError(f"{where}: 'join_turns' must be true/false and 'joiner' a string")
+        if s["join_turns"] and not s["joiner"].isspace():
+            raise SpecError(
+                f"{where}: 'joiner' must be whitespace such as ' ' (StarChat-beta's) when 'join_turns' is true: turns "
+                "are matched one by one and across each joiner, never joined whole"
+            )
         if not isinstance(s["evidence_max"], int) or s["evidence_max"] < 1:
             raise SpecError(f"{where}: 'evidence_max' must be a positive integer")
         self.matcher = PhraseMatcher([p for pl_ in self.phrase_lists for p in pl_.phrases])
 
-    def _role_filter(self) -> pl.Expr | None:
-        roles = self.settings["roles"]
-        return None if roles == "all" else pl.element().struct.field("role").is_in(list(roles))
+    def message_key(self) -> tuple[Any, ...]:
+        return (self.kind, hashlib.sha256(orjson.dumps(self.matcher.patterns)).hexdigest())
 
-    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-        if "messages" not in frame.columns:
-            raise SpecError(f"filter '{self.name}' needs a dialogue column 'messages'; got {frame.columns}")
-        keep_role = self._role_filter()
+    def score_messages(self, texts: pl.DataFrame) -> pl.DataFrame:
+        """Per message: the lowered phrases it contains (``_pats``), and the first and last ``L - 1`` characters of
+        its lowered text (``_head``, ``_tail``; ``L`` is the longest phrase) for phrases that cross turns."""
+        span = self.matcher.span - 1
+        lowered = lower_exact(texts.get_column("text"))
+        return pl.DataFrame(
+            {
+                "_i": texts.get_column("_i"),
+                "_pats": lowered.str.extract_many(self.matcher.patterns, overlapping=True).list.unique(),
+                "_head": lowered.str.slice(0, span),
+                "_tail": lowered.str.slice(-span) if span else lowered.str.slice(0, 0),
+            }
+        )
+
+    def scored_turns(self, turns: pl.DataFrame, wanted: pl.Series) -> pl.DataFrame:
+        roles = self.settings["roles"]
+        chosen = turns if roles == "all" else turns.filter(pl.col("role").is_in(list(roles)))
+        return super().scored_turns(chosen, wanted)
+
+    def aggregate(
+        self, frame: pl.DataFrame, turns: pl.DataFrame, scores: pl.DataFrame, wanted: pl.Series
+    ) -> pl.DataFrame:
+        """A dialogue's matched phrases: those of its scoped turns, each matched alone; with ``join_turns`` also
+        those that cross the joiner between two turns, found in windows of ``L - 1`` characters on each side of
+        every joiner (so the turns are never joined whole). Exact: the windows are pieces of the joined text,
+        and a phrase of at most ``L`` characters that crosses a joiner lies in the window of the first it
+        crosses. (The lowered joined text is the lowered turns joined: Python's lowering looks past a character
+        only for the final sigma, which a whitespace joiner does not change.)"""
+        chosen = self.scored_turns(turns, wanted).join(scores, on="_i", how="left", maintain_order="left")
+        found = [chosen.select("_row", pl.col("_pats").alias("_m"))]
         if self.settings["join_turns"]:
-            selected = pl.element() if keep_role is None else pl.element().filter(keep_role)
-            texts = frame.select(
-                pl.col("messages")
-                .list.eval(selected.struct.field("content").fill_null(""))
-                .list.join(self.settings["joiner"])
-                .fill_null("")
-            ).to_series()
-            matched = self.matcher.match(texts)
-        else:
-            turns = (
-                frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_g"), pl.col("messages"))
-                .explode("messages")
-                .drop_nulls("messages")
-                .unnest("messages")
-            )
-            if keep_role is not None:
-                turns = turns.filter(pl.col("role").is_in(list(self.settings["roles"])))
-            matched = self.matcher.match(turns.get_column("content"), turns.get_column("_g"), frame.height)
+            found.append(self._crossing(chosen))
+        hits = pl.concat(found).explode("_m").drop_nulls("_m").unique()
+        matched = self.matcher.phrases_of(hits, frame.height)
         return frame.drop([c for c in self.writes if c in frame.columns]).with_columns(matched)
+
+    def _crossing(self, chosen: pl.DataFrame) -> pl.DataFrame:
+        """``_row``, ``_m``: the lowered phrases found across joiners (see :meth:`aggregate`)."""
+        joiner, span = str(self.settings["joiner"]), self.matcher.span - 1
+        ordered = chosen.sort("_row", "_turn").with_columns(
+            pl.col("_head").fill_null(""), pl.col("_tail").fill_null("")
+        )
+        heads = ordered.group_by("_row", maintain_order=True).agg(
+            pl.col("_head").str.join(joiner).alias("_ahead"),
+            pl.col("_tail"),
+            (pl.col("_head").str.len_chars() + len(joiner)).cum_sum().alias("_end"),
+        )
+        windows = (
+            heads.filter(pl.col("_tail").list.len() > 1)
+            .with_columns(pl.int_ranges(pl.col("_tail").list.len() - 1, dtype=pl.UInt32).alias("_k"))
+            .explode("_k")
+            .select(
+                "_row",
+                pl.concat_str(
+                    pl.col("_tail").list.get(pl.col("_k")),
+                    pl.lit(joiner),
+                    pl.col("_ahead").str.slice(pl.col("_end").list.get(pl.col("_k")), span),
+                ).alias("_w"),
+            )
+        )
+        distinct = windows.select(pl.col("_w").unique())
+        matched = distinct.with_columns(
+            pl.col("_w").str.extract_many(self.matcher.patterns, overlapping=True).alias("_m")
+        )
+        return windows.join(matched, on="_w", how="left").select("_row", "_m")
 
     def decide(self) -> tuple[pl.Expr, pl.Expr]:
         n = int(self.settings["evidence_max"])
