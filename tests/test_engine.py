@@ -17,7 +17,7 @@ from chatdata import artifacts, engine, merge, stages
 from chatdata.errors import ChatdataError
 from chatdata.executors import InProcess, ProcessPool
 from chatdata.ledger import Ledger, LedgerError, StageRecord
-from chatdata.partition import REJECTS_FILE, partition_source, route, shard_file
+from chatdata.partition import REJECTS_FILE, partition_source, root_shards, route, shard_file
 from chatdata.resources import sample_dir
 
 ALL = ["oasst_en", "guanaco", "guanaco_uncensored", "oasst_prefs"]
@@ -299,11 +299,25 @@ def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_pat
 
 def test_route_sends_unreached_messages_to_shard_zero() -> None:
     ids = pl.DataFrame(
-        {"mid": [1, 2, 3, 4, 5, 6, 2], "pid": [None, 1, 2, 99, 6, 5, None]},
+        {"mid": [1, 2, 3, 4, 5, 6, 2, 7, 8], "pid": [None, 1, 2, 99, 6, 5, None, None, 7]},
         schema={"mid": pl.UInt64, "pid": pl.UInt64},
     )
-    routes = dict(route(ids, 7).iter_rows())
-    assert routes == {1: 1, 2: 1, 3: 1, 4: 0, 5: 0, 6: 0}
+    roots = pl.DataFrame(
+        {"mid": [1, 7], "message_id": ["b-root", "a-root"]}, schema={"mid": pl.UInt64, "message_id": pl.String}
+    )
+    routes = dict(route(ids, 2, root_shards(roots, 2)).iter_rows())
+    assert routes == {1: 1, 2: 1, 3: 1, 7: 0, 8: 0, 4: 0, 5: 0, 6: 0}  # trees by id range: "a-root" < "b-root"
+
+
+def test_root_shards_cut_the_ids_into_ordered_ranges() -> None:
+    ids = [f"t{i:04d}" for i in range(1000)]
+    roots = pl.DataFrame(
+        {"mid": list(range(1000)), "message_id": ids[::-1]}, schema={"mid": pl.UInt64, "message_id": pl.String}
+    )
+    shards = root_shards(roots, 4).join(roots, on="mid").sort("message_id")
+    assert shards.get_column("shard").is_sorted() and shards.get_column("shard").value_counts().height == 4
+    counts = shards.group_by("shard").len().sort("shard").get_column("len").to_list()
+    assert counts == [250, 250, 250, 250]
 
 
 def test_merge_order_is_a_stable_global_sort() -> None:

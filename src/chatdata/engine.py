@@ -194,9 +194,7 @@ class PartitionTask:
 
 def partition_task(task: PartitionTask) -> dict[str, Any]:
     """Cut one source into ``k`` shards in a cache entry; return its metadata."""
-    from chatdata.output import with_row_bytes
     from chatdata.partition import REJECTS_FILE, partition_source
-    from chatdata.schema import REJECT_SCHEMA
     from chatdata.stages import sort_rejects
 
     store = Store(Path(task.store))
@@ -206,8 +204,7 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
             part = partition_source(
                 Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
             )
-            rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # publish order, sizes measured once
-            rejects = with_row_bytes(rejects, list(REJECT_SCHEMA))
+            rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # in publish order
             artifacts.save(rejects, tmp / REJECTS_FILE, artifacts.STREAM_BATCH_ROWS)
             meta = {
                 "k": task.k,
@@ -247,10 +244,8 @@ class ShardTask:
 
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result; return how many ran."""
-    import polars as pl
 
     from chatdata.filters.langid import forget_detections
-    from chatdata.output import BYTES
     from chatdata.partition import REJECTS_FILE, shard_file
     from chatdata.stages import Job, ShardOutput, run_shard
 
@@ -267,10 +262,9 @@ def shard_task(task: ShardTask) -> int:
         meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
         with store.put(SHARD, spec.key, meta) as tmp:
             artifacts.save(out.rows, tmp / ROWS, artifacts.STREAM_BATCH_ROWS)
-            assert out.keys is not None and out.row_bytes is not None and out.reject_bytes is not None
-            artifacts.save(out.keys.with_columns(pl.Series(BYTES, out.row_bytes, pl.Int64)), tmp / KEYS)
-            rejects = out.rejects.with_columns(pl.Series(BYTES, out.reject_bytes, pl.Int64))
-            artifacts.save(rejects, tmp / SHARD_REJECTS, artifacts.STREAM_BATCH_ROWS)
+            assert out.keys is not None
+            artifacts.save(out.keys, tmp / KEYS)
+            artifacts.save(out.rejects, tmp / SHARD_REJECTS, artifacts.STREAM_BATCH_ROWS)
             artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
             if out.masks is not None:
                 save_masks(out.masks, tmp)

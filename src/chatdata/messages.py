@@ -4,10 +4,9 @@ For an oasst shard the table is the shard file itself (a message per row; its po
 so the writer finds the text again in the same file). For a source of dialogues or pairs it is those records'
 turns, one row per (record, column, turn), in a fixed order the writer can rebuild from the shard file.
 
-Everything text-derived that a dialogue or pair needs is measured here once per message: its sizes as the
-writer will store it (:func:`measures`: UTF-8 bytes, JSON-escaped bytes, characters) and 128-bit hashes of the
+Everything text-derived that a dialogue or pair needs is computed here once per message: 128-bit hashes of the
 turn (for exact duplicates) and of the normalised prompt (for leaks). Filters score messages the same way
-(:mod:`chatdata.filters`), once per distinct text.
+(:mod:`chatdata.filters`), once per message.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ REC = "_rec"
 ROW_TEXT = ("messages", "chosen", "rejected")
 #: hash seeds of the 128-bit keys (two 64-bit halves)
 SEEDS = (1, 2)
-#: the measures of one message (see :func:`measures`)
-MEASURES = ("nb", "jb", "nc", "null")
 
 
 @dataclass
@@ -45,8 +42,8 @@ class MessageTable:
         return self.frame.height
 
     def texts(self, idx: pl.Series) -> pl.DataFrame:
-        """``_i``, ``role`` and ``text`` of the given positions (distinct, in ``idx`` order)."""
-        return pl.DataFrame({"_i": idx.cast(IDX)}).join(self.frame, on="_i", how="left", maintain_order="left")
+        """``_i``, ``role`` and ``text`` of the given positions, in ``idx`` order (a position is the row number)."""
+        return self.frame[idx.cast(IDX)]
 
 
 def oasst_table(shard: pl.DataFrame) -> MessageTable:
@@ -101,29 +98,19 @@ def explode_lists(lists: pl.Series) -> pl.DataFrame:
     )
 
 
-def measures(table: MessageTable, idx: pl.Series) -> pl.DataFrame:
-    """Per message of ``idx``: ``nb`` (UTF-8 bytes of its text, 0 when null), ``jb`` (its text as a JSON string,
-    quotes included: ``null`` is 4), ``nc`` (characters), ``null`` (it has no text), ``role`` (and ``_i``)."""
-    return table.texts(idx.drop_nulls().unique()).select(
-        "_i",
-        "role",
-        pl.col("text").str.len_bytes().fill_null(0).cast(pl.Int64).alias("nb"),
-        (pl.struct(pl.col("text").alias("t")).struct.json_encode().str.len_bytes() - 6).cast(pl.Int64).alias("jb"),
-        pl.col("text").str.len_chars().fill_null(0).cast(pl.Int64).alias("nc"),
-        pl.col("text").is_null().alias("null"),
-    )
+def turn_hashes(texts: pl.DataFrame) -> pl.DataFrame:
+    """Per message (``_i``, ``role``, ``text``): ``_h1``/``_h2``, a 128-bit hash of its role and text (what makes
+    two dialogues, or two replies, the same)."""
+    turn = pl.struct("role", "text")
+    return texts.select("_i", *[turn.hash(seed).alias(f"_h{seed}") for seed in SEEDS])
 
 
-def turn_hashes(table: MessageTable, idx: pl.Series) -> pl.DataFrame:
-    """Per message: ``_h1``/``_h2``, a 128-bit hash of its role and text (what makes two dialogues the same),
-    and ``_p1``/``_p2`` of its normalised text (lowercase, whitespace folded; a leak is the same first prompt)."""
+def prompt_hashes(texts: pl.DataFrame) -> pl.DataFrame:
+    """Per message: ``_p1``/``_p2``, a 128-bit hash of its normalised text (lowercase, whitespace folded): a leak
+    is the same first prompt in train and test."""
     from chatdata.splits import normalise_prompt
 
-    rows = table.texts(idx.unique())
-    turn = pl.col("role") + pl.lit("\x1f") + pl.col("text")
     prompt = normalise_prompt(pl.col("text"))
-    return rows.select(
-        "_i",
-        *[turn.hash(seed).alias(f"_h{seed}") for seed in SEEDS],
-        *[pl.when(prompt.is_not_null()).then(prompt.hash(seed)).alias(f"_p{seed}") for seed in SEEDS],
+    return texts.select(
+        "_i", *[pl.when(prompt.is_not_null()).then(prompt.hash(seed)).alias(f"_p{seed}") for seed in SEEDS]
     )

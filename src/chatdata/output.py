@@ -26,7 +26,7 @@ import pyarrow as pa
 from chatdata import __version__, artifacts
 from chatdata.errors import ChatdataError
 from chatdata.ledger import Ledger, LedgerError, StageRecord
-from chatdata.writer import payload_bytes, row_payload_bytes, to_arrow
+from chatdata.writer import to_arrow
 
 #: the columns every SFT/preference row shows first, in this order, then the metadata columns
 PRIMARY = ("prompt", "prompt_id", "chosen", "rejected", "text", "messages", "score_chosen", "score_rejected")
@@ -46,7 +46,6 @@ PUBLISHED_REJECT_COLUMNS = (
     "source_line",
     "payload",
 )
-BYTES = "_bytes"
 
 
 BUILD_RECORD = "build.json"
@@ -68,13 +67,6 @@ def publish_columns(columns: Iterable[str]) -> list[str]:
     return first + rest
 
 
-def with_row_bytes(frame: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
-    """``frame`` with :data:`BYTES`: each row's payload size over ``columns`` (default: what is published)."""
-    cols = columns if columns is not None else publish_columns(frame.columns)
-    sizes = row_payload_bytes(to_arrow(frame.select(cols))) if frame.height else np.zeros(0, dtype=np.int64)
-    return frame.with_columns(pl.Series(BYTES, sizes, dtype=pl.Int64))
-
-
 def file_entry(path: Path, root: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -85,17 +77,16 @@ def file_entry(path: Path, root: Path) -> dict[str, Any]:
 
 @dataclass
 class TableStream:
-    """The rows of one table as Arrow tables in output order, with the totals the writer needs up front."""
+    """The rows of one table as Arrow tables in output order, and how many there are."""
 
     schema: pa.Schema
     rows: int
-    nbytes: int
     chunks: Iterable[pa.Table]
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> TableStream:
         table = to_arrow(frame)
-        return cls(table.schema, table.num_rows, payload_bytes(table), [table])
+        return cls(table.schema, table.num_rows, [table])
 
 
 def settings_fingerprint(recipe: Any, settings: Any, specs: list[dict[str, Any]]) -> str:
@@ -176,36 +167,40 @@ def _empty_reasons(ledger: Ledger) -> str:
 
 
 class _Texts:
-    """The text of every shard a recipe's pieces come from (:class:`chatdata.text.ShardText`), memory-mapped on
-    first use: the writer gathers each row's text from it as the row is written."""
+    """The text of the shards a recipe's pieces come from (:class:`chatdata.text.ShardText`), each memory-mapped
+    when a row of it is first written. Shards hold consecutive runs of trees (:func:`chatdata.partition.
+    root_shards`) and rows are written in tree order, so the shards are read one after another: only the
+    ``keep`` most recently used stay open, which bounds the writer's memory whatever the number of shards."""
 
-    def __init__(self, task: Any, store: Any, settings: Any) -> None:
-        from chatdata.engine import PARTITION
-
-        self.task, self.store, self.recipe = task, store, _recipe(task)
+    def __init__(self, task: Any, store: Any, settings: Any, keep: int = 2) -> None:
+        self.task, self.store, self.recipe, self.keep = task, store, _recipe(task), keep
         self.render = (self.recipe.text_format, settings.on_special) if self.recipe.text_format else None
         self._open: dict[tuple[str, int], Any] = {}
-        self._kind = PARTITION
 
     def of(self, piece: Any) -> Any:
+        from chatdata.engine import PARTITION
         from chatdata.partition import shard_file
-        from chatdata.text import ShardText, shard_frame
+        from chatdata.text import ShardText, shard_table
 
         key = (piece.partition, piece.shard)
-        if key not in self._open:
-            path = shard_file(self.store.path(self._kind, piece.partition), piece.shard)
+        text = self._open.pop(key, None)
+        if text is None:
+            path = shard_file(self.store.path(PARTITION, piece.partition), piece.shard)
             oasst = self.recipe.sources[piece.source].format == "oasst"
-            self._open[key] = ShardText(shard_frame(path), oasst=oasst, render=self.render)
-        return self._open[key]
+            text = ShardText(shard_table(path), oasst=oasst, render=self.render)
+            while len(self._open) >= self.keep:
+                self._open.pop(next(iter(self._open)))
+        self._open[key] = text  # most recently used last
+        return text
 
 
-def _filling(text: Any, columns: list[str]) -> Any:
+def _filling(texts: _Texts, piece: Any, columns: list[str]) -> Any:
     """A piece reader's ``prepare``: the rows with their text gathered, then only the published ``columns``."""
 
     def prepare(table: pa.Table) -> pa.Table:
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        return to_arrow(text.fill(frame).select(columns))
+        return to_arrow(texts.of(piece).fill(frame).select(columns))
 
     return prepare
 
@@ -224,9 +219,7 @@ def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame], texts: _Tex
     columns = publish_columns(dict.fromkeys(c for s in schemas for c in s))
     typed = [{c: (TEXT_TYPES[c] if c in TEXT_COLUMNS else d) for c, d in s.items() if c in columns} for s in schemas]
     schema = union_schema(typed, first=tuple(columns))
-    keys = [
-        artifacts.load(store.path(SHARD, p.job) / KEYS, ["message_tree_id", "dialogue_id", BYTES]) for p in task.pieces
-    ]
+    keys = [artifacts.load(store.path(SHARD, p.job) / KEYS, ["message_tree_id", "dialogue_id"]) for p in task.pieces]
     streams = {}
     for split in recipe_splits:
         masks = [
@@ -240,13 +233,12 @@ def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame], texts: _Tex
             merge_order,
         )
         rows = int(sum(m.sum() for m in masks))
-        nbytes = int(sum(k.get_column(BYTES).to_numpy()[m].sum() for k, m in zip(keys, masks, strict=True)))
         readers = []
         for piece, path, s, m in zip(task.pieces, paths, schemas, masks, strict=True):
             mine = [c for c in columns if c in s]
             refs = [c for c in REJECT_REFS if c in s and c not in mine]
-            readers.append(PieceReader(path, columns=mine + refs, mask=m, prepare=_filling(texts.of(piece), mine)))
-        streams[split] = TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
+            readers.append(PieceReader(path, columns=mine + refs, mask=m, prepare=_filling(texts, piece, mine)))
+        streams[split] = TableStream(schema, rows, merged_chunks(readers, sequence, schema))
     return streams
 
 
@@ -260,26 +252,25 @@ def _source_ordered(pieces: Any, keys: list[pl.DataFrame], by: tuple[str, ...], 
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
-def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str, texts: _Texts) -> list[pl.DataFrame]:
+def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> list[pl.DataFrame]:
     """Per piece, its rows the plan dropped (leaks under ``drop``, duplicates, mixture fractions) as rejects."""
     from chatdata.engine import ROWS, SHARD
     from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
     from chatdata.splits import dialogue_rejects
-    from chatdata.stages import reject_bytes, sort_rejects
+    from chatdata.stages import sort_rejects
 
     out = []
     for piece, plan in zip(task.pieces, plans, strict=True):
         dropped = plan.select(pl.col("_reason").is_not_null()).to_series()
         if not dropped.any():
-            out.append(empty_rejects(INTERNAL_REJECT_SCHEMA).with_columns(pl.lit(None, pl.Int64).alias(BYTES)))
+            out.append(empty_rejects(INTERNAL_REJECT_SCHEMA))
             continue
         rows = artifacts.load(store.path(SHARD, piece.job) / ROWS).filter(dropped)
         rows = rows.with_columns(plan.filter(dropped).select("_reason", "_evidence"))
         rejects = dialogue_rejects(
             rows, stage="splits", reason=pl.col("_reason"), evidence=pl.col("_evidence"), unit=unit
         )
-        rejects = sort_rejects(conform(rejects, INTERNAL_REJECT_SCHEMA))
-        out.append(rejects.with_columns(pl.Series(BYTES, reject_bytes(rejects, texts.of(piece)), pl.Int64)))
+        out.append(sort_rejects(conform(rejects, INTERNAL_REJECT_SCHEMA)))
     return out
 
 
@@ -292,7 +283,7 @@ def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str,
     from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA
     from chatdata.stages import REJECT_ORDER
 
-    plan_rejects = _plan_rejects(task, store, plans, unit, texts)
+    plan_rejects = _plan_rejects(task, store, plans, unit)
     pieces: list[tuple[str, Path | pl.DataFrame, Any]] = []
     for source, part_key in task.partitions:
         pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE, None))
@@ -301,21 +292,18 @@ def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str,
                 pieces.append((source, store.path(SHARD, piece.job) / SHARD_REJECTS, piece))
                 if extra.height:
                     pieces.append((source, extra, piece))
-    columns = [*REJECT_ORDER, BYTES]
+    columns = list(REJECT_ORDER)
     keys = [p.select(columns) if isinstance(p, pl.DataFrame) else artifacts.load(p, columns) for _, p, _ in pieces]
     sequence = _source_ordered([_Tag(s) for s, _, _ in pieces], keys, REJECT_ORDER, merge_order)
     schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
     readers = []
     for source, p, piece in pieces:
         internal = list(REJECT_SCHEMA if piece is None else INTERNAL_REJECT_SCHEMA)
-        text = texts.of(piece) if piece is not None else None
         table = to_arrow(p.select(internal)) if isinstance(p, pl.DataFrame) else p
+        text = (lambda piece=piece: texts.of(piece)) if piece is not None else None
         readers.append(PieceReader(table, columns=internal, prepare=_publish_rejects(source, text)))
     rows = sum(k.height for k in keys)
-    # the published row adds the source name (its bytes, plus 4 for the offset) to what the shard measured
-    added = [k.height * (len(source.encode()) + 4) for (source, _, _), k in zip(pieces, keys, strict=True)]
-    nbytes = sum(int(k.get_column(BYTES).sum()) for k in keys) + sum(added)
-    return TableStream(schema, rows, nbytes, merged_chunks(readers, sequence, schema))
+    return TableStream(schema, rows, merged_chunks(readers, sequence, schema))
 
 
 @dataclass(frozen=True)
@@ -333,13 +321,15 @@ def _published_reject_schema() -> dict[str, pl.DataType]:
 
 
 def _publish_rejects(source: str, text: Any = None) -> Any:
+    """A rejects piece reader's ``prepare``: payloads built from the shard's text (``text()`` gives it), the
+    recipe's source name added."""
     from chatdata.schema import REJECT_SCHEMA
 
     def prepare(table: pa.Table) -> pa.Table:
         if text is not None:
             frame = pl.from_arrow(table)
             assert isinstance(frame, pl.DataFrame)
-            table = to_arrow(frame.with_columns(text.payloads(frame)).select(list(REJECT_SCHEMA)))
+            table = to_arrow(frame.with_columns(text().payloads(frame)).select(list(REJECT_SCHEMA)))
         table = table.rename_columns(["source_file" if c == "source" else c for c in table.column_names])
         # built through polars: pa.array on a Python list imports pandas (0.4 s of a small build)
         name = pl.repeat(source, table.num_rows, dtype=pl.String, eager=True).to_arrow().cast(pa.string())
@@ -432,9 +422,7 @@ def assemble(
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
         tables.append((REJECTS_CONFIG, REJECTS_CONFIG, tmp / REJECTS_CONFIG, rejects))
         for config, name, folder, stream in tables:
-            writer = SplitWriter(
-                folder, name, stream.schema, stream.rows, stream.nbytes, max_shard_bytes=settings.max_shard_bytes
-            )
+            writer = SplitWriter(folder, name, stream.schema, stream.rows, max_shard_bytes=settings.max_shard_bytes)
             for chunk in stream.chunks:
                 writer.write(chunk)
             paths = writer.close()

@@ -1,6 +1,7 @@
 """Cut a source into K tree-shards in bounded memory, so every later stage can run shard by shard.
 
-A message goes to the shard of the root its parent links lead to (not of the ``message_tree_id`` it claims), so
+A message goes to the shard of the root its parent links lead to (not of the ``message_tree_id`` it claims; the
+roots are cut into ``k`` ranges of their ids, so the shards hold consecutive runs of trees in id order), so
 each shard holds whole trees exactly as :func:`chatdata.structure.validate_structure` would walk them: a message
 claiming another tree, an orphan or a cycle is judged in a shard with everything it is judged against. Messages
 no root reaches (orphans, cycles and whatever hangs below them or below an ingest reject) and all ingest rejects
@@ -58,11 +59,27 @@ def _id_hash(col: str) -> pl.Expr:
     return pl.when(pl.col(col).is_not_null()).then(pl.col(col).hash(_SEED))
 
 
-def route(ids: pl.DataFrame, k: int) -> pl.DataFrame:
+def root_shards(roots: pl.DataFrame, k: int) -> pl.DataFrame:
+    """``roots`` (``mid``: the hash of a root's id, ``message_id``) -> ``mid``, ``shard``: the roots cut into ``k``
+    ranges of their ids, about as many roots each. A tree's shard then follows the order of its id, so shard
+    ``i``'s trees all sort before shard ``i + 1``'s: the writer, which writes trees in id order, reads the shards
+    one after another instead of all at once."""
+    distinct = roots.unique("mid").sort("message_id")
+    ids = distinct.get_column("message_id")
+    bounds = ids.gather([(j * ids.len()) // k for j in range(1, k)]) if ids.len() else ids
+    return distinct.select("mid", bounds.search_sorted(ids, side="right").cast(pl.UInt32).alias("shard"))
+
+
+def route(ids: pl.DataFrame, k: int, roots: pl.DataFrame) -> pl.DataFrame:
     """``ids`` (``mid``, ``pid``: u64 hashes of message and parent ids, source order) -> ``mid``, ``shard`` per
-    distinct message id. Reached messages go to ``hash(root) % k``, unreached ones to shard 0."""
+    distinct message id. Reached messages go to their root's shard (``roots``: ``mid``, ``shard``, see
+    :func:`root_shards`), unreached ones to shard 0."""
     first = ids.filter(pl.col("mid").is_first_distinct())
-    frontier = first.filter(pl.col("pid").is_null()).select("mid", pl.col("mid").alias("root"))
+    frontier = (
+        first.filter(pl.col("pid").is_null())
+        .join(roots.select("mid", pl.col("shard").alias("root")), on="mid", how="left")
+        .select("mid", pl.col("root").fill_null(0))
+    )
     pool = first.filter(pl.col("pid").is_not_null())
     reached = [frontier]
     while frontier.height and pool.height:
@@ -72,7 +89,7 @@ def route(ids: pl.DataFrame, k: int) -> pl.DataFrame:
         reached.append(children)
         pool = pool.join(children.select("mid"), on="mid", how="anti")
         frontier = children
-    routed = pl.concat(reached).select("mid", (pl.col("root") % k).cast(pl.UInt32).alias("shard"))
+    routed = pl.concat(reached).select("mid", pl.col("root").cast(pl.UInt32).alias("shard"))
     return pl.concat([routed, pool.select("mid", pl.lit(0, pl.UInt32).alias("shard"))])
 
 
@@ -152,6 +169,7 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
     spill = artifacts.Writer(spill_path, msg_schema)
     rejects = _ShardFiles([folder / REJECTS_FILE], rej_schema)
     ids: list[pl.DataFrame] = []
+    roots: list[pl.DataFrame] = []
     files: list[SourceFile] = []
     n_messages = 0
     counts = _Counts()
@@ -161,6 +179,8 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
                 spill.write(batch.frame.to_arrow().cast(msg_schema))
                 hashed = (_id_hash("message_id").alias("mid"), _id_hash("parent_id").alias("pid"))
                 ids.append(batch.frame.select(hashed))
+                is_root = pl.col("parent_id").is_null() & pl.col("message_id").is_not_null()
+                roots.append(batch.frame.filter(is_root).select(_id_hash("message_id").alias("mid"), "message_id"))
                 n_messages += batch.frame.height
             if batch.rejects.height:
                 rejects.add(0, batch.rejects)
@@ -172,7 +192,9 @@ def _partition_trees(batches: Iterable[Any], folder: Path, k: int, batch_rows: i
         rejects.close()
     all_ids = pl.concat(ids) if ids else pl.DataFrame(schema={"mid": pl.UInt64, "pid": pl.UInt64})
     del ids
-    routes = route(all_ids, k)
+    no_roots = pl.DataFrame(schema={"mid": pl.UInt64, "message_id": pl.String})
+    routes = route(all_ids, k, root_shards(pl.concat(roots) if roots else no_roots, k))
+    del roots
     _check_hashes(spill_path, routes.height)
     # one join for the whole input: the shard of every spilled row, in spill order
     shard_of = (

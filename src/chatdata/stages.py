@@ -33,20 +33,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 import polars as pl
 
 from chatdata.filters.base import MessageFilter, apply_filters
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ledger import StageRecord
-from chatdata.messages import IDX, REC, SEEDS, M, MessageTable, R, explode_lists, row_table, turn_hashes
+from chatdata.messages import IDX, REC, SEEDS, M, MessageTable, R, explode_lists, prompt_hashes, row_table, turn_hashes
 from chatdata.recipes import Recipe, SourceSpec
-from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA, conform, empty_rejects
+from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
 from chatdata.settings import BuildSettings
 from chatdata.splits import dialogue_rejects, reject_where
 from chatdata.structure import validate_structure
-from chatdata.text import TEXT_COLUMNS, ShardText, placeholders
+from chatdata.text import TEXT_COLUMNS, ShardText
 from chatdata.trees import reason_counts
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,6 @@ log = logging.getLogger(__name__)
 REJECT_ORDER = ("stage", "unit", "message_tree_id", "message_id", "source", "source_line")
 #: a row source's rejected side: positions into its message table
 MR = "_mr"
-BYTES = "_bytes"
 
 
 @dataclass(frozen=True)
@@ -111,9 +109,11 @@ class Shard:
     """One shard's text and what its recipes share: the message table, and each message's hashes, special
     strings and filter scores, computed once per message whichever recipe asks first."""
 
-    def __init__(self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = (), arrow: Any = None
+    ) -> None:
         self.oasst = oasst
-        self.text = ShardText(frame, oasst=oasst)
+        self.text = ShardText(arrow if arrow is not None else frame, oasst=oasst, frame=frame)
         if oasst:
             assert self.text.table is not None
             self.table: MessageTable = self.text.table
@@ -137,7 +137,10 @@ class Shard:
         return self.per_message(("score", f.message_key()), idx, f.score_messages)
 
     def hashes(self, idx: pl.Series) -> pl.DataFrame:
-        return self.per_message("hashes", idx, lambda texts: turn_hashes(MessageTable(texts), texts.get_column("_i")))
+        return self.per_message("hashes", idx, turn_hashes)
+
+    def prompts(self, idx: pl.Series) -> pl.DataFrame:
+        return self.per_message("prompts", idx, prompt_hashes)
 
     def specials(self, specials: list[str], idx: pl.Series) -> pl.DataFrame:
         from chatdata.chat.dialects import special_in
@@ -492,9 +495,6 @@ class ShardOutput:
     per_tree: pl.Series
     masks: dict[str, Any] | None = None
     keys: pl.DataFrame | None = field(default=None)
-    #: each row's and each reject's bytes as published (their text measured here, for the writer's cuts)
-    row_bytes: np.ndarray | None = field(default=None)
-    reject_bytes: np.ndarray | None = field(default=None)
 
 
 def _memo_key(key: Any, stage: str) -> str:
@@ -522,25 +522,27 @@ def run_shard(
     rows: pl.DataFrame | None = None,
     emit: Callable[[int, ShardOutput], None] | None = None,
     check: bool = False,
+    arrow: Any = None,
 ) -> list[ShardOutput]:
     """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or converted
     ``rows``. Stages with equal keys run once and their results are shared; each message is scored once.
 
     A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
     to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
-    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns."""
+    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns;
+    ``arrow`` is the shard's table as Arrow (the frame's source), which the text is taken from."""
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
     if messages is not None:
-        shard = Shard(messages, oasst=True)
+        shard = Shard(messages, oasst=True, arrow=arrow)
         start = structure(messages, ingest_rejected)
         first: pl.DataFrame = start.frame
     else:
         assert rows is not None, "run_shard needs messages or rows"
         columns = tuple(c for c in ("messages", "chosen", "rejected") if c in rows.columns)
-        shard = Shard(rows, oasst=False, text_columns=columns)
+        shard = Shard(rows, oasst=False, text_columns=columns, arrow=arrow)
         first = row_frame(rows, shard, jobs[0].unit) if jobs else rows
     outputs = []
     for i, job in enumerate(jobs):
@@ -562,7 +564,6 @@ def run_shard(
             frame = out.frame
         result = frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id")
         all_rejects = sort_rejects(conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA))
-        shard.text.render = job.render
         output = ShardOutput(
             rows=result,
             rejects=all_rejects,
@@ -570,8 +571,6 @@ def run_shard(
             per_tree=per_tree,
             masks=masks,
             keys=split_keys(result, shard, job.recipe.message_columns),
-            row_bytes=published_bytes(result, shard),
-            reject_bytes=reject_bytes(all_rejects, shard),
         )
         del frame, rejects, out
         for key in keys[i]:
@@ -629,9 +628,9 @@ def split_keys(rows: pl.DataFrame, shard: Shard, dedupe_columns: tuple[str, ...]
     firsts = (
         shard.roles(turns).filter(pl.col("role") == "user").group_by("_row").agg(pl.col("_i").sort_by("_turn").first())
     )
-    hashed = shard.hashes(pl.concat([turns.get_column("_i"), *[
-        explode_lists(lists_of(rows, c)).get_column("_i") for c in dedupe_columns]]))  # fmt: skip
-    prompt = index.join(firsts.join(hashed, on="_i", how="left"), on="_row", how="left", maintain_order="left")
+    prompts = shard.prompts(firsts.get_column("_i"))
+    hashed = shard.hashes(pl.concat([explode_lists(lists_of(rows, c)).get_column("_i") for c in dedupe_columns]))
+    prompt = index.join(firsts.join(prompts, on="_i", how="left"), on="_row", how="left", maintain_order="left")
     parts = []
     for column in dedupe_columns:
         lists = explode_lists(lists_of(rows, column)).join(hashed, on="_i", how="left", maintain_order="left")
@@ -652,27 +651,3 @@ def split_keys(rows: pl.DataFrame, shard: Shard, dedupe_columns: tuple[str, ...]
         [rows.select("message_tree_id", "source_split", "dialogue_id"), prompt.select("_p1", "_p2"), keys],
         how="horizontal",
     )
-
-
-def published_bytes(rows: pl.DataFrame, shard: Shard) -> np.ndarray:
-    """Each row's payload bytes as the writer will store it (its text measured, not built)."""
-    from chatdata.output import publish_columns
-    from chatdata.writer import row_payload_bytes, to_arrow
-
-    text = placeholders(rows)
-    plain = [c for c in publish_columns(rows.columns) if c not in text]
-    sizes = row_payload_bytes(to_arrow(rows.select(plain))) if rows.height else np.zeros(0, dtype=np.int64)
-    arrow, _ = shard.text.sizes(rows, text)
-    return sizes + arrow
-
-
-def reject_bytes(rejects: pl.DataFrame, shard: Shard | ShardText) -> np.ndarray:
-    """Each reject's payload bytes as published (its payload built to be measured; the writer builds it again)."""
-    from chatdata.writer import row_payload_bytes, to_arrow
-
-    if not rejects.height:
-        return np.zeros(0, dtype=np.int64)
-    text = shard.text if isinstance(shard, Shard) else shard
-    plain = row_payload_bytes(to_arrow(rejects.select([c for c in REJECT_SCHEMA if c != "payload"])))
-    payload = text.payloads(rejects).str.len_bytes().fill_null(-4).cast(pl.Int64).to_numpy() + 4
-    return plain + payload

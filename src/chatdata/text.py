@@ -1,11 +1,9 @@
-"""The text of a shard's rows and rejects, measured without building it and gathered only when written.
+"""The text of a shard's rows and rejects, gathered only when they are written.
 
 A stored row (or reject) holds no text: its text columns (:data:`TEXT_COLUMNS`) are null placeholders beside the
 positions they come from, ``_m``/``_r`` into an oasst shard (see :mod:`chatdata.messages`) or ``_rec``, the record
 of a source of dialogues or pairs. :class:`ShardText` is one shard's text:
 
-- :meth:`ShardText.sizes`: what each row's text will weigh in Parquet and in a reject's JSON payload, from each
-  message's measures (so the writer knows a table's bytes before its first row);
 - :meth:`ShardText.fill`: the rows with their text columns gathered (Arrow ``take`` on the shard's columns);
 - :meth:`ShardText.payloads`: the finished JSON payloads of rejects (a message's row, or a dialogue's JSON with its
   text fields filled).
@@ -22,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chatdata.messages import IDX, MEASURES, REC, M, MessageTable, R, measures, oasst_table
+from chatdata.messages import IDX, REC, M, MessageTable, R, oasst_table
 from chatdata.schema import CHAT_MESSAGE, MESSAGE_SCHEMA
 
 #: columns of a dialogue or pair row that hold text, in the order the writer fills them
@@ -54,110 +52,42 @@ def positions(columns: Sequence[str], column: str) -> pl.Expr:
 
 
 class ShardText:
-    """One shard's text: an oasst shard's messages (``table``) or a row source's records (``records``)."""
+    """One shard's text: an oasst shard's messages (``table``) or a row source's records. ``shard`` is the shard
+    file's table (Arrow, memory-mapped when the writer opened it); rows are taken from it with Arrow ``take``."""
 
-    def __init__(self, shard: pl.DataFrame, *, oasst: bool, render: Any = None) -> None:
-        self.shard, self.oasst = shard, oasst
-        self.table: MessageTable | None = oasst_table(shard) if oasst else None
+    def __init__(
+        self, shard: pa.Table | pl.DataFrame, *, oasst: bool, render: Any = None, frame: pl.DataFrame | None = None
+    ) -> None:
+        self._shard = shard
+        self._arrow: pa.Table | None = shard if isinstance(shard, pa.Table) else None
+        self.oasst = oasst
+        self.table: MessageTable | None = None
+        self._roles: pa.Array | None = None
+        self._texts: pa.Array | None = None
+        if oasst:
+            if frame is None:
+                frame = shard if isinstance(shard, pl.DataFrame) else pl.from_arrow(shard.select(["role", "text"]))
+            assert isinstance(frame, pl.DataFrame)
+            self.table = oasst_table(frame)
         #: (dialect, on_special) of a recipe's rendered ``text`` column (guanaco), or None
         self.render = render
+        self._message_json: pl.DataFrame | None = None
 
-    # ------------------------------------------------------------------------------------------- sizes
+    @property
+    def arrow(self) -> pa.Table:
+        """The shard's table as Arrow (converted from a polars frame the first time it is needed)."""
+        if self._arrow is None:
+            assert isinstance(self._shard, pl.DataFrame)
+            self._arrow = self._shard.to_arrow()
+        return self._arrow
 
-    def sizes(self, frame: pl.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per row of ``frame``: the Parquet bytes of its text ``columns`` (as :func:`~chatdata.writer.
-        row_payload_bytes` counts them) and the bytes of their JSON values (what replaces each ``null`` in a
-        payload)."""
-        n = frame.height
-        arrow, json = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        if not columns or not n:
-            return arrow, json
-        if not self.oasst:
-            filled = self.fill(frame.select(*columns, REC), columns)
-            from chatdata.writer import row_payload_bytes, to_arrow
-
-            for column in columns:
-                arrow += row_payload_bytes(to_arrow(filled.select(column)))
-                encoded = filled.select(pl.struct(pl.col(column).alias("v")).struct.json_encode().str.len_bytes())
-                json += encoded.to_series().to_numpy().astype(np.int64) - 6
-            return arrow, json
-        for column in columns:
-            a, j = self._oasst_sizes(frame, column)
-            arrow += a
-            json += j
-        return arrow, json
-
-    def _oasst_sizes(self, frame: pl.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-        assert self.table is not None
-        lists = frame.select(positions(frame.columns, column).alias("_p")).to_series()
-        from chatdata.messages import explode_lists
-
-        turns = explode_lists(lists)
-        per = measures(self.table, turns.get_column("_i"))
-        if column == "text":
-            per = self._rendered_measures(per)
-        turns = turns.join(per, on="_i", how="left", maintain_order="left")
-        rows = pl.DataFrame({"_row": pl.int_range(frame.height, dtype=IDX, eager=True)})
-        if column == "prompt":
-            agg = turns.group_by("_row").agg((pl.col("nb").first() + 4).alias("a"), pl.col("jb").first().alias("j"))
-            out = rows.join(agg, on="_row", how="left").select(pl.col("a").fill_null(0), pl.col("j").fill_null(4))
-        elif column == "text":
-            agg = turns.group_by("_row").agg(pl.col("nb").sum().alias("a"), pl.col("jb").sum().alias("j"))
-            out = rows.join(agg, on="_row", how="left").select(
-                (pl.col("a").fill_null(0) + 4).alias("a"), (pl.col("j").fill_null(0) + 2).alias("j")
-            )
-            if "_text_null" in frame.columns:
-                null = frame.get_column("_text_null").fill_null(False)
-                out = out.with_columns(
-                    pl.when(null).then(0).otherwise(pl.col("a")).alias("a"),
-                    pl.when(null).then(4).otherwise(pl.col("j")).alias("j"),
-                )
-        else:  # a list of {role, content}
-            role = pl.col("role").str.len_bytes().fill_null(0)
-            content = pl.when(pl.col("null")).then(0).otherwise(pl.col("nb") + 4)
-            agg = turns.group_by("_row").agg(
-                (role + 4 + content).sum().alias("a"),
-                (22 + role + pl.col("jb")).sum().alias("j"),
-                pl.len().alias("k"),
-            )
-            out = rows.join(agg, on="_row", how="left").select(
-                (pl.col("a").fill_null(0) + 4).alias("a"),
-                (pl.col("j").fill_null(0) + 2 + (pl.col("k").fill_null(0) - 1).clip(lower_bound=0)).alias("j"),
-            )
-        return out.get_column("a").to_numpy().astype(np.int64), out.get_column("j").to_numpy().astype(np.int64)
-
-    def _rendered_measures(self, per: pl.DataFrame) -> pl.DataFrame:
-        """Measures of each message's piece of the rendered ``text``: header, lead, its content (escaped when
-        ``on_special`` escapes), end and separator; ``jb`` without quotes."""
-        from chatdata.chat.dialects import _escape_expr, get_dialect
-
-        dialect, on_special = self.render
-        d = get_dialect(dialect)
-        assert self.table is not None
-        content = pl.col("text")
-        if on_special == "escape":
-            content = _escape_expr(content, d.specials)
-        texts = self.table.texts(per.get_column("_i")).with_columns(content.alias("text"))
-        pieces = texts.select(
-            "_i",
-            pl.concat_str(
-                pl.col("role").replace_strict(dict(d.headers), default="", return_dtype=pl.String),
-                pl.lit(d.lead),
-                pl.col("text").fill_null(""),
-                pl.lit(d.end + d.sep),
-            ).alias("_piece"),
-        )
-        return pieces.select(
-            "_i",
-            pl.col("_piece").str.len_bytes().cast(pl.Int64).alias("nb"),
-            (pl.struct(pl.col("_piece").alias("t")).struct.json_encode().str.len_bytes() - 8)
-            .cast(pl.Int64)
-            .alias("jb"),
-        )
-
-    def payload_sizes(self, rejects: pl.DataFrame) -> np.ndarray:
-        """Bytes of each reject's finished payload (built here to be measured; the writer builds it again)."""
-        return self.payloads(rejects).str.len_bytes().fill_null(0).cast(pl.Int64).to_numpy()
+    def _columns(self) -> tuple[pa.Array, pa.Array]:
+        """The chat roles and texts of an oasst shard as Arrow arrays (made once)."""
+        if self._roles is None or self._texts is None:
+            assert self.table is not None
+            self._roles = self.table.frame.get_column("role").to_arrow()
+            self._texts = self.arrow.column("text")
+        return self._roles, self._texts
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -167,9 +97,10 @@ class ShardText:
         if not columns:
             return frame
         if not self.oasst:
-            taken = self.shard.select([c for c in columns if c in self.shard.columns])
-            rec = frame.get_column(REC)
-            values = taken[rec] if rec.null_count() == 0 else _take_nullable(taken, rec)
+            names = [c for c in columns if c in self.arrow.column_names]
+            rec = frame.get_column(REC).cast(IDX).to_arrow()
+            values = pl.from_arrow(take(self.arrow.select(names), rec))
+            assert isinstance(values, pl.DataFrame)
             return frame.with_columns(values.get_column(c).cast(TEXT_TYPES[c]).alias(c) for c in values.columns)
         filled = {}
         for column in columns:
@@ -189,13 +120,17 @@ class ShardText:
 
     def _turns(self, lists: pl.Series) -> pl.Series:
         """``list<struct{role, content}>`` per list of positions (Arrow take: no join, no sort)."""
-        assert self.table is not None
+        roles, texts = self._columns()
         arrow = lists.cast(pl.List(IDX)).to_arrow()
         if isinstance(arrow, pa.ChunkedArray):
             arrow = arrow.combine_chunks()
         flat = arrow.flatten()
-        role = self.table.frame.get_column("role").to_arrow().take(flat)
-        content = self.table.frame.get_column("text").to_arrow().take(flat)
+        role = take(roles, flat)
+        content = take(texts, flat)
+        if isinstance(content, pa.ChunkedArray):
+            content = content.combine_chunks()
+        if isinstance(role, pa.ChunkedArray):
+            role = role.combine_chunks()
         structs = pa.StructArray.from_arrays([role, content], names=["role", "content"])
         offsets = pc.subtract(arrow.offsets, arrow.offsets[0]) if len(arrow) else arrow.offsets
         out = pa.ListArray.from_arrays(offsets, structs, mask=arrow.is_null() if arrow.null_count else None)
@@ -233,15 +168,34 @@ class ShardText:
         out = payload
         if message is not None and message.any():
             idx = message.arg_true()
-            rows = rejects[idx]
-            shard = self.shard[rows.get_column("_i")].with_columns(rows.get_column("message_tree_id"))
-            encoded = shard.select(pl.struct(list(PAYLOAD_COLUMNS)).struct.json_encode()).to_series()
-            out = out.scatter(idx, encoded)
+            rows = rejects[idx].select("_i", "message_tree_id")
+            self.prefetch(rows)
+            assert self._message_json is not None
+            found = rows.join(self._message_json, on="_i", how="left", maintain_order="left")
+            out = out.scatter(idx, found.get_column("_json"))
         if fill is not None and fill.any():
             idx = fill.arg_true()
             rows = rejects[idx]
             out = out.scatter(idx, self._filled_payloads(rows))
         return out
+
+    def prefetch(self, rows: pl.DataFrame) -> None:
+        """Build the payloads of rejected messages (``_i``, ``message_tree_id``) not built yet, all in one take:
+        a message is rejected at one stage, so its payload is the same wherever it is asked for."""
+        known = self._message_json
+        missing = rows.drop_nulls("_i").unique("_i")
+        if known is not None:
+            missing = missing.join(known, on="_i", how="anti")
+        if not missing.height:
+            return
+        missing = missing.sort("_i")
+        taken = pl.from_arrow(take(self.arrow.select(list(PAYLOAD_COLUMNS)), missing.get_column("_i").to_arrow()))
+        assert isinstance(taken, pl.DataFrame)
+        taken = taken.with_columns(missing.get_column("message_tree_id"))
+        built = missing.select("_i").with_columns(
+            taken.select(pl.struct(list(PAYLOAD_COLUMNS)).struct.json_encode().alias("_json"))
+        )
+        self._message_json = built if known is None else pl.concat([known, built])
 
     def _filled_payloads(self, rows: pl.DataFrame) -> pl.Series:
         names = sorted({c for f in rows.get_column("_fill").to_list() for c in f}, key=TEXT_COLUMNS.index)
@@ -271,13 +225,46 @@ def _take_nullable(frame: pl.DataFrame, idx: pl.Series) -> pl.DataFrame:
     )
 
 
-def shard_frame(path: Path) -> pl.DataFrame:
-    """A shard file (memory-mapped: only what is taken is read)."""
+def take(data: pa.Table | pa.ChunkedArray | pa.Array, idx: pa.Array | np.ndarray) -> Any:
+    """``data.take(idx)``, chunk by chunk: Arrow's own take on a many-chunk table of nested columns costs ~10x more
+    (and a memory-mapped file read in batches is many chunks)."""
+    positions = (pl.from_arrow(idx).to_numpy() if isinstance(idx, pa.Array) else np.asarray(idx)).astype(np.int64)
+    chunks = data.to_batches() if isinstance(data, pa.Table) else getattr(data, "chunks", [data])
+    if len(chunks) <= 1:
+        whole = chunks[0] if chunks else data
+        taken = whole.take(_arrow(positions))
+        return pa.Table.from_batches([taken]) if isinstance(data, pa.Table) else taken
+    starts = np.cumsum([0, *[len(c) for c in chunks]])
+    chunk = np.searchsorted(starts, positions, side="right") - 1
+    ordered = bool(len(chunk) < 2 or (np.diff(chunk) >= 0).all())
+    order = np.arange(len(chunk)) if ordered else np.argsort(chunk, kind="stable")
+    bounds = np.searchsorted(chunk[order], np.arange(len(chunks) + 1))
+    parts = []
+    for c in range(len(chunks)):
+        mine = order[bounds[c] : bounds[c + 1]]
+        if len(mine):
+            parts.append(chunks[c].take(_arrow(positions[mine] - starts[c])))
+    if isinstance(data, pa.Table):
+        out = pa.Table.from_batches(parts, schema=data.schema).combine_chunks()
+    else:
+        out = pa.concat_arrays(parts) if parts else data.chunks[0].slice(0, 0)
+    if ordered:
+        return out
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return out.take(_arrow(inverse))
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """Positions as an Arrow array, through polars (``pa.array`` on numpy imports pandas)."""
+    return pl.Series(values.astype(np.int64)).to_arrow()
+
+
+def shard_table(path: Path) -> pa.Table:
+    """A shard file as Arrow, memory-mapped: only what is taken is read."""
     import pyarrow.ipc as ipc
 
-    with pa.memory_map(str(path)) as source:
-        table = ipc.open_file(source).read_all()
-    return pl.from_arrow(table)  # type: ignore[return-value]
+    return ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
-__all__ = ["MEASURES", "TEXT_COLUMNS", "ShardText", "placeholders", "positions", "shard_frame"]
+__all__ = ["TEXT_COLUMNS", "ShardText", "placeholders", "positions", "shard_table", "take"]

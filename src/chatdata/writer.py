@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
-import math
 import os
 import platform
 import shutil
@@ -128,12 +127,12 @@ class SplitWriter:
     """Write one split as ``{split}-0000i-of-0000N.parquet`` from tables fed in order, in bounded memory.
 
     Rows are cut by their :func:`row_payload_bytes`, so skewed rows (a run of long dialogues) cannot make a row
-    group or a file larger than its budget. ``nbytes`` of the whole split is known up front: the target file size
-    is ``nbytes / ceil(nbytes / max_shard_bytes)`` and a row goes to file ``floor(bytes before it / target)``;
-    inside a file a row group closes before the row that would take it over ``row_group_bytes`` (one oversized
-    row makes a group of its own). Every cut depends on the rows alone, so the same rows give the same files and
-    bytes however they are fed; every row group is written from contiguous arrays. Files are written under
-    temporary names and get their ``-of-N`` names at :meth:`close`.
+    group or a file larger than its budget: a row goes to file ``floor(bytes before it / max_shard_bytes)`` (so no
+    file passes the budget by more than its last row, and the last file holds the rest); inside a file a row group
+    closes before the row that would take it over ``row_group_bytes`` (one oversized row makes a group of its
+    own). Every cut depends on the rows alone, so the same rows give the same files and bytes however they are
+    fed, and nothing about the table must be known before its first row; every row group is written from
+    contiguous arrays. Files are written under temporary names and get their ``-of-N`` names at :meth:`close`.
     """
 
     def __init__(
@@ -142,7 +141,6 @@ class SplitWriter:
         split: str,
         schema: pa.Schema,
         rows: int,
-        nbytes: int,
         *,
         max_shard_bytes: int,
         row_group_bytes: int = ROW_GROUP_BYTES,
@@ -150,8 +148,7 @@ class SplitWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.split, self.schema = folder, split, schema
         self.rows, self.row_group_bytes = rows, row_group_bytes
-        n_files = max(1, math.ceil(nbytes / max_shard_bytes)) if rows else 1
-        self.file_bytes = max(1, math.ceil(nbytes / n_files))
+        self.file_bytes = max(1, max_shard_bytes)
         self.written = 0
         self._offset = 0  # payload bytes of the rows written so far
         self._parts: list[Path] = []
@@ -239,9 +236,7 @@ def write_split(
 ) -> list[Path]:
     """Write ``{split}-0000i-of-0000N.parquet`` shards into ``folder`` and return their paths."""
     table = to_arrow(frame)
-    writer = SplitWriter(
-        folder, split, table.schema, table.num_rows, payload_bytes(table), max_shard_bytes=max_shard_bytes
-    )
+    writer = SplitWriter(folder, split, table.schema, table.num_rows, max_shard_bytes=max_shard_bytes)
     writer.write(table)
     return writer.close()
 
