@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,14 +181,14 @@ class _Texts:
     def of(self, piece: Any) -> Any:
         from chatdata.engine import PARTITION
         from chatdata.partition import shard_file
-        from chatdata.text import ShardText, shard_table
+        from chatdata.text import ShardText
 
         key = (piece.partition, piece.shard)
         text = self._open.pop(key, None)
         if text is None:
             path = shard_file(self.store.path(PARTITION, piece.partition), piece.shard)
             oasst = self.recipe.sources[piece.source].format == "oasst"
-            text = ShardText(shard_table(path), oasst=oasst, render=self.render)
+            text = ShardText(path, oasst=oasst, render=self.render)
             while len(self._open) >= self.keep:
                 self._open.pop(next(iter(self._open)))
         self._open[key] = text  # most recently used last
@@ -274,36 +275,69 @@ def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -
     return out
 
 
-def _rejects_stream(task: Any, store: Any, plans: list[pl.DataFrame], unit: str, texts: _Texts) -> TableStream:
-    """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order,
-    each payload built as its row is read."""
+def _rejects_stream(
+    task: Any, store: Any, plans: list[pl.DataFrame], unit: str, texts: _Texts, spool: Path
+) -> TableStream:
+    """The rejects table: per source, its ingest rejects, its shards' and the plan's, merged in publish order.
+    Each piece is finished first, alone and in its order (its payloads built from its shard's text, read once),
+    into a file in ``spool``: the merge visits the shards once per stage, which would read each shard again and
+    again."""
     from chatdata.engine import PARTITION, SHARD, SHARD_REJECTS
     from chatdata.merge import PieceReader, merge_order, merged_chunks
     from chatdata.partition import REJECTS_FILE
-    from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA
+    from chatdata.schema import REJECT_SCHEMA
     from chatdata.stages import REJECT_ORDER
 
     plan_rejects = _plan_rejects(task, store, plans, unit)
-    pieces: list[tuple[str, Path | pl.DataFrame, Any]] = []
-    for source, part_key in task.partitions:
-        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE, None))
-        for piece, extra in zip(task.pieces, plan_rejects, strict=True):
-            if piece.source == source:
-                pieces.append((source, store.path(SHARD, piece.job) / SHARD_REJECTS, piece))
-                if extra.height:
-                    pieces.append((source, extra, piece))
-    columns = list(REJECT_ORDER)
-    keys = [p.select(columns) if isinstance(p, pl.DataFrame) else artifacts.load(p, columns) for _, p, _ in pieces]
-    sequence = _source_ordered([_Tag(s) for s, _, _ in pieces], keys, REJECT_ORDER, merge_order)
     schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
-    readers = []
-    for source, p, piece in pieces:
-        internal = list(REJECT_SCHEMA if piece is None else INTERNAL_REJECT_SCHEMA)
-        table = to_arrow(p.select(internal)) if isinstance(p, pl.DataFrame) else p
-        text = (lambda piece=piece: texts.of(piece)) if piece is not None else None
-        readers.append(PieceReader(table, columns=internal, prepare=_publish_rejects(source, text)))
+    pieces: list[tuple[str, Path, bool]] = []  # (source, file, finished)
+    for source, part_key in task.partitions:
+        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE, False))
+        for piece, extra in zip(task.pieces, plan_rejects, strict=True):
+            if piece.source != source:
+                continue
+            stored = store.path(SHARD, piece.job) / SHARD_REJECTS
+            pieces.append((source, _finish_rejects(stored, piece, source, texts, spool, schema), True))
+            if extra.height:
+                pieces.append((source, _finish_rejects(extra, piece, source, texts, spool, schema), True))
+    published = [c if c != "source" else "source_file" for c in REJECT_ORDER]  # what the order calls the file
+    keys = [
+        artifacts.load(p, published).rename({"source_file": "source"}) if done else artifacts.load(p, REJECT_ORDER)
+        for _, p, done in pieces
+    ]
+    sequence = _source_ordered([_Tag(s) for s, _, _ in pieces], keys, REJECT_ORDER, merge_order)
+    readers = [
+        PieceReader(p, columns=list(schema.names)) if done else PieceReader(p, columns=list(REJECT_SCHEMA),
+                                                                              prepare=_publish_rejects(source))
+        for source, p, done in pieces
+    ]  # fmt: skip
     rows = sum(k.height for k in keys)
     return TableStream(schema, rows, merged_chunks(readers, sequence, schema))
+
+
+def _finish_rejects(
+    rejects: Path | pl.DataFrame, piece: Any, source: str, texts: _Texts, spool: Path, schema: pa.Schema
+) -> Path:
+    """A piece's rejects as published, in their order, with their payloads built (from the piece's shard)."""
+    from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_SCHEMA
+
+    path = spool / f"{len(list(spool.iterdir())):05d}{artifacts.SUFFIX}"
+    writer = artifacts.Writer(path, schema, artifacts.STREAM_BATCH_ROWS)
+    publish = _publish_rejects(source)
+    batches = (
+        artifacts.batches(rejects, list(INTERNAL_REJECT_SCHEMA))
+        if isinstance(rejects, Path)
+        else rejects.select(list(INTERNAL_REJECT_SCHEMA)).to_arrow().to_batches(artifacts.STREAM_BATCH_ROWS)
+    )
+    text = texts.of(piece)
+    for batch in batches:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.height:
+            done = frame.with_columns(text.payloads(frame)).select(list(REJECT_SCHEMA))
+            writer.write(publish(to_arrow(done)).select(schema.names))
+    writer.close()
+    return path
 
 
 @dataclass(frozen=True)
@@ -320,16 +354,10 @@ def _published_reject_schema() -> dict[str, pl.DataType]:
     return {c: internal.get(c, pl.String()) for c in PUBLISHED_REJECT_COLUMNS}
 
 
-def _publish_rejects(source: str, text: Any = None) -> Any:
-    """A rejects piece reader's ``prepare``: payloads built from the shard's text (``text()`` gives it), the
-    recipe's source name added."""
-    from chatdata.schema import REJECT_SCHEMA
+def _publish_rejects(source: str) -> Any:
+    """Rejects as published: the file a reject came from renamed ``source_file``, the recipe's source added."""
 
     def prepare(table: pa.Table) -> pa.Table:
-        if text is not None:
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
-            table = to_arrow(frame.with_columns(text().payloads(frame)).select(list(REJECT_SCHEMA)))
         table = table.rename_columns(["source_file" if c == "source" else c for c in table.column_names])
         # built through polars: pa.array on a Python list imports pandas (0.4 s of a small build)
         name = pl.repeat(source, table.num_rows, dtype=pl.String, eager=True).to_arrow().cast(pa.string())
@@ -367,20 +395,21 @@ def write_recipe(task: Any, store: Any) -> None:
     notes = merge_mask_notes(masks, settings.max_length) if masks else None
     extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
     texts = _Texts(task, store, settings)
-    assemble(
-        Path(task.target),
-        recipe,
-        settings,
-        ledger,
-        task.sources,
-        notes,
-        _split_streams(task, store, plans, texts),
-        _rejects_stream(task, store, plans, unit, texts),
-        extra,
-        owned=owned_output(store.root.parent, recipe.name),
-        overwrite=task.overwrite,
-        given=task.given,
-    )
+    with tempfile.TemporaryDirectory(prefix=".rejects-", dir=store.root) as spool:
+        assemble(
+            Path(task.target),
+            recipe,
+            settings,
+            ledger,
+            task.sources,
+            notes,
+            _split_streams(task, store, plans, texts),
+            _rejects_stream(task, store, plans, unit, texts, Path(spool)),
+            extra,
+            owned=owned_output(store.root.parent, recipe.name),
+            overwrite=task.overwrite,
+            given=task.given,
+        )
 
 
 def assemble(

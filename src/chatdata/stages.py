@@ -39,7 +39,19 @@ import polars as pl
 from chatdata.filters.base import MessageFilter, apply_filters
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ledger import StageRecord
-from chatdata.messages import IDX, REC, SEEDS, M, MessageTable, R, explode_lists, prompt_hashes, row_table, turn_hashes
+from chatdata.messages import (
+    IDX,
+    REC,
+    SEEDS,
+    M,
+    MessageTable,
+    R,
+    explode_lists,
+    oasst_table,
+    prompt_hashes,
+    row_table,
+    turn_hashes,
+)
 from chatdata.recipes import Recipe, SourceSpec
 from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
 from chatdata.settings import BuildSettings
@@ -109,14 +121,11 @@ class Shard:
     """One shard's text and what its recipes share: the message table, and each message's hashes, special
     strings and filter scores, computed once per message whichever recipe asks first."""
 
-    def __init__(
-        self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = (), arrow: Any = None
-    ) -> None:
+    def __init__(self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = ()) -> None:
         self.oasst = oasst
-        self.text = ShardText(arrow if arrow is not None else frame, oasst=oasst, frame=frame)
+        self.text = ShardText(frame, oasst=oasst)
         if oasst:
-            assert self.text.table is not None
-            self.table: MessageTable = self.text.table
+            self.table: MessageTable = oasst_table(frame)
             self.lists: pl.DataFrame | None = None
         else:
             self.table, self.lists = row_table(frame, text_columns)
@@ -522,27 +531,25 @@ def run_shard(
     rows: pl.DataFrame | None = None,
     emit: Callable[[int, ShardOutput], None] | None = None,
     check: bool = False,
-    arrow: Any = None,
 ) -> list[ShardOutput]:
     """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or converted
     ``rows``. Stages with equal keys run once and their results are shared; each message is scored once.
 
     A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
     to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
-    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns;
-    ``arrow`` is the shard's table as Arrow (the frame's source), which the text is taken from."""
+    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns."""
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
     if messages is not None:
-        shard = Shard(messages, oasst=True, arrow=arrow)
+        shard = Shard(messages, oasst=True)
         start = structure(messages, ingest_rejected)
         first: pl.DataFrame = start.frame
     else:
         assert rows is not None, "run_shard needs messages or rows"
         columns = tuple(c for c in ("messages", "chosen", "rejected") if c in rows.columns)
-        shard = Shard(rows, oasst=False, text_columns=columns, arrow=arrow)
+        shard = Shard(rows, oasst=False, text_columns=columns)
         first = row_frame(rows, shard, jobs[0].unit) if jobs else rows
     outputs = []
     for i, job in enumerate(jobs):
@@ -564,6 +571,9 @@ def run_shard(
             frame = out.frame
         result = frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id")
         all_rejects = sort_rejects(conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA))
+        # a rejected message's payload is its row: built here, once per message for every recipe of the shard (the
+        # writer would build it again for each recipe, from a shard it must read back); dialogues wait (``_fill``)
+        all_rejects = shard.text.with_message_payloads(all_rejects)
         output = ShardOutput(
             rows=result,
             rejects=all_rejects,

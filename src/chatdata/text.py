@@ -4,7 +4,8 @@ A stored row (or reject) holds no text: its text columns (:data:`TEXT_COLUMNS`) 
 positions they come from, ``_m``/``_r`` into an oasst shard (see :mod:`chatdata.messages`) or ``_rec``, the record
 of a source of dialogues or pairs. :class:`ShardText` is one shard's text:
 
-- :meth:`ShardText.fill`: the rows with their text columns gathered (Arrow ``take`` on the shard's columns);
+- :meth:`ShardText.fill`: the rows with their text columns gathered (Arrow ``take`` on the shard's columns, read
+  from the shard file once);
 - :meth:`ShardText.payloads`: the finished JSON payloads of rejects (a message's row, or a dialogue's JSON with its
   text fields filled).
 """
@@ -15,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chatdata.messages import IDX, REC, M, MessageTable, R, oasst_table
-from chatdata.schema import CHAT_MESSAGE, MESSAGE_SCHEMA
+from chatdata.messages import IDX, REC, M, R
+from chatdata.schema import CHAT_MESSAGE, MESSAGE_SCHEMA, ROLE_MAP
 
 #: columns of a dialogue or pair row that hold text, in the order the writer fills them
 TEXT_COLUMNS = ("prompt", "chosen", "rejected", "messages", "text")
@@ -52,42 +52,46 @@ def positions(columns: Sequence[str], column: str) -> pl.Expr:
 
 
 class ShardText:
-    """One shard's text: an oasst shard's messages (``table``) or a row source's records. ``shard`` is the shard
-    file's table (Arrow, memory-mapped when the writer opened it); rows are taken from it with Arrow ``take``."""
+    """One shard's text: an oasst shard's messages or a row source's records, from the shard file (``path``, read
+    column group by column group when first needed: roles and texts, a message's payload columns, a record's text
+    columns) or from a frame already in memory (the shard phase)."""
 
-    def __init__(
-        self, shard: pa.Table | pl.DataFrame, *, oasst: bool, render: Any = None, frame: pl.DataFrame | None = None
-    ) -> None:
-        self._shard = shard
-        self._arrow: pa.Table | None = shard if isinstance(shard, pa.Table) else None
+    def __init__(self, source: Path | pl.DataFrame, *, oasst: bool, render: Any = None) -> None:
+        self._path = source if isinstance(source, Path) else None
+        self._frame = source if isinstance(source, pl.DataFrame) else None
         self.oasst = oasst
-        self.table: MessageTable | None = None
-        self._roles: pa.Array | None = None
-        self._texts: pa.Array | None = None
-        if oasst:
-            if frame is None:
-                frame = shard if isinstance(shard, pl.DataFrame) else pl.from_arrow(shard.select(["role", "text"]))
-            assert isinstance(frame, pl.DataFrame)
-            self.table = oasst_table(frame)
         #: (dialect, on_special) of a recipe's rendered ``text`` column (guanaco), or None
         self.render = render
+        self._groups: dict[tuple[str, ...], pa.Table] = {}
+        self._roles: pa.Array | None = None
         self._message_json: pl.DataFrame | None = None
 
-    @property
-    def arrow(self) -> pa.Table:
-        """The shard's table as Arrow (converted from a polars frame the first time it is needed)."""
-        if self._arrow is None:
-            assert isinstance(self._shard, pl.DataFrame)
-            self._arrow = self._shard.to_arrow()
-        return self._arrow
+    def read(self, columns: Sequence[str]) -> pa.Table:
+        """These columns of the shard as one Arrow table (read once per column group)."""
+        key = tuple(columns)
+        if key not in self._groups:
+            if self._frame is not None:
+                table = self._frame.select(list(columns)).to_arrow()
+            else:
+                import pyarrow.ipc as ipc
+
+                assert self._path is not None
+                with pa.OSFile(str(self._path)) as source:
+                    reader = ipc.open_file(source)
+                    fields = [reader.schema.get_field_index(c) for c in columns]
+                    reader = ipc.open_file(source, options=ipc.IpcReadOptions(included_fields=fields))
+                    table = reader.read_all()
+            self._groups[key] = table.combine_chunks()
+        return self._groups[key]
 
     def _columns(self) -> tuple[pa.Array, pa.Array]:
-        """The chat roles and texts of an oasst shard as Arrow arrays (made once)."""
-        if self._roles is None or self._texts is None:
-            assert self.table is not None
-            self._roles = self.table.frame.get_column("role").to_arrow()
-            self._texts = self.arrow.column("text")
-        return self._roles, self._texts
+        """The chat roles and texts of an oasst shard as Arrow arrays."""
+        table = self.read(("role", "text"))
+        if self._roles is None:
+            roles = pl.from_arrow(table.column("role"))
+            assert isinstance(roles, pl.Series)
+            self._roles = roles.replace_strict(ROLE_MAP, default=None, return_dtype=pl.String).to_arrow()
+        return self._roles, table.column("text").chunk(0) if table.num_rows else pa.array([], pa.large_string())
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -97,9 +101,9 @@ class ShardText:
         if not columns:
             return frame
         if not self.oasst:
-            names = [c for c in columns if c in self.arrow.column_names]
+            names = [c for c in TEXT_COLUMNS if c in columns and c in self._names()]
             rec = frame.get_column(REC).cast(IDX).to_arrow()
-            values = pl.from_arrow(take(self.arrow.select(names), rec))
+            values = pl.from_arrow(self.read(names).take(rec))
             assert isinstance(values, pl.DataFrame)
             return frame.with_columns(values.get_column(c).cast(TEXT_TYPES[c]).alias(c) for c in values.columns)
         filled = {}
@@ -114,9 +118,20 @@ class ShardText:
                 filled[column] = self._turns(lists)
         return frame.with_columns(pl.Series(name, values) for name, values in filled.items())
 
+    def _names(self) -> list[str]:
+        if self._frame is not None:
+            return self._frame.columns
+        import pyarrow.ipc as ipc
+
+        assert self._path is not None
+        with pa.OSFile(str(self._path)) as source:
+            return ipc.open_file(source).schema.names
+
     def _strings(self, idx: pl.Series) -> pl.Series:
-        assert self.table is not None
-        return self.table.texts(idx).get_column("text")
+        _, texts = self._columns()
+        out = pl.from_arrow(texts.take(idx.cast(IDX).to_arrow()))
+        assert isinstance(out, pl.Series)
+        return out.cast(pl.String)
 
     def _turns(self, lists: pl.Series) -> pl.Series:
         """``list<struct{role, content}>`` per list of positions (Arrow take: no join, no sort)."""
@@ -125,12 +140,7 @@ class ShardText:
         if isinstance(arrow, pa.ChunkedArray):
             arrow = arrow.combine_chunks()
         flat = arrow.flatten()
-        role = take(roles, flat)
-        content = take(texts, flat)
-        if isinstance(content, pa.ChunkedArray):
-            content = content.combine_chunks()
-        if isinstance(role, pa.ChunkedArray):
-            role = role.combine_chunks()
+        role, content = roles.take(flat), texts.take(flat)
         structs = pa.StructArray.from_arrays([role, content], names=["role", "content"])
         offsets = pc.subtract(arrow.offsets, arrow.offsets[0]) if len(arrow) else arrow.offsets
         out = pa.ListArray.from_arrays(offsets, structs, mask=arrow.is_null() if arrow.null_count else None)
@@ -179,6 +189,17 @@ class ShardText:
             out = out.scatter(idx, self._filled_payloads(rows))
         return out
 
+    def with_message_payloads(self, rejects: pl.DataFrame) -> pl.DataFrame:
+        """``rejects`` with every rejected message's payload built (and its ``_i`` dropped): what the shard phase,
+        which holds the messages, does once per message for all its recipes."""
+        if "_i" not in rejects.columns or not rejects.get_column("_i").is_not_null().any():
+            return rejects
+        message = pl.col("_i").is_not_null()
+        built = self.payloads(rejects.select("payload", "_i", "message_tree_id"))
+        return rejects.with_columns(built.alias("payload")).with_columns(
+            pl.when(message).then(None).otherwise(pl.col("_i")).alias("_i")
+        )
+
     def prefetch(self, rows: pl.DataFrame) -> None:
         """Build the payloads of rejected messages (``_i``, ``message_tree_id``) not built yet, all in one take:
         a message is rejected at one stage, so its payload is the same wherever it is asked for."""
@@ -189,7 +210,7 @@ class ShardText:
         if not missing.height:
             return
         missing = missing.sort("_i")
-        taken = pl.from_arrow(take(self.arrow.select(list(PAYLOAD_COLUMNS)), missing.get_column("_i").to_arrow()))
+        taken = pl.from_arrow(self.read(PAYLOAD_COLUMNS).take(missing.get_column("_i").to_arrow()))
         assert isinstance(taken, pl.DataFrame)
         taken = taken.with_columns(missing.get_column("message_tree_id"))
         built = missing.select("_i").with_columns(
@@ -216,55 +237,4 @@ class ShardText:
         return values.get_column("payload")
 
 
-def _take_nullable(frame: pl.DataFrame, idx: pl.Series) -> pl.DataFrame:
-    """``frame``'s rows at ``idx``; a null index gives a row of nulls."""
-    return (
-        frame.with_row_index("_rec")
-        .join(pl.DataFrame({"_rec": idx.cast(pl.UInt32)}), on="_rec", how="right", maintain_order="right")
-        .drop("_rec")
-    )
-
-
-def take(data: pa.Table | pa.ChunkedArray | pa.Array, idx: pa.Array | np.ndarray) -> Any:
-    """``data.take(idx)``, chunk by chunk: Arrow's own take on a many-chunk table of nested columns costs ~10x more
-    (and a memory-mapped file read in batches is many chunks)."""
-    positions = (pl.from_arrow(idx).to_numpy() if isinstance(idx, pa.Array) else np.asarray(idx)).astype(np.int64)
-    chunks = data.to_batches() if isinstance(data, pa.Table) else getattr(data, "chunks", [data])
-    if len(chunks) <= 1:
-        whole = chunks[0] if chunks else data
-        taken = whole.take(_arrow(positions))
-        return pa.Table.from_batches([taken]) if isinstance(data, pa.Table) else taken
-    starts = np.cumsum([0, *[len(c) for c in chunks]])
-    chunk = np.searchsorted(starts, positions, side="right") - 1
-    ordered = bool(len(chunk) < 2 or (np.diff(chunk) >= 0).all())
-    order = np.arange(len(chunk)) if ordered else np.argsort(chunk, kind="stable")
-    bounds = np.searchsorted(chunk[order], np.arange(len(chunks) + 1))
-    parts = []
-    for c in range(len(chunks)):
-        mine = order[bounds[c] : bounds[c + 1]]
-        if len(mine):
-            parts.append(chunks[c].take(_arrow(positions[mine] - starts[c])))
-    if isinstance(data, pa.Table):
-        out = pa.Table.from_batches(parts, schema=data.schema).combine_chunks()
-    else:
-        out = pa.concat_arrays(parts) if parts else data.chunks[0].slice(0, 0)
-    if ordered:
-        return out
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return out.take(_arrow(inverse))
-
-
-def _arrow(values: np.ndarray) -> pa.Array:
-    """Positions as an Arrow array, through polars (``pa.array`` on numpy imports pandas)."""
-    return pl.Series(values.astype(np.int64)).to_arrow()
-
-
-def shard_table(path: Path) -> pa.Table:
-    """A shard file as Arrow, memory-mapped: only what is taken is read."""
-    import pyarrow.ipc as ipc
-
-    return ipc.open_file(pa.memory_map(str(path))).read_all()
-
-
-__all__ = ["TEXT_COLUMNS", "ShardText", "placeholders", "positions", "shard_table", "take"]
+__all__ = ["TEXT_COLUMNS", "ShardText", "placeholders", "positions"]
