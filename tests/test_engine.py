@@ -17,6 +17,7 @@ from chatdata import artifacts, engine, merge, stages
 from chatdata.errors import ChatdataError
 from chatdata.executors import InProcess, ProcessPool
 from chatdata.ledger import Ledger, LedgerError, StageRecord
+from chatdata.output import EmptyDatasetError
 from chatdata.partition import REJECTS_FILE, partition_source, root_shards, route, shard_file
 from chatdata.resources import sample_dir
 
@@ -139,7 +140,7 @@ def test_a_recipe_left_empty_fails_with_the_reasons_unless_allowed(tmp_path: Pat
         tmp_path / "de.messages.jsonl",
         [m("de", None, "prompter", text="Hallo?", lang="de"), m("dea", "de", "assistant", text="Hallo!", rank=0)],
     )
-    with pytest.raises(engine.EmptyDatasetError, match=r"no row left.*root_lang_not_target.*--allow-empty"):
+    with pytest.raises(EmptyDatasetError, match=r"no row left.*root_lang_not_target.*--allow-empty"):
         build_recipes(["oasst_en"], tmp_path / "out", source=src)
     assert not (tmp_path / "out" / "oasst_en").exists()
     out = build_recipes(["oasst_en"], tmp_path / "out", source=src, allow_empty=True)["oasst_en"]

@@ -11,7 +11,7 @@ from builds import run
 from compare import assert_same_tree
 from oasst_builders import m, write_jsonl
 
-from chatdata import engine
+from chatdata import engine, workspace
 
 ZERO = {"partition": 0, "shard": 0, "plan": 0, "write": 0}
 
@@ -137,7 +137,7 @@ def test_a_damaged_cache_entry_is_rebuilt(real_trees: Path, tmp_path: Path) -> N
     out = tmp_path / "out"
     run(["oasst_en"], out, source=real_trees, shards=2)
     (entry,) = [p for p in (out / ".work" / "cache" / "shard").iterdir()][:1]
-    (entry / engine.ROWS).write_bytes(b"garbage")
+    (entry / workspace.ROWS).write_bytes(b"garbage")
     (out / "oasst_en" / "build.json").unlink()
     again = run(["oasst_en"], out, source=real_trees, shards=2)
     assert again.ran["shard"] == 1 and again.reused["shard"] == 1

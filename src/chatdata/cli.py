@@ -188,7 +188,7 @@ def build(
             raise ChatdataError("--dask-address runs on Prefect's Dask task runner: drop --engine local")
         result = _run_prefect(request) if use is Engine.prefect else _run_local(request)
     except ChatdataError as exc:
-        from chatdata.engine import EmptyDatasetError
+        from chatdata.output import EmptyDatasetError
 
         _fail(exc, code=1 if isinstance(exc, EmptyDatasetError) else 2)
     for folder in result["outputs"].values():

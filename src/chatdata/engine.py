@@ -1,28 +1,31 @@
-"""The one build engine: sources cut into tree-shards, every shard's stages in memory, a global split plan, a
-merge-write per recipe; run by any :class:`~chatdata.executors.Executor`, reusing finished work.
+"""The one build engine's driver: sources cut into tree-shards, every shard's stages in memory, a global split
+plan, a merge-write per recipe; run by any :class:`~chatdata.executors.Executor`, reusing finished work.
 
 A build is four phases of independent tasks, each a module-level function of one picklable argument that reads
 and writes the workspace (so an executor may run it here, in a worker process or on a cluster):
 
-1. **partition** (one task per distinct source): ingest streams the source into K tree-shards in bounded memory
-   (:mod:`chatdata.partition`); trees never straddle shards.
-2. **shard** (one task per source and shard, all submitted together): every requested recipe's stages run on
-   the shard's frames in memory (:func:`chatdata.stages.run_shard`); stages shared by recipes run once. Each
-   (recipe, source, shard) result is stored with its split keys (tree, source split, 128-bit hashes of the
-   first prompt and of the dialogue).
-3. **plan** (one task per recipe): the split plan over the light keys of all the recipe's shards and sources:
-   tree split, prompt leaks and exact duplicates across the whole mixture, then each source's train fraction.
-4. **write** (one task per recipe): each split and the rejects table are a k-way merge of the shards' rows in
-   publish order, streamed into the Parquet writer; the ledger is the shards' records summed; the card follows.
+1. **partition** (one task per distinct source, :func:`chatdata.partition.partition_task`): ingest streams the
+   source into K tree-shards in bounded memory; trees never straddle shards.
+2. **shard** (one task per source and shard, all submitted together, :func:`chatdata.shards.shard_task`): every
+   requested recipe's stages run on the shard's messages in memory (:func:`chatdata.stages.run_shard`); stages
+   shared by recipes run once, each message is scored once. Each (recipe, source, shard) result is stored with
+   its split keys (tree, source split, 128-bit hashes of the first prompt and of the dialogue).
+3. **plan** (one task per recipe, :func:`chatdata.mixture.plan_task`): the split plan over the light keys of all
+   the recipe's shards and sources: tree split, prompt leaks and exact duplicates across the whole mixture, then
+   each source's train fraction.
+4. **write** (one task per recipe, :func:`chatdata.output.write_task`): each split and the rejects table are a
+   k-way merge of the shards' rows in publish order, their text gathered from the shards as they are streamed
+   into the Parquet writer; the ledger is the shards' records summed; the card follows.
 
-Every result is a content-keyed cache entry (:mod:`chatdata.cache`): a rerun with nothing changed does no work, a
-killed build resumes with its finished entries, a split-only change re-runs only plan and write. The output
-bytes are the same whatever the executor, shard count or worker count (tested).
+Every result is a content-keyed workspace entry (:mod:`chatdata.workspace`), keyed by only what shapes it: a
+rerun with nothing changed does no work, a killed build resumes with its finished entries, a changed threshold
+re-runs only the decisions (flattened dialogues and message scores are entries of their own), a split-only change
+only plan and write, a card template only the write. The output bytes are the same whatever the executor, shard
+count or worker count (tested).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Callable
@@ -30,13 +33,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatdata import artifacts
-from chatdata.cache import Store, claim_workspace, code_fingerprint, content_key, sha256_file, workspace_lock
 from chatdata.errors import ChatdataError
 from chatdata.executors import Executor, InProcess
-from chatdata.memory import release_memory
+from chatdata.mixture import Piece, PlanTask, plan_task
+from chatdata.output import WriteTask, write_task
+from chatdata.partition import PartitionTask, partition_task
 from chatdata.recipes import Recipe, get_recipe, recipe_ref
 from chatdata.settings import BuildRequest, BuildSettings
+from chatdata.shards import JobSpec, ShardTask, shard_task
+from chatdata.workspace import (
+    FLAT,
+    PARTITION,
+    PLAN,
+    SCORES,
+    SHARD,
+    Index,
+    Store,
+    claim_workspace,
+    code_fingerprint,
+    content_key,
+    intact,
+    owned_output,
+    partition_meta,
+    remember,
+    sha256_file,
+    workspace_lock,
+)
 
 BUNDLED = "bundled-sample"
 #: messages per shard when the shard count is automatic: a worker's stages on a 100k-message shard of the four
@@ -44,14 +66,7 @@ BUNDLED = "bundled-sample"
 TARGET_SHARD_MESSAGES = 100_000
 #: below this many input records the writes run faster in this process than in spawned workers
 POOL_ROWS = 20_000
-PARTITION, SHARD, PLAN = "partition", "shard", "plan"
-#: the files of a shard entry: surviving rows, their split keys, the shard's rejects, dialogues per tree
-ROWS, KEYS, SHARD_REJECTS, PER_TREE = (f"{n}{artifacts.SUFFIX}" for n in ("rows", "keys", "rejects", "per-tree"))
 Progress = Callable[[str, str], None]  # (phase, label) when a task ends
-
-
-class EmptyDatasetError(ChatdataError):
-    """Every row of a recipe was removed: nothing is written (unless ``allow_empty``)."""
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -181,190 +196,48 @@ def auto_shards(rows: int) -> int:
     return 1 if n <= 1 else n + n % 2
 
 
-# ------------------------------------------------------------------------------------------------ tasks
+# ------------------------------------------------------------------------------------------------ keys
 
 
-@dataclass(frozen=True)
-class PartitionTask:
-    store: str
-    key: str
-    resolved: Resolved
-    k: int
+def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: BuildSettings) -> JobSpec:
+    """A (recipe, source, shard) job and its keys: its result's (everything of the recipe and settings that shapes
+    the shard's rows), its flattened dialogues' (the gates and flattening) and its filters' message scores' (their
+    score settings)."""
+    from chatdata.filters.base import MessageFilter
+    from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key, message_key
 
-
-def partition_task(task: PartitionTask) -> dict[str, Any]:
-    """Cut one source into ``k`` shards in a cache entry; return its metadata."""
-    from chatdata.partition import REJECTS_FILE, partition_source
-    from chatdata.stages import sort_rejects
-
-    store = Store(Path(task.store))
-    if store.get(PARTITION, task.key) is None:
-        with store.put(PARTITION, task.key) as tmp:
-            ref = task.resolved.ref
-            part = partition_source(
-                Path(task.resolved.path), tmp, task.k, kind=ref.format, patterns=ref.data_files or None, fmt=ref.fmt
-            )
-            rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # in publish order
-            artifacts.save(rejects, tmp / REJECTS_FILE, artifacts.STREAM_BATCH_ROWS)
-            meta = {
-                "k": task.k,
-                "records": [r.to_dict() for r in part.records],
-                "files": [asdict(f) for f in part.files],
-                "skipped": [asdict(f) for f in part.skipped],
-                "rows_per_shard": list(part.rows_per_shard),
-                "commit": task.resolved.commit,
-                "spec": task.resolved.ref.spec,
+    job = Job(recipe, source, settings)
+    code = code_fingerprint(cards=False)
+    key = content_key(
+        SHARD,
+        part,
+        shard,
+        recipe.shard_view(source),
+        settings.phase_settings("shard"),
+        code,
+        _spec_fingerprint(recipe, source, settings),
+    )
+    flat = content_key(FLAT, part, shard, _memo_key(_key_flatten(job), "flatten"), code)
+    flat_key = flat if recipe.sources[source].format == "oasst" else None
+    scores = tuple(
+        sorted(
+            {
+                (mk, content_key(SCORES, part, shard, mk, code))
+                for f in _filters_of(job)
+                if isinstance(f, MessageFilter)
+                for mk in [message_key(f)]
             }
-            (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-        release_memory()
-    return partition_meta(store, task.key)
+        )
+    )
+    return JobSpec(recipe_ref(recipe), source, key, flat_key, scores)
 
 
-def partition_meta(store: Store, key: str) -> dict[str, Any]:
-    return json.loads((store.path(PARTITION, key) / "meta.json").read_text())
+def _spec_fingerprint(recipe: Recipe, source: str, settings: BuildSettings) -> list[str]:
+    """The sha256 of every filter spec a source's chain reads (a user's spec file can change on its own)."""
+    from chatdata.filters.specs import load_specs
 
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One (recipe, source) chain over one shard and the key its result is stored under."""
-
-    recipe: str
-    source: str
-    key: str
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    store: str
-    partition: str
-    shard: int
-    jobs: tuple[JobSpec, ...]
-    settings: dict[str, Any]
-
-
-def shard_task(task: ShardTask) -> int:
-    """Run the missing jobs of one shard and store each one's result; return how many ran."""
-
-    from chatdata.filters.langid import forget_detections
-    from chatdata.partition import REJECTS_FILE, shard_file
-    from chatdata.stages import Job, ShardOutput, run_shard
-
-    store = Store(Path(task.store))
-    todo = [j for j in task.jobs if store.get(SHARD, j.key) is None]
-    if not todo:
-        return 0
-    folder = store.path(PARTITION, task.partition)
-    settings = BuildSettings(**task.settings)
-    jobs = [Job(get_recipe(j.recipe), j.source, settings) for j in todo]
-
-    def store_output(i: int, out: ShardOutput) -> None:
-        spec = todo[i]
-        meta = {"records": [r.to_dict() for r in out.records], "rows": out.rows.height}
-        with store.put(SHARD, spec.key, meta) as tmp:
-            artifacts.save(out.rows, tmp / ROWS, artifacts.STREAM_BATCH_ROWS)
-            assert out.keys is not None
-            artifacts.save(out.keys, tmp / KEYS)
-            artifacts.save(out.rejects, tmp / SHARD_REJECTS, artifacts.STREAM_BATCH_ROWS)
-            artifacts.save(out.per_tree.to_frame("count"), tmp / PER_TREE)
-            if out.masks is not None:
-                save_masks(out.masks, tmp)
-
-    frame = artifacts.load(shard_file(folder, task.shard))
-    if jobs[0].spec.format == "oasst":
-        rejected = None
-        if task.shard == 0:
-            rejected = artifacts.load(folder / REJECTS_FILE, ["message_id"]).get_column("message_id")
-        ingest = rejected.drop_nulls() if rejected is not None else None
-        run_shard(jobs, messages=frame, ingest_rejected=ingest, emit=store_output)
-    else:
-        run_shard(jobs, rows=frame, emit=store_output)
-    del frame
-    forget_detections()
-    release_memory()
-    return len(todo)
-
-
-def save_masks(masks: dict[str, Any], folder: Path) -> None:
-    columns = masks["columns"]
-    for column, part in columns.items():
-        artifacts.save(part["rows"], folder / f"masks-{column}{artifacts.SUFFIX}")
-    info = {"settings": masks["settings"], "columns": {c: p["stats"] for c, p in columns.items()}}
-    (folder / "masks.json").write_text(json.dumps(info, sort_keys=True, default=str))
-
-
-def load_masks(folder: Path) -> dict[str, Any] | None:
-    path = folder / "masks.json"
-    if not path.is_file():
-        return None
-    info = json.loads(path.read_text())
-    return {
-        "settings": info["settings"],
-        "columns": {
-            c: {"rows": artifacts.load(folder / f"masks-{c}{artifacts.SUFFIX}"), "stats": stats}
-            for c, stats in info["columns"].items()
-        },
-    }
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One (source, shard) result of a recipe, in the recipe's global order, and where its text is: the shard
-    ``shard`` of partition ``partition``."""
-
-    source: str
-    source_index: int
-    job: str
-    partition: str = ""
-    shard: int = 0
-
-
-@dataclass(frozen=True)
-class PlanTask:
-    store: str
-    key: str
-    recipe: str
-    pieces: tuple[Piece, ...]
-    settings: dict[str, Any]
-
-
-def plan_task(task: PlanTask) -> dict[str, Any]:
-    """Plan one recipe's splits over all its pieces' keys; store each piece's part; return the counts."""
-    from chatdata.mixture import plan_recipe
-
-    store = Store(Path(task.store))
-    if store.get(PLAN, task.key) is None:
-        recipe = get_recipe(task.recipe)
-        with store.put(PLAN, task.key) as tmp:
-            meta = plan_recipe(recipe, BuildSettings(**task.settings), store, task.pieces, tmp)
-            (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-    return json.loads((store.path(PLAN, task.key) / "meta.json").read_text())
-
-
-@dataclass(frozen=True)
-class WriteTask:
-    store: str
-    recipe: str
-    plan: str
-    pieces: tuple[Piece, ...]
-    partitions: tuple[tuple[str, str], ...]  # (source name, partition key) in source order
-    sources: dict[str, Any]
-    settings: dict[str, Any]
-    target: str
-    build_key: str
-    allow_empty: bool
-    overwrite: bool = False
-    #: the output settings the request set itself (recorded as ``settings_given``)
-    given: tuple[str, ...] = ()
-
-
-def write_task(task: WriteTask) -> str:
-    """Merge-write one recipe's output folder (atomically) and record what it wrote."""
-    from chatdata.output import write_recipe
-
-    store = Store(Path(task.store))
-    write_recipe(task, store)
-    release_memory()
-    return task.target
+    refs = [*recipe.gate_refs(source), *recipe.filter_refs(source, settings.decontaminate)]
+    return [s.sha256 for s in load_specs(refs)]
 
 
 # ------------------------------------------------------------------------------------------------ the driver
@@ -378,53 +251,6 @@ class BuildResult:
     ran: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)
-
-
-def _job_key(part: str, shard: int, recipe: Recipe, source: str, settings: BuildSettings) -> str:
-    return content_key(
-        SHARD,
-        part,
-        shard,
-        recipe.to_dict(),
-        source,
-        settings.phase_settings("shard"),
-        code_fingerprint(),
-        _spec_fingerprint(recipe, source, settings),
-    )
-
-
-def _spec_fingerprint(recipe: Recipe, source: str, settings: BuildSettings) -> list[str]:
-    """The sha256 of every filter spec a source's chain reads (a user's spec file can change on its own)."""
-    from chatdata.filters.specs import load_specs
-
-    refs = [*recipe.gate_refs(source), *recipe.filter_refs(source, settings.decontaminate)]
-    return [s.sha256 for s in load_specs(refs)]
-
-
-class _Index:
-    """``WORK/cache/index.json``: the entries the latest build of each recipe used (everything else is stale)."""
-
-    def __init__(self, store: Store) -> None:
-        self.path = store.root / "index.json"
-        self.data: dict[str, dict[str, list[str]]] = {}
-        if self.path.is_file():
-            try:
-                self.data = json.loads(self.path.read_text())
-            except ValueError:
-                self.data = {}
-
-    def set(self, recipe: str, used: dict[str, set[str]]) -> None:
-        self.data[recipe] = {kind: sorted(keys) for kind, keys in used.items()}
-
-    def kept(self) -> dict[str, set[str]]:
-        kinds = (PARTITION, SHARD, PLAN)
-        return {k: {key for entry in self.data.values() for key in entry.get(k, [])} for k in kinds}
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, sort_keys=True, indent=1))
-        tmp.replace(self.path)
 
 
 def build(
@@ -482,10 +308,15 @@ def build(
         for ref in distinct:
             res = resolved[ref]
             k = request.shards or auto_shards(rows[ref])
-            key = content_key(res.key, k, code_fingerprint())
+            key = content_key(res.key, k, code_fingerprint(cards=False))
             parts[ref] = (key, k)
             if store.get(PARTITION, key) is None:
-                tasks.append(PartitionTask(str(store.root), key, res, k))
+                r_ = res.ref
+                tasks.append(
+                    PartitionTask(
+                        str(store.root), key, res.path, r_.format, k, r_.data_files, r_.fmt, res.commit, r_.spec
+                    )
+                )
         # 2. shards (their keys need only the partitions' keys: what is missing is known before any work)
         pieces: dict[str, list[Piece]] = {}
         by_shard: dict[tuple[str, int], list[JobSpec]] = {}
@@ -494,7 +325,7 @@ def build(
             for index, source in enumerate(r.sources):
                 key, k = parts[refs[(r.name, source)]]
                 for i in range(k):
-                    job = JobSpec(recipe_ref(r), source, _job_key(key, i, r, source, settings))
+                    job = _job_spec(key, i, r, source, settings)
                     pieces[r.name].append(Piece(source, index, job.key, key, i))
                     by_shard.setdefault((key, i), []).append(job)
         shard_tasks = [
@@ -508,7 +339,7 @@ def build(
             partition_task,
             tasks,
             phase=PARTITION,
-            labels=[t.resolved.ref.spec for t in tasks],
+            labels=[t.spec for t in tasks],
             on_done=_tell(on_done, PARTITION),
         )
         ran(PARTITION, len(tasks), len(distinct))
@@ -530,10 +361,10 @@ def build(
         plan_keys = {
             r.name: content_key(
                 PLAN,
-                r.to_dict(),
+                r.plan_view(),
                 [asdict(p) for p in pieces[r.name]],
                 settings.phase_settings("plan"),
-                code_fingerprint(),
+                code_fingerprint(cards=False),
             )
             for r in recipes
         }
@@ -554,13 +385,14 @@ def build(
             build_key = content_key(
                 "write",
                 plan_keys[r.name],
-                settings.phase_settings("write"),
+                r.to_dict(),
+                settings.output_settings(),
                 code_fingerprint(),
                 request.allow_empty,
                 request.given_settings(),
             )
             target = out / r.name
-            if _intact(work, r.name, target, build_key):
+            if intact(work, r.name, target, build_key):
                 continue
             sources = {
                 s: _sources_info(refs[(r.name, s)], resolved[refs[(r.name, s)]], metas[refs[(r.name, s)]], r, s)
@@ -592,15 +424,23 @@ def build(
             on_done=_tell(on_done, "write"),
         )
         for t in write_tasks:
-            _remember(work, Path(t.target).name, Path(t.target), t.build_key)
+            remember(work, Path(t.target).name, Path(t.target), t.build_key)
         ran("write", len(write_tasks), len(recipes))
 
         # stale entries: what no recipe's latest build uses
-        index = _Index(store)
+        index = Index(store)
         for r in recipes:
             used_parts = {parts[refs[(r.name, s)]][0] for s in r.sources}
+            jobs = [j for jobs_ in by_shard.values() for j in jobs_ if j.key in {p.job for p in pieces[r.name]}]
             index.set(
-                r.name, {PARTITION: used_parts, SHARD: {p.job for p in pieces[r.name]}, PLAN: {plan_keys[r.name]}}
+                r.name,
+                {
+                    PARTITION: used_parts,
+                    FLAT: {j.flat for j in jobs if j.flat},
+                    SCORES: {key for j in jobs for _, key in j.scores},
+                    SHARD: {p.job for p in pieces[r.name]},
+                    PLAN: {plan_keys[r.name]},
+                },
             )
         index.save()
         store.prune(index.kept())
@@ -623,46 +463,3 @@ def _sources_info(ref: SourceRef, res: Resolved, meta: dict[str, Any], recipe: R
         "files": meta["files"],
         "skipped": meta.get("skipped", []),
     }
-
-
-def _outputs_record(work: Path, name: str) -> Path:
-    return work / "cache" / "outputs" / f"{name}.json"
-
-
-def _folder_files(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _intact(work: Path, name: str, target: Path, build_key: str) -> bool:
-    """The output folder is what a build with this key wrote, file for file."""
-    record = _outputs_record(work, name)
-    if not record.is_file() or not target.is_dir():
-        return False
-    try:
-        saved = json.loads(record.read_text())
-    except ValueError:
-        return False
-    return saved.get("build_key") == build_key and saved.get("files") == _folder_files(target)
-
-
-def owned_output(work: Path, name: str) -> Callable[[Path], bool]:
-    """Whether chatdata wrote a recipe's output folder: its build record is there, or every file in it is one this
-    workspace recorded writing there (a build record deleted by hand loses nothing of the user's)."""
-    from chatdata.output import is_build_folder
-
-    def owned(folder: Path) -> bool:
-        if is_build_folder(folder):
-            return True
-        try:
-            recorded = json.loads(_outputs_record(work, name).read_text())["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        return all(p.relative_to(folder).as_posix() in recorded for p in folder.rglob("*") if p.is_file())
-
-    return owned
-
-
-def _remember(work: Path, name: str, target: Path, build_key: str) -> None:
-    record = _outputs_record(work, name)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"build_key": build_key, "files": _folder_files(target)}, sort_keys=True))

@@ -26,7 +26,6 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from chatdata.cache import sha256_file
 from chatdata.detect import FAMILY, SkippedFile, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.jsonfiles import open_lines
@@ -40,6 +39,7 @@ from chatdata.schema import (
     empty_messages,
     empty_rejects,
 )
+from chatdata.workspace import sha256_file
 
 STAGE = "ingest"
 #: Input records (Parquet rows, JSONL messages and rejects) per streamed batch by default.

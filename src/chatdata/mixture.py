@@ -11,20 +11,56 @@ count); the others are rejects (``mixture_fraction``). Test rows are kept whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from chatdata import artifacts
-from chatdata.cache import Store
 from chatdata.recipes import Recipe
 from chatdata.settings import BuildSettings
 from chatdata.splits import plan_splits
+from chatdata.workspace import KEYS, PLAN, SHARD, Store
 
 #: ``_row`` = (piece << ROW_BITS) + the row's position in its piece
 ROW_BITS = 40
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One (source, shard) result of a recipe, in the recipe's global order, and where its text is: the shard
+    ``shard`` of partition ``partition``."""
+
+    source: str
+    source_index: int
+    job: str
+    partition: str = ""
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class PlanTask:
+    store: str
+    key: str
+    recipe: str
+    pieces: tuple[Piece, ...]
+    settings: dict[str, Any]
+
+
+def plan_task(task: PlanTask) -> dict[str, Any]:
+    """Plan one recipe's splits over all its pieces' keys (unless the workspace has the plan); return the counts."""
+    from chatdata.recipes import get_recipe
+
+    store = Store(Path(task.store))
+    if store.get(PLAN, task.key) is None:
+        recipe = get_recipe(task.recipe)
+        with store.put(PLAN, task.key) as tmp:
+            meta = plan_recipe(recipe, BuildSettings(**task.settings), store, task.pieces, tmp)
+            (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+    return json.loads((store.path(PLAN, task.key) / "meta.json").read_text())
 
 
 def piece_file(folder: Path, i: int) -> Path:
@@ -82,10 +118,8 @@ def apply_weights(rows: pl.DataFrame, recipe: Recipe, sources: list[str]) -> tup
 
 
 def plan_recipe(recipe: Recipe, settings: BuildSettings, store: Store, pieces: Any, folder: Path) -> dict[str, Any]:
-    """Plan the splits of one recipe over its pieces (``chatdata.engine.Piece``); write each piece's plan rows
+    """Plan the splits of one recipe over its pieces (:class:`Piece`); write each piece's plan rows
     (``_row``, ``split``, ``_reason``, ``_evidence``, in row order) to ``folder``; return the counts."""
-    from chatdata.engine import KEYS, SHARD
-
     keys = []
     for i, piece in enumerate(pieces):
         k = artifacts.load(store.path(SHARD, piece.job) / KEYS)

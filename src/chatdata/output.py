@@ -52,6 +52,37 @@ PUBLISHED_REJECT_COLUMNS = (
 BUILD_RECORD = "build.json"
 
 
+class EmptyDatasetError(ChatdataError):
+    """Every row of a recipe was removed: nothing is written (unless ``allow_empty``)."""
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    store: str
+    recipe: str
+    plan: str
+    pieces: tuple[Any, ...]  # chatdata.mixture.Piece
+    partitions: tuple[tuple[str, str], ...]  # (source name, partition key) in source order
+    sources: dict[str, Any]
+    settings: dict[str, Any]
+    target: str
+    build_key: str
+    allow_empty: bool
+    overwrite: bool = False
+    #: the output settings the request set itself (recorded as ``settings_given``)
+    given: tuple[str, ...] = ()
+
+
+def write_task(task: WriteTask) -> str:
+    """Merge-write one recipe's output folder (atomically) and record what it wrote."""
+    from chatdata.memory import release_memory
+    from chatdata.workspace import Store
+
+    write_recipe(task, Store(Path(task.store)))
+    release_memory()
+    return task.target
+
+
 def is_build_folder(folder: Path) -> bool:
     """``folder`` holds a chatdata build record (``build.json`` with ``chatdata_version``): chatdata wrote it."""
     try:
@@ -130,8 +161,8 @@ def sum_records(records: list[StageRecord]) -> StageRecord:
 def recipe_ledger(task: Any, store: Any, plan: dict[str, Any]) -> Ledger:
     """Per source: what its partition counted, then its shards' records summed stage by stage (flatten's
     per-tree statistics over all trees); then the mixture's ``splits`` record."""
-    from chatdata.engine import PER_TREE, SHARD, partition_meta
     from chatdata.stages import per_tree_notes
+    from chatdata.workspace import PER_TREE, SHARD, partition_meta
 
     ledger = Ledger()
     last_out = 0
@@ -179,9 +210,8 @@ class _Texts:
         self._open: dict[tuple[str, int], Any] = {}
 
     def of(self, piece: Any) -> Any:
-        from chatdata.engine import PARTITION
-        from chatdata.partition import shard_file
         from chatdata.text import ShardText
+        from chatdata.workspace import PARTITION, shard_file
 
         key = (piece.partition, piece.shard)
         text = self._open.pop(key, None)
@@ -209,10 +239,10 @@ def _filling(texts: _Texts, piece: Any, columns: list[str]) -> Any:
 def _split_streams(task: Any, store: Any, plans: list[pl.DataFrame], texts: _Texts) -> dict[str, TableStream]:
     """Every split as a merged stream: per source in order, its shards' rows merged by (tree, dialogue), each
     piece's text gathered as its rows are read."""
-    from chatdata.engine import KEYS, ROWS, SHARD
     from chatdata.merge import PieceReader, merge_order, merged_chunks, union_schema
     from chatdata.schema import REJECT_REFS
     from chatdata.text import TEXT_COLUMNS, TEXT_TYPES
+    from chatdata.workspace import KEYS, ROWS, SHARD
 
     recipe_splits = _recipe(task).splits
     paths = [store.path(SHARD, p.job) / ROWS for p in task.pieces]
@@ -255,10 +285,10 @@ def _source_ordered(pieces: Any, keys: list[pl.DataFrame], by: tuple[str, ...], 
 
 def _plan_rejects(task: Any, store: Any, plans: list[pl.DataFrame], unit: str) -> list[pl.DataFrame]:
     """Per piece, its rows the plan dropped (leaks under ``drop``, duplicates, mixture fractions) as rejects."""
-    from chatdata.engine import ROWS, SHARD
     from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
     from chatdata.splits import dialogue_rejects
     from chatdata.stages import sort_rejects
+    from chatdata.workspace import ROWS, SHARD
 
     out = []
     for piece, plan in zip(task.pieces, plans, strict=True):
@@ -282,17 +312,16 @@ def _rejects_stream(
     Each piece is finished first, alone and in its order (its payloads built from its shard's text, read once),
     into a file in ``spool``: the merge visits the shards once per stage, which would read each shard again and
     again."""
-    from chatdata.engine import PARTITION, SHARD, SHARD_REJECTS
     from chatdata.merge import PieceReader, merge_order, merged_chunks
-    from chatdata.partition import REJECTS_FILE
     from chatdata.schema import REJECT_SCHEMA
     from chatdata.stages import REJECT_ORDER
+    from chatdata.workspace import PARTITION, PARTITION_REJECTS, SHARD, SHARD_REJECTS
 
     plan_rejects = _plan_rejects(task, store, plans, unit)
     schema = to_arrow(pl.DataFrame(schema=_published_reject_schema())).schema
     pieces: list[tuple[str, Path, bool]] = []  # (source, file, finished)
     for source, part_key in task.partitions:
-        pieces.append((source, store.path(PARTITION, part_key) / REJECTS_FILE, False))
+        pieces.append((source, store.path(PARTITION, part_key) / PARTITION_REJECTS, False))
         for piece, extra in zip(task.pieces, plan_rejects, strict=True):
             if piece.source != source:
                 continue
@@ -373,11 +402,11 @@ def _recipe(task: Any) -> Any:
 
 
 def write_recipe(task: Any, store: Any) -> None:
-    """Write one recipe's folder from its pieces and plan (``chatdata.engine.WriteTask``), atomically."""
-    from chatdata.engine import PLAN, SHARD, EmptyDatasetError, load_masks, owned_output
+    """Write one recipe's folder from its pieces and plan (:class:`WriteTask`), atomically."""
     from chatdata.mixture import piece_file
     from chatdata.settings import BuildSettings
     from chatdata.stages import merge_mask_notes
+    from chatdata.workspace import PLAN, SHARD, load_masks, owned_output
 
     recipe = _recipe(task)
     settings = BuildSettings(**task.settings)

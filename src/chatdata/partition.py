@@ -30,6 +30,7 @@ from chatdata.ingest import SourceFile
 from chatdata.ledger import StageRecord
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
 from chatdata.trees import reason_counts
+from chatdata.workspace import PARTITION, PARTITION_REJECTS, Store, partition_meta, shard_file
 
 _SEED = 7
 _BUFFER_BYTES = 256 * 1024 * 1024
@@ -47,11 +48,7 @@ class Partition:
     rows_per_shard: tuple[int, ...]
 
 
-def shard_file(folder: Path, i: int) -> Path:
-    return folder / f"shard-{i:05d}{artifacts.SUFFIX}"
-
-
-REJECTS_FILE = f"rejects{artifacts.SUFFIX}"
+REJECTS_FILE = PARTITION_REJECTS
 
 
 def _id_hash(col: str) -> pl.Expr:
@@ -280,3 +277,49 @@ def _check_hashes(spill: Path, distinct_hashes: int) -> None:
             f"{ids} distinct message ids but {distinct_hashes} distinct id hashes: a 64-bit collision; "
             "run this input unsharded (--shards 1)"
         )
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Cut the source at ``path`` (its files, format family, ``data_files`` and forced format as the build binds
+    them) into ``k`` shards, in the workspace ``store`` under ``key``."""
+
+    store: str
+    key: str
+    path: str
+    kind: str
+    k: int
+    data_files: tuple[str, ...] = ()
+    fmt: str | None = None
+    commit: str | None = None
+    spec: str = ""
+
+
+def partition_task(task: PartitionTask) -> dict[str, Any]:
+    """Cut one source into ``k`` shards in a workspace entry (unless it is there); return its metadata."""
+    import json
+    from dataclasses import asdict
+
+    from chatdata.memory import release_memory
+    from chatdata.stages import sort_rejects
+
+    store = Store(Path(task.store))
+    if store.get(PARTITION, task.key) is None:
+        with store.put(PARTITION, task.key) as tmp:
+            part = partition_source(
+                Path(task.path), tmp, task.k, kind=task.kind, patterns=task.data_files or None, fmt=task.fmt
+            )
+            rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # in publish order
+            artifacts.save(rejects, tmp / REJECTS_FILE, artifacts.STREAM_BATCH_ROWS)
+            meta = {
+                "k": task.k,
+                "records": [r.to_dict() for r in part.records],
+                "files": [asdict(f) for f in part.files],
+                "skipped": [asdict(f) for f in part.skipped],
+                "rows_per_shard": list(part.rows_per_shard),
+                "commit": task.commit,
+                "spec": task.spec,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+        release_memory()
+    return partition_meta(store, task.key)

@@ -140,6 +140,33 @@ class Recipe(BaseModel):
                 return str(candidate)
         return ref
 
+    def shard_view(self, source: str) -> dict[str, Any]:
+        """What of the recipe shapes one source's shard results (rows, rejects, records): the source's declaration
+        but its default, data files, weight, license and description (the partition and the card hold those),
+        and the output kind, checked dialects, rendered text and decontamination. Notes, names and split settings
+        change no shard result."""
+        spec = self.sources[source].model_dump(
+            mode="json", exclude={"default", "data_files", "weight", "license", "description"}
+        )
+        return {
+            "source": source,
+            "spec": spec,
+            "output": self.output,
+            "check_dialects": list(self.check_dialects),
+            "text_format": self.text_format,
+            "decontaminate": self.decontaminate,
+        }
+
+    def plan_view(self) -> dict[str, Any]:
+        """What of the recipe shapes its split plan: split names, test fraction, mixture seed, sources' weights."""
+        return {
+            "output": self.output,
+            "splits": list(self.splits),
+            "test_fraction": self.test_fraction,
+            "mixture_seed": self.mixture_seed,
+            "weights": [[name, spec.weight] for name, spec in self.sources.items()],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["sources"] = {k: v.model_dump(mode="json") for k, v in self.sources.items()}

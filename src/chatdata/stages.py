@@ -143,7 +143,15 @@ class Shard:
         return have
 
     def scores(self, f: MessageFilter, idx: pl.Series) -> pl.DataFrame:
-        return self.per_message(("score", f.message_key()), idx, f.score_messages)
+        return self.per_message(("score", message_key(f)), idx, f.score_messages)
+
+    def seed(self, key: Any, table: pl.DataFrame) -> None:
+        """Per-message results computed earlier (a scores entry of the workspace)."""
+        self._memo[key] = table
+
+    def scored(self) -> dict[str, pl.DataFrame]:
+        """Every filter's message scores held: message key -> frame."""
+        return {key[1]: table for key, table in self._memo.items() if isinstance(key, tuple) and key[0] == "score"}
 
     def hashes(self, idx: pl.Series) -> pl.DataFrame:
         return self.per_message("hashes", idx, turn_hashes)
@@ -166,6 +174,11 @@ class Shard:
 
     def forget(self) -> None:
         self._memo.clear()
+
+
+def message_key(f: MessageFilter) -> str:
+    """A filter's message key as a string (what names its scores in the workspace)."""
+    return hashlib.sha256(orjson.dumps(list(f.message_key()), default=str)).hexdigest()
 
 
 def lists_of(frame: pl.DataFrame, column: str) -> pl.Series:
@@ -530,45 +543,69 @@ def run_shard(
     ingest_rejected: pl.Series | None = None,
     rows: pl.DataFrame | None = None,
     emit: Callable[[int, ShardOutput], None] | None = None,
+    flats: dict[int, Any] | None = None,
+    on_flat: Callable[[int, Any], None] | None = None,
+    scores: dict[Any, pl.DataFrame] | None = None,
     check: bool = False,
-) -> list[ShardOutput]:
-    """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs) or converted
-    ``rows``. Stages with equal keys run once and their results are shared; each message is scored once.
+) -> dict[Any, pl.DataFrame]:
+    """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs, and only when
+    a job needs it) or converted ``rows``. Stages with equal keys run once and their results are shared; each
+    message is scored once.
 
-    A stage's result is dropped once the last job that uses it is done; with ``emit``, each job's output is handed
-    to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds one job's output at a time,
-    not all of them), and the list returned is empty. ``check`` enforces every stage's declared columns."""
+    Each job's output is handed to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds
+    one job's output at a time); a stage's result is dropped once the last job that uses it is done. ``flats``
+    (job index -> :class:`chatdata.shards.Flat`) stand for a job's structure, gates and flattening, found in the
+    workspace; ``on_flat(index, flat)`` receives those computed here. ``scores`` (message key -> scores) are
+    message scores from the workspace. Returns every filter's message scores (message key -> frame), those given
+    and those added. ``check`` enforces every stage's declared columns."""
+    from chatdata.shards import Flat
+
+    flats = flats or {}
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
     start: StageOut | None = None
     if messages is not None:
         shard = Shard(messages, oasst=True)
-        start = structure(messages, ingest_rejected)
-        first: pl.DataFrame = start.frame
     else:
         assert rows is not None, "run_shard needs messages or rows"
         columns = tuple(c for c in ("messages", "chosen", "rejected") if c in rows.columns)
         shard = Shard(rows, oasst=False, text_columns=columns)
-        first = row_frame(rows, shard, jobs[0].unit) if jobs else rows
-    outputs = []
+    for message_key, table in (scores or {}).items():
+        shard.seed(("score", message_key), table)
     for i, job in enumerate(jobs):
-        frame = first
-        records = [start.record] if start is not None else []
-        rejects = [start.rejects] if start is not None else []
+        stages = chain(job)
+        records: list[StageRecord] = []
+        rejects: list[pl.DataFrame] = []
         per_tree = pl.Series("count", [], dtype=pl.UInt32)
+        if i in flats:
+            flat = flats[i]
+            frame, records, rejects, per_tree = flat.frame, list(flat.records), [flat.rejects], flat.per_tree
+            done = len(OASST_STAGES)
+        elif messages is not None:
+            if start is None:
+                start = structure(messages, ingest_rejected)
+            frame, records, rejects, done = start.frame, [start.record], [start.rejects], 0
+        else:
+            frame, done = row_frame(rows, shard, job.unit), 0  # type: ignore[arg-type]
         masks = None
-        for stage, key in zip(chain(job), keys[i], strict=True):
+        for index, (stage, key) in enumerate(zip(stages, keys[i], strict=True)):
+            if index < done:
+                continue
             if key not in memo:
                 memo[key] = run_stage(stage, frame, job, shard, check=check)
             out = memo[key]
-            record = StageRecord.from_dict(out.record.to_dict())
             masks = out.masks if out.masks is not None else masks
             if stage.name == "flatten":
                 per_tree = out.frame.get_column("message_tree_id").value_counts().get_column("count")
-            records.append(record)
+            records.append(StageRecord.from_dict(out.record.to_dict()))
             rejects.append(out.rejects)
             frame = out.frame
+            if stage.name == "flatten" and on_flat is not None:
+                flat_rejects = shard.text.with_message_payloads(
+                    conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA)
+                )
+                on_flat(i, Flat(frame, flat_rejects, [StageRecord.from_dict(r.to_dict()) for r in records], per_tree))
         result = frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id")
         all_rejects = sort_rejects(conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA))
         # a rejected message's payload is its row: built here, once per message for every recipe of the shard (the
@@ -582,17 +619,16 @@ def run_shard(
             masks=masks,
             keys=split_keys(result, shard, job.recipe.message_columns),
         )
-        del frame, rejects, out
+        del frame, rejects
         for key in keys[i]:
             if last_use[key] == i:
                 memo.pop(key, None)
-        if emit is None:
-            outputs.append(output)
-        else:
+        if emit is not None:
             emit(i, output)
         del output
+    grown = shard.scored()
     shard.forget()
-    return outputs
+    return grown
 
 
 def run_stage(stage: Stage, frame: pl.DataFrame, job: Job, shard: Shard, *, check: bool = False) -> StageOut:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import polars as pl
 
-from chatdata.cache import sha256_file
 from chatdata.detect import FAMILY, KINDS, SkippedFile, check_format, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.ingest import BATCH_ROWS, DetectedFile, SourceFile, iter_file, split_from_name
@@ -19,6 +18,7 @@ from chatdata.sources import chat, dolly, prefs
 from chatdata.sources.layout import Layout
 from chatdata.sources.records import iter_batches
 from chatdata.sources.tables import TABLE_SCHEMAS
+from chatdata.workspace import sha256_file
 
 #: fine format -> layout, for every non-oasst format
 LAYOUTS: dict[str, Layout] = {**dolly.LAYOUTS, **chat.LAYOUTS, **prefs.LAYOUTS}
