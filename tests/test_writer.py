@@ -406,7 +406,7 @@ def _record(folder: Path) -> None:
 
 
 def test_a_folder_chatdata_did_not_write_is_never_replaced(tmp_path: Path) -> None:
-    from chatdata.output import is_build_folder
+    from chatdata.workspace import is_build_folder
     from chatdata.writer import ForeignFolderError
 
     target = tmp_path / "ds"
@@ -426,7 +426,7 @@ def test_a_folder_chatdata_did_not_write_is_never_replaced(tmp_path: Path) -> No
 
 
 def test_a_foreign_folder_that_appears_during_the_build_is_not_replaced(tmp_path: Path) -> None:
-    from chatdata.output import is_build_folder
+    from chatdata.workspace import is_build_folder
     from chatdata.writer import ForeignFolderError
 
     target = tmp_path / "ds"
@@ -438,7 +438,7 @@ def test_a_foreign_folder_that_appears_during_the_build_is_not_replaced(tmp_path
 
 
 def test_an_empty_folder_or_a_chatdata_folder_is_replaced(tmp_path: Path) -> None:
-    from chatdata.output import is_build_folder
+    from chatdata.workspace import is_build_folder
 
     target = tmp_path / "ds"
     target.mkdir()
@@ -452,7 +452,7 @@ def test_an_empty_folder_or_a_chatdata_folder_is_replaced(tmp_path: Path) -> Non
 
 
 def test_old_folders_beside_the_target_are_removed_only_when_chatdata_wrote_them(tmp_path: Path) -> None:
-    from chatdata.output import is_build_folder
+    from chatdata.workspace import is_build_folder
 
     target = tmp_path / "ds"
     _record(target)

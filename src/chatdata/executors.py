@@ -94,7 +94,8 @@ def _warm(parent: int) -> None:
     import polars  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import chatdata.engine  # noqa: F401
+    import chatdata.output
+    import chatdata.shards  # noqa: F401
 
 
 class ProcessPool(Executor):

@@ -28,6 +28,19 @@ REC = "_rec"
 ROW_TEXT = ("messages", "chosen", "rejected")
 #: hash seeds of the 128-bit keys (two 64-bit halves)
 SEEDS = (1, 2)
+#: columns of a dialogue or pair row that hold text, in the order the writer fills them: in the workspace they are
+#: null placeholders (see :mod:`chatdata.text`)
+TEXT_COLUMNS = ("prompt", "chosen", "rejected", "messages", "text")
+
+
+def placeholders(frame: pl.DataFrame) -> list[str]:
+    """The text columns of ``frame`` that wait for their text (null placeholders), in :data:`TEXT_COLUMNS` order."""
+    return [c for c in TEXT_COLUMNS if c in frame.columns and frame.schema[c] == pl.Null]
+
+
+def normalise_prompt(expr: pl.Expr) -> pl.Expr:
+    """A prompt's text as the leak check compares it: lowercase, whitespace folded, stripped."""
+    return expr.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
 
 
 @dataclass
@@ -108,8 +121,6 @@ def turn_hashes(texts: pl.DataFrame) -> pl.DataFrame:
 def prompt_hashes(texts: pl.DataFrame) -> pl.DataFrame:
     """Per message: ``_p1``/``_p2``, a 128-bit hash of its normalised text (lowercase, whitespace folded): a leak
     is the same first prompt in train and test."""
-    from chatdata.splits import normalise_prompt
-
     prompt = normalise_prompt(pl.col("text"))
     return texts.select(
         "_i", *[pl.when(prompt.is_not_null()).then(prompt.hash(seed)).alias(f"_p{seed}") for seed in SEEDS]

@@ -27,6 +27,7 @@ import pyarrow as pa
 from chatdata import __version__, artifacts
 from chatdata.errors import ChatdataError
 from chatdata.ledger import Ledger, LedgerError, StageRecord
+from chatdata.workspace import BUILD_RECORD, is_build_folder
 from chatdata.writer import to_arrow
 
 #: the columns every SFT/preference row shows first, in this order, then the metadata columns
@@ -47,9 +48,6 @@ PUBLISHED_REJECT_COLUMNS = (
     "source_line",
     "payload",
 )
-
-
-BUILD_RECORD = "build.json"
 
 
 class EmptyDatasetError(ChatdataError):
@@ -81,15 +79,6 @@ def write_task(task: WriteTask) -> str:
     write_recipe(task, Store(Path(task.store)))
     release_memory()
     return task.target
-
-
-def is_build_folder(folder: Path) -> bool:
-    """``folder`` holds a chatdata build record (``build.json`` with ``chatdata_version``): chatdata wrote it."""
-    try:
-        record = orjson.loads((Path(folder) / BUILD_RECORD).read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return False
-    return isinstance(record, dict) and "chatdata_version" in record
 
 
 def publish_columns(columns: Iterable[str]) -> list[str]:

@@ -27,6 +27,7 @@ from chatdata.ledger import StageRecord
 from chatdata.memory import release_memory
 from chatdata.recipes import get_recipe
 from chatdata.settings import BuildSettings
+from chatdata.stages import Flat
 from chatdata.workspace import (
     FLAT,
     KEYS,
@@ -66,17 +67,6 @@ class ShardTask:
     shard: int
     jobs: tuple[JobSpec, ...]
     settings: dict[str, Any]
-
-
-@dataclass
-class Flat:
-    """A job's dialogues after structure, gates and flattening, with those stages' rejects, records and the
-    dialogues per tree: what a ``flat`` entry holds."""
-
-    frame: pl.DataFrame
-    rejects: pl.DataFrame
-    records: list[StageRecord]
-    per_tree: pl.Series
 
 
 def load_flat(folder: Path) -> Flat:

@@ -17,6 +17,7 @@ from typing import Literal
 
 import polars as pl
 
+from chatdata.messages import normalise_prompt
 from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
 
 STAGE = "splits"
@@ -39,10 +40,6 @@ def tree_hash_fraction(tree_ids: pl.Series, seed: str = "") -> pl.Series:
     return pl.Series("_u", values, dtype=pl.Float64)
 
 
-def normalise_prompt(expr: pl.Expr) -> pl.Expr:
-    return expr.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
-
-
 def dialogue_rejects(
     frame: pl.DataFrame,
     *,
@@ -55,8 +52,8 @@ def dialogue_rejects(
     """Reject rows for whole dialogues (or pairs); the payload is the dialogue's row as JSON. A row whose text
     waits in the shard (null text placeholders beside its positions ``_m``/``_r`` or record ``_rec``) keeps
     them, and ``_fill`` names the payload fields the writer fills with that text."""
+    from chatdata.messages import placeholders
     from chatdata.schema import INTERNAL_REJECT_SCHEMA, REJECT_REFS
-    from chatdata.text import placeholders
 
     refs = [c for c in REJECT_REFS if c in frame.columns]
     compact = bool(refs)

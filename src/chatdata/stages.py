@@ -506,6 +506,17 @@ def chain(job: Job) -> tuple[Stage, ...]:
 
 
 @dataclass
+class Flat:
+    """A job's dialogues after structure, gates and flattening, with those stages' rejects, records and the
+    dialogues per tree: what a workspace ``flat`` entry holds (:mod:`chatdata.shards`)."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+    records: list[StageRecord]
+    per_tree: pl.Series
+
+
+@dataclass
 class ShardOutput:
     """One job's result on one shard: the surviving rows (no text: placeholders and positions), every reject of
     the shard's stages in publish order, the stage records, the dialogues (or pairs) per tree, the per-column
@@ -543,8 +554,8 @@ def run_shard(
     ingest_rejected: pl.Series | None = None,
     rows: pl.DataFrame | None = None,
     emit: Callable[[int, ShardOutput], None] | None = None,
-    flats: dict[int, Any] | None = None,
-    on_flat: Callable[[int, Any], None] | None = None,
+    flats: dict[int, Flat] | None = None,
+    on_flat: Callable[[int, Flat], None] | None = None,
     scores: dict[Any, pl.DataFrame] | None = None,
     check: bool = False,
 ) -> dict[Any, pl.DataFrame]:
@@ -554,12 +565,10 @@ def run_shard(
 
     Each job's output is handed to ``emit(index, output)`` as soon as it is complete and not kept (so a shard holds
     one job's output at a time); a stage's result is dropped once the last job that uses it is done. ``flats``
-    (job index -> :class:`chatdata.shards.Flat`) stand for a job's structure, gates and flattening, found in the
+    (job index -> :class:`Flat`) stand for a job's structure, gates and flattening, found in the
     workspace; ``on_flat(index, flat)`` receives those computed here. ``scores`` (message key -> scores) are
     message scores from the workspace. Returns every filter's message scores (message key -> frame), those given
     and those added. ``check`` enforces every stage's declared columns."""
-    from chatdata.shards import Flat
-
     flats = flats or {}
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}

@@ -20,11 +20,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chatdata.messages import IDX, REC, M, R
+from chatdata.messages import IDX, REC, TEXT_COLUMNS, M, R, placeholders
 from chatdata.schema import CHAT_MESSAGE, MESSAGE_SCHEMA, ROLE_MAP
 
-#: columns of a dialogue or pair row that hold text, in the order the writer fills them
-TEXT_COLUMNS = ("prompt", "chosen", "rejected", "messages", "text")
 TURNS = pl.List(CHAT_MESSAGE)
 TEXT_TYPES: dict[str, pl.DataType] = {
     "prompt": pl.String(),
@@ -35,11 +33,6 @@ TEXT_TYPES: dict[str, pl.DataType] = {
 }
 #: a message's row as its reject payload: the canonical columns but where it came from
 PAYLOAD_COLUMNS = tuple(c for c in MESSAGE_SCHEMA if not c.startswith("source"))
-
-
-def placeholders(frame: pl.DataFrame) -> list[str]:
-    """The text columns of ``frame`` that wait for their text (null placeholders), in :data:`TEXT_COLUMNS` order."""
-    return [c for c in TEXT_COLUMNS if c in frame.columns and frame.schema[c] == pl.Null]
 
 
 def positions(columns: Sequence[str], column: str) -> pl.Expr:

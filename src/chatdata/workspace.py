@@ -305,6 +305,17 @@ class Index:
 
 # ------------------------------------------------------------------------------------------------ output folders
 
+BUILD_RECORD = "build.json"
+
+
+def is_build_folder(folder: Path) -> bool:
+    """``folder`` holds a chatdata build record (``build.json`` with ``chatdata_version``): chatdata wrote it."""
+    try:
+        record = json.loads((Path(folder) / BUILD_RECORD).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "chatdata_version" in record
+
 
 def _outputs_record(work: Path, name: str) -> Path:
     return work / "cache" / "outputs" / f"{name}.json"
@@ -336,7 +347,6 @@ def intact(work: Path, name: str, target: Path, build_key: str) -> bool:
 def owned_output(work: Path, name: str) -> Any:
     """Whether chatdata wrote a recipe's output folder: its build record is there, or every file in it is one this
     workspace recorded writing there (a build record deleted by hand loses nothing of the user's)."""
-    from chatdata.output import is_build_folder
 
     def owned(folder: Path) -> bool:
         if is_build_folder(folder):
