@@ -13,6 +13,8 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="chatdata-prefect-
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# every build of the suite checks each stage's declared columns as it runs (chatdata.stages.run_stage)
+os.environ.setdefault("CHATDATA_CHECK_STAGES", "1")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_TREES = SHARED / "data" / "oa_export_2023-03_en_100.trees.jsonl"

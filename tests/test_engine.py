@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -192,7 +193,61 @@ def test_every_stage_declares_its_columns_and_is_documented() -> None:
     for stage in (*stages.OASST_STAGES, *stages.ROW_STAGES):
         assert stage.reads and isinstance(stage.writes, tuple), stage.name
         assert f"\n{stage.name}" in stages.__doc__  # the docstring table says what each reads and writes
-    assert "\nstructure" in stages.__doc__
+    assert stages.OASST_STAGES[0].name == "structure"  # a stage like the others
+
+
+def test_the_suite_checks_every_stage_it_runs() -> None:
+    import os
+
+    from chatdata.shards import CHECK_STAGES
+
+    assert os.environ.get(CHECK_STAGES)  # set by conftest: every build below runs checked
+
+
+def _swap(monkeypatch: pytest.MonkeyPatch, name: str, **changes: object) -> None:
+    import dataclasses
+
+    for group in ("OASST_STAGES", "ROW_STAGES"):
+        swapped = tuple(dataclasses.replace(s, **changes) if s.name == name else s for s in getattr(stages, group))
+        monkeypatch.setattr(stages, group, swapped)
+
+
+@pytest.mark.parametrize(
+    ("name", "column"),
+    [("render", stages.M), ("filters", "lang_score"), ("gates", "parent_id"), ("flatten", "depth"),
+     ("structure", "text"), ("score", stages.M)],
+)  # fmt: skip
+def test_a_stage_that_reads_an_undeclared_column_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, column: str
+) -> None:
+    stage = next(s for s in (*stages.OASST_STAGES, *stages.ROW_STAGES) if s.name == name)
+    _swap(monkeypatch, name, reads=tuple(c for c in stage.reads if c != column))
+    with pytest.raises(pl.exceptions.ColumnNotFoundError, match=column):
+        build_recipes(["oasst_en", "oasst_prefs"], tmp_path / "out")
+
+
+def test_a_stage_that_writes_an_undeclared_column_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    render = next(s for s in stages.ROW_STAGES if s.name == "render")
+
+    def sneaky(frame: pl.DataFrame, job: stages.Job, shard: stages.Shard) -> stages.StageOut:
+        out = render.run(frame, job, shard)
+        return stages.StageOut(out.frame.with_columns(pl.lit(1).alias("sneaky")), out.rejects, out.record)
+
+    _swap(monkeypatch, "render", run=sneaky)
+    with pytest.raises(AssertionError, match=r"render wrote undeclared columns \['sneaky'\]"):
+        build_recipes(["oasst_en", "oasst_prefs"], tmp_path / "out")
+
+
+def test_a_checked_build_equals_an_unchecked_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Checking hands each stage only its columns and joins the rest back: the bytes are those of a plain run."""
+    from chatdata.shards import CHECK_STAGES
+
+    recipes = ["oasst_en", "guanaco_uncensored", "oasst_prefs", "starchat_alpha"]
+    checked = build_recipes(recipes, tmp_path / "checked", source=None)
+    monkeypatch.delenv(CHECK_STAGES)
+    plain = build_recipes(recipes, tmp_path / "plain", source=None)
+    for name in recipes:
+        assert_same_tree(checked[name], plain[name])
 
 
 def test_recipes_share_identical_stages_within_a_shard(real_trees: Path, tmp_path: Path, monkeypatch) -> None:
@@ -206,10 +261,7 @@ def test_recipes_share_identical_stages_within_a_shard(real_trees: Path, tmp_pat
     monkeypatch.setattr(
         stages,
         "OASST_STAGES",
-        tuple(
-            s if s.name != "flatten" else stages.Stage(s.name, s.reads, s.writes, s.key, counted)
-            for s in stages.OASST_STAGES
-        ),
+        tuple(s if s.name != "flatten" else dataclasses.replace(s, run=counted) for s in stages.OASST_STAGES),
     )
     out = build_recipes(["guanaco", "guanaco_uncensored"], tmp_path / "out", source=real_trees)
     assert calls == ["guanaco"]  # the second recipe reuses the first one's gates and paths

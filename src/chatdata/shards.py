@@ -16,6 +16,7 @@ identification or the tree walks.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ def load_flat(folder: Path) -> Flat:
     )
 
 
+#: set (to anything) to check every stage's declared columns as it runs (the tests do; slower)
+CHECK_STAGES = "CHATDATA_CHECK_STAGES"
+
+
 def shard_task(task: ShardTask) -> int:
     """Run the missing jobs of one shard and store each one's result (and the flat and scores entries it made
     or grew); return how many jobs ran."""
@@ -130,7 +135,8 @@ def shard_task(task: ShardTask) -> int:
                 save_masks(out.masks, tmp)
 
     frame = artifacts.load(shard_file(folder, task.shard))
-    kwargs: dict[str, Any] = {"emit": store_output, "flats": flats, "on_flat": store_flat, "scores": scores}
+    kwargs: dict[str, Any] = {"emit": store_output, "flats": flats, "on_flat": store_flat, "scores": scores,
+                              "check": bool(os.environ.get(CHECK_STAGES))}  # fmt: skip
     if jobs[0].spec.format == "oasst":
         rejected = None
         if task.shard == 0:

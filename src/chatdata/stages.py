@@ -2,22 +2,28 @@
 shard's messages (:class:`Shard`), once per message.
 
 Each :class:`Stage` declares the columns it reads and writes and what of the recipe and settings shapes its
-result (its ``key``); :func:`run_shard` hands a stage only the columns it declares it reads (so a stage that
-reads another fails) and checks that it adds exactly the columns it declares, and stages with equal keys run once
-for all the recipes of a shard (``guanaco`` and ``guanaco_uncensored`` share gates and flattening; every recipe
-shares ``structure``). Frames flow from stage to stage in memory; nothing is written between stages.
+result (its ``key``: the specs and settings it depends on); stages with equal keys run once for all the recipes
+of a shard (``guanaco`` and ``guanaco_uncensored`` share gates and flattening; every recipe shares ``structure``). Frames flow from stage to stage in memory; nothing is written between stages. A row
+stage returns the rows it drops with their reasons, and :func:`run_stage` makes them rejects whose payload is the
+whole row, so a stage reads only what it decides on. With ``check`` (set ``CHATDATA_CHECK_STAGES``; the test
+suite does, for every build) a stage is handed only the columns it declares it reads, so reading another fails,
+and it may add only the columns it declares it writes.
 
-=========== ===================================== ==============================================================
-stage       reads                                 writes
-=========== ===================================== ==============================================================
-structure   the shard's messages (text)           depth; rejects duplicates, orphans, cycles, bad roles, empty text
-gates       tree_state, review_result, deleted …  drops gated messages with their subtrees
-flatten     depth, rank, created_date …           dialogue_id, message_ids, _m (positions), n_turns …
-score       _m, lang                              the filters' score columns (lang_score, matched_phrases …)
-filters     the score columns                     drops rows by each filter's decision
-render      _m                                    text (guanaco); drops role-order and special-token breaks
-masks       _m (with --tokenizer)                 n_tokens, n_trained
-=========== ===================================== ==============================================================
+=========== ========================================= ==========================================================
+stage       reads                                     writes
+=========== ========================================= ==========================================================
+structure   ids, parent, tree, role, text, source     message_tree_id (the root), depth, _i; rejects bad
+            line                                      structure (duplicates, orphans, cycles, roles, empty text)
+gates       ids, parent, depth, review/state/deleted  drops gated messages with their subtrees
+            /synthetic/detoxify/lang …
+flatten     ids, parent, depth, role, rank, created   new rows: dialogue_id, message_ids, _m (positions), _r,
+            date, lang, source_split                  n_turns (pairs: prompt_id, rank/score of each side …)
+score       _m, _r, _mr, _rec, lang                   the filters' score columns (lang_score, matched_phrases …)
+filters     lang and the score columns                drops rows by each filter's decision
+render      _m, _r, _mr, _rec                         text (guanaco), _text_null; drops role-order and
+                                                      special-token breaks
+masks       _m, _r, _mr, _rec, _text_null             n_tokens, n_trained (only with --tokenizer)
+=========== ========================================= ==========================================================
 
 A dialogue or pair is the list of its messages' positions (``_m``, and for a pair its rejected reply ``_r``; see
 :mod:`chatdata.messages`): no stage copies text. Scores are computed per distinct message for all recipes
@@ -55,7 +61,7 @@ from chatdata.messages import (
 from chatdata.recipes import Recipe, SourceSpec
 from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
 from chatdata.settings import BuildSettings
-from chatdata.splits import dialogue_rejects, reject_where
+from chatdata.splits import dialogue_rejects
 from chatdata.structure import validate_structure
 from chatdata.text import TEXT_COLUMNS, ShardText
 from chatdata.trees import reason_counts
@@ -66,6 +72,8 @@ log = logging.getLogger(__name__)
 REJECT_ORDER = ("stage", "unit", "message_tree_id", "message_id", "source", "source_line")
 #: a row source's rejected side: positions into its message table
 MR = "_mr"
+#: what a row stage returns as rejects (the engine makes its dropped rows rejects)
+_NO_REJECTS = empty_rejects(INTERNAL_REJECT_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -98,20 +106,27 @@ class StageOut:
     record: StageRecord
     #: per-column mask results (the ``masks`` stage with a tokenizer), merged over shards by the writer
     masks: dict[str, Any] | None = None
+    #: the rows a row stage removed, with ``reject_reason``/``reject_evidence``/``reject_filter``: the engine
+    #: makes them rejects whose payload is the whole row (so a stage reads only the columns it decides on)
+    dropped: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage: its name, the columns it reads and writes, what of a job shapes it, and the function. ``reads``
-    and ``writes`` may name columns a job's frame lacks (a pair has no ``text``); only those present count."""
+    """A stage: its name, the columns it reads and writes, what of a job shapes it (``key``), and the function.
+    ``reads`` and ``writes`` may name columns a job's frame lacks (a pair has no ``text``); only those present
+    count. Its output keeps its input's other columns on a subset of the rows (less ``drops``), unless it
+    ``reshapes`` them (flatten: dialogues from messages), when its output holds only what it reads and writes."""
 
     name: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     key: Callable[[Job], Any]
     run: Callable[[pl.DataFrame, Job, Shard], StageOut]
-    #: drops rows (its output keeps the input's columns plus ``writes``, on fewer rows)
-    changes_rows: bool = True
+    #: input columns its output leaves out (structure leaves the text in the shard)
+    drops: tuple[str, ...] = ()
+    #: its rows are new ones (not a subset of its input's)
+    reshapes: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ the shard
@@ -121,8 +136,17 @@ class Shard:
     """One shard's text and what its recipes share: the message table, and each message's hashes, special
     strings and filter scores, computed once per message whichever recipe asks first."""
 
-    def __init__(self, frame: pl.DataFrame, *, oasst: bool, text_columns: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        *,
+        oasst: bool,
+        text_columns: tuple[str, ...] = (),
+        ingest_rejected: pl.Series | None = None,
+    ) -> None:
         self.oasst = oasst
+        #: message ids the ingest rejected (their replies are orphans of a rejected parent, not of a missing one)
+        self.ingest_rejected = ingest_rejected
         self.text = ShardText(frame, oasst=oasst)
         if oasst:
             self.table: MessageTable = oasst_table(frame)
@@ -199,10 +223,31 @@ def _record(name: str, unit: str, rows_in: int, out: pl.DataFrame, rejects: pl.D
     return StageRecord(name, unit, rows_in, out.height, reason_counts(rejects), **kw)
 
 
-def structure(messages: pl.DataFrame, ingest_rejected: pl.Series | None = None) -> StageOut:
+def _decided(
+    name: str, job: Job, frame: pl.DataFrame, kept: pl.DataFrame, dropped: pl.DataFrame, **kw: Any
+) -> StageRecord:
+    counts = reason_counts(
+        dropped.select(pl.col("reject_reason").alias("reason"), pl.col("reject_filter").alias("filter"))
+    )
+    return StageRecord(name, job.unit, frame.height, kept.height, counts, **kw)
+
+
+def decide(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``frame`` by ``reason`` (null keeps the row): the kept rows, and the dropped ones whose
+    ``reject_reason`` is the code before the first ``:`` (or `` [``) and whose ``reject_evidence`` is the whole
+    reason string."""
+    checked = frame.with_columns(reason.alias("reject_evidence"))
+    code = pl.col("reject_evidence").str.split(":").list.first().str.split(" [").list.first()
+    dropped = checked.filter(pl.col("reject_evidence").is_not_null()).with_columns(
+        code.alias("reject_reason"), pl.lit(None, pl.String).alias("reject_filter")
+    )
+    return checked.filter(pl.col("reject_evidence").is_null()).drop("reject_evidence"), dropped
+
+
+def _structure(messages: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     """Duplicates, orphans, cycles, roots, role alternation, empty text (recipe-independent); the surviving
     messages leave without their text (it stays in the shard, found again by position ``_i``)."""
-    result = validate_structure(messages, ingest_rejected)
+    result = validate_structure(messages, shard.ingest_rejected)
     record = _record("structure", "messages", messages.height, result.messages, result.rejects)
     return StageOut(result.messages.drop("text"), result.rejects, record)
 
@@ -292,17 +337,8 @@ def _score(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
 
 def _filter(scored: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     outcome = apply_filters(scored, _filters_of(job), score=False)
-    rejects = dialogue_rejects(
-        outcome.dropped,
-        stage="filters",
-        reason=pl.col("reject_reason"),
-        evidence=pl.col("reject_evidence"),
-        filter_name=pl.col("reject_filter"),
-        unit=_reject_unit(job),
-    )
-    return StageOut(
-        outcome.kept, rejects, StageRecord("filters", job.unit, scored.height, outcome.kept.height, outcome.counts)
-    )
+    record = StageRecord("filters", job.unit, scored.height, outcome.kept.height, outcome.counts)
+    return StageOut(outcome.kept, _NO_REJECTS, record, dropped=outcome.dropped)
 
 
 def _reject_unit(job: Job) -> str:
@@ -339,14 +375,14 @@ def _render(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
         for dialect in r.check_dialects
     ]
     reason = pl.coalesce(found) if found and frame.height else pl.lit(None, pl.String)
-    good, rejects = reject_where(frame, reason, stage="render", unit=_reject_unit(job))
+    good, dropped = decide(frame, reason)
     if r.text_format:
         null = check_rows(good, "messages", r.text_format, on_special, shard).is_not_null() if good.height else None
         good = good.with_columns(
             pl.lit(None, pl.Null).alias("text"),
             (null if null is not None else pl.lit(None, pl.Boolean)).alias("_text_null"),
         )
-    return StageOut(good, rejects, _record("render", job.unit, frame.height, good, rejects))
+    return StageOut(good, _NO_REJECTS, _decided("render", job, frame, good, dropped), dropped=dropped)
 
 
 #: light per-row mask results kept for the merged statistics (see :func:`chatdata.chat.validate.mask_stats`)
@@ -391,9 +427,10 @@ def _masks(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
         )
         if column in ("messages", "chosen"):
             checked = checked.with_columns(result.get_column("n_tokens"), result.get_column("n_trained"))
-    good, rejects = reject_where(checked, reason, stage="masks", unit=_reject_unit(job))
-    record = _record("masks", job.unit, frame.height, good, rejects, notes={"tokenizer": s.tokenizer})
-    return StageOut(good, rejects, record, masks={"columns": per_column, "settings": _mask_settings(job)})
+    good, dropped = decide(checked, reason)
+    record = _decided("masks", job, frame, good, dropped, notes={"tokenizer": s.tokenizer})
+    return StageOut(good, _NO_REJECTS, record, masks={"columns": per_column, "settings": _mask_settings(job)},
+                    dropped=dropped)  # fmt: skip
 
 
 def _refs(frame: pl.DataFrame) -> list[str]:
@@ -471,30 +508,75 @@ def _key_masks(job: Job) -> Any:
     return (_key_render(job), s.tokenizer, s.dialect, s.mask_convention, s.max_length, s.on_special)
 
 
-GATE_READS = ("message_id", "parent_id", "depth", "tree_state", "review_result", "deleted", "synthetic", "detoxify",
-              "lang", "role")  # fmt: skip
+#: the score columns the row filters write (and ``filters`` decides on)
+SCORE_COLUMNS = ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source", "matched_phrases",
+                 "contamination")  # fmt: skip
+#: what a rejected message's row needs (its payload is built from the shard by position ``_i``)
+MESSAGE_REFS = ("message_id", "message_tree_id", "source", "source_line", "_i")
+#: a dialogue's (or pair's) messages, by position
+POSITIONS = (M, R, MR, REC)
+
+STRUCTURE = Stage(
+    "structure",
+    ("message_id", "parent_id", "message_tree_id", "role", "text", "source", "source_line"),
+    ("message_tree_id", "depth", "_i"),
+    lambda job: ("structure",),
+    _structure,
+    drops=("text",),
+)
 OASST_STAGES = (
-    Stage("gates", ("*",), (), _key_gates, _gates),
+    STRUCTURE,
+    Stage(
+        "gates",
+        (
+            *MESSAGE_REFS,
+            "parent_id",
+            "depth",
+            "role",
+            "lang",
+            "tree_state",
+            "review_result",
+            "review_count",
+            "deleted",
+            "synthetic",
+            "detoxify",
+            "emojis",
+            "labels",
+            "model_name",
+        ),
+        (),
+        _key_gates,
+        _gates,
+    ),
     Stage(
         "flatten",
-        ("*",),
-        ("dialogue_id", "message_ids", "messages", M, R, "n_turns", "prompt", "prompt_id", "chosen", "rejected"),
+        (*MESSAGE_REFS, "parent_id", "depth", "role", "lang", "rank", "created_date", "source_split"),
+        (
+            "dialogue_id",
+            "message_ids",
+            "messages",
+            M,
+            R,
+            "n_turns",
+            "prompt",
+            "prompt_id",
+            "chosen",
+            "rejected",
+            "score_chosen",
+            "score_rejected",
+            "rank_chosen",
+            "rank_rejected",
+        ),
         _key_flatten,
         _flatten,
+        reshapes=True,
     ),
 )
 ROW_STAGES = (
-    Stage(
-        "score",
-        ("*",),
-        ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source", "matched_phrases", "contamination"),
-        _key_score,
-        _score,
-        changes_rows=False,
-    ),
-    Stage("filters", ("*",), (), _key_score, _filter),
-    Stage("render", ("*",), ("text", "_text_null"), _key_render, _render),
-    Stage("masks", ("*",), ("n_tokens", "n_trained"), _key_masks, _masks),
+    Stage("score", (*POSITIONS, "lang"), SCORE_COLUMNS, _key_score, _score),
+    Stage("filters", ("lang", *SCORE_COLUMNS), (), _key_score, _filter),
+    Stage("render", POSITIONS, ("text", "_text_null"), _key_render, _render),
+    Stage("masks", (*POSITIONS, "_text_null"), ("n_tokens", "n_trained"), _key_masks, _masks),
 )
 
 
@@ -573,9 +655,8 @@ def run_shard(
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
     memo: dict[str, StageOut] = {}
-    start: StageOut | None = None
     if messages is not None:
-        shard = Shard(messages, oasst=True)
+        shard = Shard(messages, oasst=True, ingest_rejected=ingest_rejected)
     else:
         assert rows is not None, "run_shard needs messages or rows"
         columns = tuple(c for c in ("messages", "chosen", "rejected") if c in rows.columns)
@@ -592,9 +673,7 @@ def run_shard(
             frame, records, rejects, per_tree = flat.frame, list(flat.records), [flat.rejects], flat.per_tree
             done = len(OASST_STAGES)
         elif messages is not None:
-            if start is None:
-                start = structure(messages, ingest_rejected)
-            frame, records, rejects, done = start.frame, [start.record], [start.rejects], 0
+            frame, done = messages, 0
         else:
             frame, done = row_frame(rows, shard, job.unit), 0  # type: ignore[arg-type]
         masks = None
@@ -640,19 +719,58 @@ def run_shard(
     return grown
 
 
+#: a row's identity while a stage runs (so a stage's output rows are found again in its input)
+ROW = "__row"
+
+
 def run_stage(stage: Stage, frame: pl.DataFrame, job: Job, shard: Shard, *, check: bool = False) -> StageOut:
-    """Run one stage; with ``check``, hand it only the columns it declares it reads and check that its output
-    adds exactly the columns it declares it writes (the engine's tests run every build this way)."""
-    if not check or stage.reads == ("*",):
-        out = stage.run(frame, job, shard)
-    else:
-        out = stage.run(frame.select([c for c in stage.reads if c in frame.columns]), job, shard)
+    """Run one stage and turn the rows it dropped into rejects whose payload is the whole row.
+
+    With ``check`` (what the engine's tests run every build with) the stage is handed only the columns it
+    declares it reads (reading another fails), its output may add only the columns it declares it writes, and
+    the columns it did not see are joined back by row identity (a stage that reshapes its rows returns only
+    what it reads and writes)."""
+    view = frame.select([c for c in stage.reads if c in frame.columns]) if check else frame
+    if not stage.reshapes:
+        view = view.with_columns(pl.int_range(pl.len(), dtype=IDX).alias(ROW))
+    out = stage.run(view, job, shard)
     if check:
-        added = set(out.frame.columns) - set(frame.columns)
-        undeclared = sorted(added - set(stage.writes))
-        if undeclared:
-            raise AssertionError(f"stage {stage.name} wrote undeclared columns {undeclared}")
-    return out
+        for part in (out.frame, out.dropped):
+            added = set(part.columns) - set(view.columns) if part is not None else set()
+            undeclared = sorted(added - set(stage.writes) - set(DECISION))
+            if undeclared:
+                raise AssertionError(f"stage {stage.name} wrote undeclared columns {undeclared}")
+    if stage.reshapes:
+        return out
+    if ROW not in out.frame.columns:
+        raise AssertionError(f"stage {stage.name} lost its rows' identity ({ROW})")
+    kept = _whole(frame, out.frame, stage) if check else out.frame.drop(ROW)
+    rejects = out.rejects
+    if out.dropped is not None:
+        dropped = _whole(frame, out.dropped, stage) if check else out.dropped.drop(ROW)
+        rejects = dialogue_rejects(
+            dropped,
+            stage=stage.name,
+            reason=pl.col("reject_reason"),
+            evidence=pl.col("reject_evidence"),
+            filter_name=pl.col("reject_filter"),
+            unit=_reject_unit(job),
+        )
+    return StageOut(kept, rejects, out.record, out.masks)
+
+
+#: what a row stage adds to the rows it drops
+DECISION = ("reject_reason", "reject_evidence", "reject_filter")
+
+
+def _whole(frame: pl.DataFrame, part: pl.DataFrame, stage: Stage) -> pl.DataFrame:
+    """``part``'s rows (a stage's output on the columns it reads) with the input's other columns, in the input's
+    column order followed by what the stage added (as the stage would return them given the whole frame)."""
+    if ROW not in part.columns:
+        raise AssertionError(f"stage {stage.name} lost its rows' identity ({ROW})")
+    whole = frame.drop([c for c in stage.drops if c in frame.columns])[part.get_column(ROW)]
+    added = [c for c in part.columns if c != ROW and (c not in frame.columns or c in stage.writes)]
+    return whole.with_columns(part.select(added))
 
 
 def _mask_settings(job: Job) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from chatdata.schema import INTERNAL_REJECT_SCHEMA, MESSAGE_SCHEMA, empty_rejects, message_rejects
+from chatdata.schema import INTERNAL_REJECT_SCHEMA, empty_rejects, message_rejects
 
 STAGE = "structure"
 _S = pl.String
@@ -19,7 +19,7 @@ _S = pl.String
 
 @dataclass
 class StructureResult:
-    messages: pl.DataFrame  # canonical columns + depth (Int32) + _i (the row's position in the input)
+    messages: pl.DataFrame  # the input's columns + depth (Int32) + _i (the row's position in the input)
     rejects: pl.DataFrame  # payloads left to the writer: each row carries the message's position _i
 
 
@@ -206,7 +206,7 @@ def validate_structure(messages: pl.DataFrame, rejected_ids: pl.Series | None = 
         .sort("_order")
         .join(rest_cols, on="_order", how="left", maintain_order="left")
     )
-    out = good.select(*MESSAGE_SCHEMA, "depth", pl.col("_order").cast(pl.UInt32).alias("_i"))
+    out = good.select(*messages.columns, "depth", pl.col("_order").cast(pl.UInt32).alias("_i"))
     return StructureResult(messages=out, rejects=pl.concat(rejects, how="vertical"))
 
 
