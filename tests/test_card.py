@@ -631,3 +631,18 @@ def test_source_datasets_name_hub_datasets_and_known_copies_only() -> None:
     assert source_datasets(prefs, None) == []
     bundled = {"spec": "bundled-sample", "files": [{"path": "data/train.parquet", "format": "oasst_parquet"}]}
     assert source_datasets(bundled, "OpenAssistant/oasst1") == []  # synthetic, not the dataset it stands in for
+
+
+def test_a_build_card_from_stats_collected_while_writing_equals_one_read_back(tmp_path: Path) -> None:
+    """The writer collects the card's statistics as it writes (it never reads the data back); ``chatdata card``
+    on the folder reads them from the files: the two cards and plots are the same bytes."""
+    from builds import build_recipes
+
+    out = build_recipes(["oasst_en", "guanaco_uncensored", "oasst_prefs", "starchat_alpha"], tmp_path / "out")
+    for name, folder in out.items():
+        written = (folder / "README.md").read_text(encoding="utf-8")
+        pngs = {p: (folder / p).read_bytes() for p in PLOT_FILES if (folder / p).exists()}
+        assert pngs, name
+        build = json.loads((folder / "build.json").read_text())
+        assert render_card(build, folder) == written, name
+        assert {p: (folder / p).read_bytes() for p in pngs} == pngs, name

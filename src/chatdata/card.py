@@ -540,29 +540,48 @@ def _dialogue_exprs(schema: pa.Schema) -> list[pl.Expr]:
     return exprs
 
 
+def _needed(schema: pa.Schema) -> tuple[list[pl.Expr], list[str]]:
+    exprs = _dialogue_exprs(schema)
+    return exprs, sorted({c for e in exprs for c in e.meta.root_names()})
+
+
+def table_stats(table: pa.Table | pa.RecordBatch, split: str) -> pl.DataFrame:
+    """The stats rows (see :func:`load_rows`) of a table of ``split`` as it is written: the writer collects them
+    while writing, so the card never reads the data back."""
+    exprs, needed = _needed(table.schema)
+    if needed:
+        frame = pl.from_arrow(table.select(needed))
+        assert isinstance(frame, pl.DataFrame)
+    else:
+        frame = pl.DataFrame({"_": pl.Series([None] * table.num_rows, dtype=pl.Null)})
+    return frame.with_columns(pl.lit(split).alias("split")).select("split", *exprs)
+
+
+def stats_rows(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """Stats rows of several tables as one frame (empty when there are none)."""
+    frames = list(frames)
+    if not frames:
+        return pl.DataFrame({"split": []}, schema={"split": pl.String})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
 def load_rows(folder: Path, splits: Iterable[SplitFiles]) -> pl.DataFrame:
     """One row per published row of the given splits: ``split`` plus the stats columns that exist (``turns``,
     ``chars``, ``tokens``, ``lang``, ``lang_detected``, ``lang_score``, ``lang_source``, ``matched_phrases``,
-    ``score_chosen``, ``score_rejected``)."""
+    ``score_chosen``, ``score_rejected``), read back from a folder's files (a build collects them as it writes)."""
     frames = []
     for sf in splits:
         for rel in sf.paths:
             path = _local(folder, rel)
-            schema = pq.read_schema(path)
-            exprs = _dialogue_exprs(schema)
-            needed = sorted({c for e in exprs for c in e.meta.root_names()})
+            exprs, needed = _needed(pq.read_schema(path))
             if not needed:
                 frame = pl.DataFrame({"_": pl.Series([None] * pq.read_metadata(path).num_rows, dtype=pl.Null)})
                 frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
                 continue
             # batch by batch: only the small stats columns of a whole file are ever held
             for batch in pq.ParquetFile(path).iter_batches(batch_size=50_000, columns=needed):
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                frames.append(frame.with_columns(pl.lit(sf.split).alias("split")).select("split", *exprs))
-    if not frames:
-        return pl.DataFrame({"split": []}, schema={"split": pl.String})
-    return pl.concat(frames, how="diagonal_relaxed")
+                frames.append(table_stats(batch, sf.split))
+    return stats_rows(frames)
 
 
 def _describe(s: pl.Series) -> dict[str, float | int] | None:
@@ -1100,16 +1119,27 @@ def _write_plots(
 
 
 def card_context(
-    build: Mapping[str, Any], folder: Path, *, repo_id: str | None = None, plots: bool = True
+    build: Mapping[str, Any],
+    folder: Path,
+    *,
+    repo_id: str | None = None,
+    plots: bool = True,
+    rows: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates print, computed from ``build`` and the files in ``folder``."""
+    """Everything the templates print, computed from ``build`` and the files in ``folder`` (``rows``: the data's
+    stats rows collected while writing it, else read back from the files)."""
     folder = Path(folder)
     recipe = dict(build.get("recipe") or {})
     name = _safe_name(str(recipe.get("name") or folder.name))
     splits = _ordered_splits(build)
     default = [s for s in splits if s.config == "default"]
     split_order = [s.split for s in default]
-    rows = load_rows(folder, default)
+    if rows is None:
+        rows = load_rows(folder, default)
+    else:  # in the order of the build's splits, as read back
+        order = {s: i for i, s in enumerate(split_order)}
+        rows = rows.with_columns(pl.col("split").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+        rows = rows.sort("_o", maintain_order=True).drop("_o")
     reject_paths = _reject_paths(folder, splits)
     rejects = _rejects(reject_paths)
     langs = language_stats(rows, split_order)
@@ -1180,12 +1210,20 @@ def card_context(
     }
 
 
-def render_card(build: dict[str, Any], folder: Path, *, repo_id: str | None = None, plots: bool = True) -> str:
+def render_card(
+    build: dict[str, Any],
+    folder: Path,
+    *,
+    repo_id: str | None = None,
+    plots: bool = True,
+    rows: pl.DataFrame | None = None,
+) -> str:
     """The README.md text for the dataset folder ``folder`` built as ``build`` (writes the PNG plots too).
 
-    ``repo_id`` (``org/name``) is used in the usage snippets; without it they say ``YOUR_ORG/<recipe>``.
+    ``repo_id`` (``org/name``) is used in the usage snippets; without it they say ``YOUR_ORG/<recipe>``. ``rows``
+    are the data's stats rows when the caller collected them while writing (see :func:`table_stats`).
     """
-    ctx = card_context(build, Path(folder), repo_id=repo_id, plots=plots)
+    ctx = card_context(build, Path(folder), repo_id=repo_id, plots=plots, rows=rows)
     env = _environment()
     text = env.get_template(_template_name(env, ctx["name"])).render(**ctx)
     text = re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,14 @@ class Resolved:
     ref: SourceRef
     path: str
     commit: str | None
-    files: tuple[tuple[str, str], ...]
+    #: the files to read, each with its sha256, and those skipped with a reason: the folder is scanned once
+    detected: tuple[Any, ...]
+    skipped: tuple[Any, ...] = ()
+
+    @property
+    def files(self) -> tuple[tuple[str, str], ...]:
+        """(name, sha256) of every file read."""
+        return tuple((f.name, f.sha256) for f in self.detected)
 
     @property
     def key(self) -> str:
@@ -163,9 +170,9 @@ def resolve(ref: SourceRef, cache_dir: str) -> Resolved:
         raise ChatdataError(
             f"source '{ref.spec}' is neither an existing path nor a Hub dataset id like OpenAssistant/oasst1"
         )
-    found, _ = scan(path, ref.format, patterns=ref.data_files or None, fmt=ref.fmt)
-    files = tuple((f.name, sha256_file(f.path)) for f in found)
-    return Resolved(ref, str(path), commit, files)
+    found, skipped = scan(path, ref.format, patterns=ref.data_files or None, fmt=ref.fmt)
+    hashed = tuple(replace(f, sha256=sha256_file(f.path)) for f in found)
+    return Resolved(ref, str(path), commit, hashed, tuple(skipped))
 
 
 def _resolve_task(args: tuple[SourceRef, str]) -> Resolved:
@@ -314,7 +321,17 @@ def build(
                 r_ = res.ref
                 tasks.append(
                     PartitionTask(
-                        str(store.root), key, res.path, r_.format, k, r_.data_files, r_.fmt, res.commit, r_.spec
+                        str(store.root),
+                        key,
+                        res.path,
+                        r_.format,
+                        k,
+                        r_.data_files,
+                        r_.fmt,
+                        res.commit,
+                        r_.spec,
+                        res.detected,
+                        res.skipped,
                     )
                 )
         # 2. shards (their keys need only the partitions' keys: what is missing is known before any work)

@@ -88,6 +88,8 @@ class DetectedFile:
     name: str
     format: str
     layout: str | None = None
+    #: its sha256, when the build has hashed it already (each input file is hashed once per build)
+    sha256: str | None = None
 
 
 @dataclass
@@ -210,9 +212,12 @@ def _iter_files(found: Discovery, batch_rows: int) -> Iterator[IngestBatch]:
         yield from iter_file(f.path, f.name, f.format, batch_rows)
 
 
-def iter_file(path: Path, name: str, fmt: str, batch_rows: int = BATCH_ROWS) -> Iterator[IngestBatch]:
+def iter_file(
+    path: Path, name: str, fmt: str, batch_rows: int = BATCH_ROWS, *, sha256: str | None = None
+) -> Iterator[IngestBatch]:
     """One file of format ``fmt`` (``parquet``/``messages``/``trees``) as batches, shown as ``name``; the last
-    (possibly the only, possibly empty) batch carries its :class:`SourceFile`."""
+    (possibly the only, possibly empty) batch carries its :class:`SourceFile` (with ``sha256`` when the caller
+    hashed the file already)."""
     if fmt == "parquet":
         batches = _parquet_batches(path, name, batch_rows)
     else:
@@ -225,7 +230,8 @@ def iter_file(path: Path, name: str, fmt: str, batch_rows: int = BATCH_ROWS) -> 
         records += current[0].height + current[1].height
         last = current
     msgs, rej = last if last is not None else (empty_messages(), empty_rejects())
-    yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha256_file(path), format=fmt, records=records))
+    sha = sha256 or sha256_file(path)
+    yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha, format=fmt, records=records))
 
 
 def _concat(batches: Iterator[tuple[pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -447,7 +447,7 @@ def assemble(
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
-    from chatdata.card import render_card
+    from chatdata.card import render_card, stats_rows, table_stats
     from chatdata.filters.specs import load_specs
     from chatdata.memory import release_memory
     from chatdata.writer import SplitWriter, atomic_folder
@@ -465,6 +465,7 @@ def assemble(
         refs += [*recipe.gate_refs(name), *recipe.filter_refs(name, settings.decontaminate)]
     specs = [dict(s.to_dict(), sha256=s.sha256) for s in load_specs(list(dict.fromkeys(refs)))]
     outputs: dict[str, dict[str, Any]] = {"default": {}, REJECTS_CONFIG: {}}
+    stats: list[pl.DataFrame] = []  # the card's statistics, collected as the data is written
     with atomic_folder(target, owned=owned, overwrite=overwrite) as tmp:
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
         tables.append((REJECTS_CONFIG, REJECTS_CONFIG, tmp / REJECTS_CONFIG, rejects))
@@ -472,6 +473,8 @@ def assemble(
             writer = SplitWriter(folder, name, stream.schema, stream.rows, max_shard_bytes=settings.max_shard_bytes)
             for chunk in stream.chunks:
                 writer.write(chunk)
+                if config == "default":
+                    stats.append(table_stats(chunk, name))
             paths = writer.close()
             outputs[config][name] = {"rows": stream.rows, "files": [file_entry(p, tmp) for p in paths]}
             release_memory()  # the next table's buffers start from an empty allocator
@@ -492,5 +495,5 @@ def assemble(
         if notes is not None:
             build["notes"] = notes
         (tmp / BUILD_RECORD).write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-        (tmp / "README.md").write_text(render_card(build, tmp), encoding="utf-8")
+        (tmp / "README.md").write_text(render_card(build, tmp, rows=stats_rows(stats)), encoding="utf-8")
     return StageRecord("write", ledger.records[-1].unit, total_out, total_out)

@@ -144,16 +144,18 @@ def partition_source(
     patterns: Sequence[str] | None = None,
     fmt: str | None = None,
     batch_rows: int = 50_000,
+    scanned: tuple[Sequence[Any], Sequence[Any]] | None = None,
 ) -> Partition:
     """Read the source at ``path`` (only files of the ``kind`` family, matching ``patterns``, as ``fmt`` when
     given) into ``k`` shards in ``folder``: oasst messages by tree (see the module docstring), dialogues or pairs
-    by a hash of their id (each is its own split unit)."""
+    by a hash of their id (each is its own split unit). ``scanned`` is the source's files and skipped files as
+    the build scanned (and hashed) them already, so the folder is not scanned again."""
     from chatdata.sources.read import iter_detected, scan
 
     if k < 1:
         raise ValueError(f"the number of shards must be at least 1, got {k}")
     folder.mkdir(parents=True, exist_ok=True)
-    files, skipped = scan(path, kind, patterns=patterns, fmt=fmt)
+    files, skipped = scanned if scanned is not None else scan(path, kind, patterns=patterns, fmt=fmt)
     batches = (b for f in files for b in iter_detected(f, batch_rows))
     if kind == "oasst":
         return _partition_trees(batches, folder, k, batch_rows, tuple(skipped))
@@ -293,6 +295,9 @@ class PartitionTask:
     fmt: str | None = None
     commit: str | None = None
     spec: str = ""
+    #: the files the build scanned and hashed (read as found), and those it skipped
+    files: tuple[Any, ...] = ()
+    skipped: tuple[Any, ...] = ()
 
 
 def partition_task(task: PartitionTask) -> dict[str, Any]:
@@ -307,7 +312,13 @@ def partition_task(task: PartitionTask) -> dict[str, Any]:
     if store.get(PARTITION, task.key) is None:
         with store.put(PARTITION, task.key) as tmp:
             part = partition_source(
-                Path(task.path), tmp, task.k, kind=task.kind, patterns=task.data_files or None, fmt=task.fmt
+                Path(task.path),
+                tmp,
+                task.k,
+                kind=task.kind,
+                patterns=task.data_files or None,
+                fmt=task.fmt,
+                scanned=(task.files, task.skipped) if task.files else None,
             )
             rejects = sort_rejects(artifacts.load(tmp / REJECTS_FILE))  # in publish order
             artifacts.save(rejects, tmp / REJECTS_FILE, artifacts.STREAM_BATCH_ROWS)

@@ -1,13 +1,14 @@
 """The build's stages on one shard: rows in; rows, rejects and a ledger record out. Text is read only through the
 shard's messages (:class:`Shard`), once per message.
 
-Each :class:`Stage` declares the columns it reads and writes and what of the recipe and settings shapes its
-result (its ``key``: the specs and settings it depends on); stages with equal keys run once for all the recipes
-of a shard (``guanaco`` and ``guanaco_uncensored`` share gates and flattening; every recipe shares ``structure``). Frames flow from stage to stage in memory; nothing is written between stages. A row
-stage returns the rows it drops with their reasons, and :func:`run_stage` makes them rejects whose payload is the
-whole row, so a stage reads only what it decides on. With ``check`` (set ``CHATDATA_CHECK_STAGES``; the test
-suite does, for every build) a stage is handed only the columns it declares it reads, so reading another fails,
-and it may add only the columns it declares it writes.
+Each :class:`Stage` declares the columns it reads and writes and what of the recipe and settings shapes its result
+(its ``key``: the specs and settings it depends on); stages with equal keys run once for all the recipes of a shard
+(``guanaco`` and ``guanaco_uncensored`` share gates and flattening; every recipe shares ``structure``). Frames flow
+from stage to stage in memory; nothing is written between stages. A row stage returns the rows it drops with their
+reasons, and :func:`run_stage` makes them rejects whose payload is the whole row, so a stage reads only what it
+decides on. With ``check`` (set ``CHATDATA_CHECK_STAGES``; the test suite does, for every build) a stage is handed
+only the columns it declares it reads, so reading another fails, and it may add only the columns it declares it
+writes.
 
 =========== ========================================= ==========================================================
 stage       reads                                     writes

@@ -151,7 +151,7 @@ def iter_source(
 def iter_detected(f: DetectedFile, batch_rows: int = BATCH_ROWS) -> Iterator[SourceBatch]:
     """The batches of one scanned file."""
     if f.format in _OASST:
-        for b in iter_file(f.path, f.name, _OASST[f.format], batch_rows):
+        for b in iter_file(f.path, f.name, _OASST[f.format], batch_rows, sha256=f.sha256):
             file = dataclasses.replace(b.file, format=f.format) if b.file is not None else None
             yield SourceBatch("messages", b.messages, b.rejects, file)
         return
@@ -168,7 +168,7 @@ def iter_detected(f: DetectedFile, batch_rows: int = BATCH_ROWS) -> Iterator[Sou
         last = SourceBatch(layout.table, rows, rejects)
     if last is None:
         last = SourceBatch(layout.table, empty_table(layout.table), empty_rejects())
-    last.file = SourceFile(path=f.name, sha256=sha256_file(f.path), format=f.format, records=records)
+    last.file = SourceFile(path=f.name, sha256=f.sha256 or sha256_file(f.path), format=f.format, records=records)
     yield last
 
 
