@@ -143,6 +143,41 @@ def test_a_damaged_cache_entry_is_rebuilt(real_trees: Path, tmp_path: Path) -> N
     assert again.ran["shard"] == 1 and again.reused["shard"] == 1
 
 
+def test_rejected_messages_payloads_are_stored_once_per_shard_for_every_recipe(
+    real_trees: Path, tmp_path: Path
+) -> None:
+    """A rejected message's payload (its row as JSON) is built once per shard and stored once, whichever recipes
+    reject it; the shard entries hold only its position. Without the entry the writer builds it from the shard."""
+    import polars as pl
+
+    from chatdata import artifacts
+
+    out = tmp_path / "out"
+    recipes = ["oasst_en", "guanaco", "oasst_prefs"]
+    first = run(recipes, out, source=real_trees, shards=2)
+    assert len(_entries(out, workspace.PAYLOADS)) == 2  # one per shard, not one per recipe and shard
+    for key in _entries(out, workspace.SHARD):
+        rejects = artifacts.load(out / ".work" / "cache" / workspace.SHARD / key / workspace.SHARD_REJECTS)
+        messages = rejects.filter(pl.col("unit") == "message")
+        assert messages.height and messages.get_column("payload").null_count() == messages.height
+        assert messages.get_column("_i").null_count() == 0
+    stored = {
+        key: artifacts.load(out / ".work" / "cache" / workspace.PAYLOADS / key / workspace.MESSAGE_JSON)
+        for key in _entries(out, workspace.PAYLOADS)
+    }
+    assert all(t.get_column("_i").is_unique().all() and t.height for t in stored.values())
+    # the entries gone, the outputs written again from the shards: the same bytes
+    for key in stored:
+        __import__("shutil").rmtree(out / ".work" / "cache" / workspace.PAYLOADS / key)
+    for name in recipes:
+        (first.outputs[name] / "build.json").unlink()
+    again = run(recipes, out, source=real_trees, shards=2)
+    assert again.ran["shard"] == 0 and again.ran["write"] == 3
+    fresh = run(recipes, tmp_path / "fresh", source=real_trees, shards=2)
+    for name in recipes:
+        assert_same_tree(fresh.outputs[name], again.outputs[name])
+
+
 #: a ``chatdata build`` that kills itself with SIGKILL (no cleanup, no exit handlers) at a chosen point
 KILLED_BUILD = """
 import os, signal, sys

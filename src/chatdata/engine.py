@@ -44,6 +44,7 @@ from chatdata.shards import JobSpec, ShardTask, shard_task
 from chatdata.workspace import (
     FLAT,
     PARTITION,
+    PAYLOADS,
     PLAN,
     SCORES,
     SHARD,
@@ -55,6 +56,7 @@ from chatdata.workspace import (
     intact,
     owned_output,
     partition_meta,
+    payloads_key,
     remember,
     sha256_file,
     workspace_lock,
@@ -457,6 +459,7 @@ def build(
                     SCORES: {key for j in jobs for _, key in j.scores},
                     SHARD: {p.job for p in pieces[r.name]},
                     PLAN: {plan_keys[r.name]},
+                    PAYLOADS: {payloads_key(p.partition, p.shard) for p in pieces[r.name]},
                 },
             )
         index.save()

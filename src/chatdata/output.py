@@ -197,10 +197,13 @@ class _Texts:
         self.task, self.store, self.recipe, self.keep = task, store, _recipe(task), keep
         self.render = (self.recipe.text_format, settings.on_special) if self.recipe.text_format else None
         self._open: dict[tuple[str, int], Any] = {}
+        self._seeded: set[tuple[str, int]] = set()
 
-    def of(self, piece: Any) -> Any:
+    def of(self, piece: Any, *, payloads: bool = False) -> Any:
+        """The piece's shard text; with ``payloads``, knowing the payloads the shard phase built for the shard's
+        rejected messages (a payload missing there is built from the shard)."""
         from chatdata.text import ShardText
-        from chatdata.workspace import PARTITION, shard_file
+        from chatdata.workspace import PARTITION, load_payloads, shard_file
 
         key = (piece.partition, piece.shard)
         text = self._open.pop(key, None)
@@ -208,8 +211,12 @@ class _Texts:
             path = shard_file(self.store.path(PARTITION, piece.partition), piece.shard)
             oasst = self.recipe.sources[piece.source].format == "oasst"
             text = ShardText(path, oasst=oasst, render=self.render)
+            self._seeded.discard(key)
             while len(self._open) >= self.keep:
                 self._open.pop(next(iter(self._open)))
+        if payloads and key not in self._seeded:
+            text.seed_messages(load_payloads(self.store, piece.partition, piece.shard))
+            self._seeded.add(key)
         self._open[key] = text  # most recently used last
         return text
 
@@ -347,7 +354,7 @@ def _finish_rejects(
         if isinstance(rejects, Path)
         else rejects.select(list(INTERNAL_REJECT_SCHEMA)).to_arrow().to_batches(artifacts.STREAM_BATCH_ROWS)
     )
-    text = texts.of(piece)
+    text = texts.of(piece, payloads=True)
     for batch in batches:
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)

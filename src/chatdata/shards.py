@@ -7,7 +7,9 @@ cache entry make a rerun cheap when only a decision changed (a filter's threshol
   stages' rejects and records, keyed by the shard, the gate specs and the flattening;
 - ``scores``: the per-message scores of one filter's score settings (:meth:`~chatdata.filters.base.MessageFilter.
   message_key`) for the messages scored so far; a later build that needs more messages adds them and the entry
-  is replaced by the larger one.
+  is replaced by the larger one;
+- ``payloads``: the reject payloads (rows as JSON) of the shard's rejected messages, built once per message for
+  every recipe and grown the same way; shard entries' rejects point at them by position (``_i``).
 
 So a changed threshold re-runs only the aggregation, the decisions and what follows, never language
 identification or the tree walks.
@@ -32,8 +34,10 @@ from chatdata.stages import Flat
 from chatdata.workspace import (
     FLAT,
     KEYS,
+    MESSAGE_JSON,
     PARTITION,
     PARTITION_REJECTS,
+    PAYLOADS,
     PER_TREE,
     ROWS,
     SCORED,
@@ -41,6 +45,8 @@ from chatdata.workspace import (
     SHARD,
     SHARD_REJECTS,
     Store,
+    load_payloads,
+    payloads_key,
     save_masks,
     shard_file,
 )
@@ -135,17 +141,28 @@ def shard_task(task: ShardTask) -> int:
                 save_masks(out.masks, tmp)
 
     frame = artifacts.load(shard_file(folder, task.shard))
-    kwargs: dict[str, Any] = {"emit": store_output, "flats": flats, "on_flat": store_flat, "scores": scores,
-                              "check": bool(os.environ.get(CHECK_STAGES))}  # fmt: skip
+    payloads = load_payloads(store, task.partition, task.shard)
+    kwargs: dict[str, Any] = {
+        "emit": store_output,
+        "flats": flats,
+        "on_flat": store_flat,
+        "scores": scores,
+        "payloads": payloads,
+        "check": bool(os.environ.get(CHECK_STAGES)),
+    }
     if jobs[0].spec.format == "oasst":
         rejected = None
         if task.shard == 0:
             rejected = artifacts.load(folder / PARTITION_REJECTS, ["message_id"]).get_column("message_id")
         ingest = rejected.drop_nulls() if rejected is not None else None
-        grown = run_shard(jobs, messages=frame, ingest_rejected=ingest, **kwargs)
+        grown, built = run_shard(jobs, messages=frame, ingest_rejected=ingest, **kwargs)
     else:
-        grown = run_shard(jobs, rows=frame, **kwargs)
+        grown, built = run_shard(jobs, rows=frame, **kwargs)
     del frame
+    if built is not None:  # one entry per partition shard for every recipe, replaced by a larger one
+        key = payloads_key(task.partition, task.shard)
+        with store.put(PAYLOADS, key, {"messages": built.height}, replace=True) as tmp:
+            artifacts.save(built.sort("_i"), tmp / MESSAGE_JSON)
     for message_key, table in grown.items():
         entry = score_keys.get(message_key)
         if entry is None:

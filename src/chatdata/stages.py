@@ -640,8 +640,9 @@ def run_shard(
     flats: dict[int, Flat] | None = None,
     on_flat: Callable[[int, Flat], None] | None = None,
     scores: dict[Any, pl.DataFrame] | None = None,
+    payloads: pl.DataFrame | None = None,
     check: bool = False,
-) -> dict[Any, pl.DataFrame]:
+) -> tuple[dict[Any, pl.DataFrame], pl.DataFrame | None]:
     """Run every job's chain over one shard: oasst ``messages`` (structure runs once for all jobs, and only when
     a job needs it) or converted ``rows``. Stages with equal keys run once and their results are shared; each
     message is scored once.
@@ -650,8 +651,11 @@ def run_shard(
     one job's output at a time); a stage's result is dropped once the last job that uses it is done. ``flats``
     (job index -> :class:`Flat`) stand for a job's structure, gates and flattening, found in the
     workspace; ``on_flat(index, flat)`` receives those computed here. ``scores`` (message key -> scores) are
-    message scores from the workspace. Returns every filter's message scores (message key -> frame), those given
-    and those added. ``check`` enforces every stage's declared columns."""
+    message scores from the workspace, ``payloads`` the rejected messages' payloads (``_i``, ``_json``) built
+    earlier. Rejects keep a message's position ``_i``; its payload (its row as JSON) is built here once per
+    message for every recipe. Returns every filter's message scores (message key -> frame), those given and those
+    added, and every payload (given and added) when some were added, else None. ``check`` enforces every stage's
+    declared columns."""
     flats = flats or {}
     keys = [[_memo_key(stage.key(job), stage.name) for stage in chain(job)] for job in jobs]
     last_use = {key: i for i, job_keys in enumerate(keys) for key in job_keys}
@@ -664,6 +668,8 @@ def run_shard(
         shard = Shard(rows, oasst=False, text_columns=columns)
     for message_key, table in (scores or {}).items():
         shard.seed(("score", message_key), table)
+    shard.text.seed_messages(payloads)
+    known = payloads.height if payloads is not None else 0
     for i, job in enumerate(jobs):
         stages = chain(job)
         records: list[StageRecord] = []
@@ -691,15 +697,13 @@ def run_shard(
             rejects.append(out.rejects)
             frame = out.frame
             if stage.name == "flatten" and on_flat is not None:
-                flat_rejects = shard.text.with_message_payloads(
-                    conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA)
-                )
+                flat_rejects = conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA)
                 on_flat(i, Flat(frame, flat_rejects, [StageRecord.from_dict(r.to_dict()) for r in records], per_tree))
         result = frame.with_columns(pl.lit(job.source).alias("source")).sort("message_tree_id", "dialogue_id")
         all_rejects = sort_rejects(conform(pl.concat(rejects, how="diagonal_relaxed"), INTERNAL_REJECT_SCHEMA))
-        # a rejected message's payload is its row: built here, once per message for every recipe of the shard (the
-        # writer would build it again for each recipe, from a shard it must read back); dialogues wait (``_fill``)
-        all_rejects = shard.text.with_message_payloads(all_rejects)
+        # a rejected message's payload is its row: built here, once per message for every recipe of the shard, and
+        # stored once (the writer looks it up by ``_i``); a dialogue's waits for the writer (``_fill``)
+        shard.text.prefetch(all_rejects.select("_i", "message_tree_id"))
         output = ShardOutput(
             rows=result,
             rejects=all_rejects,
@@ -716,8 +720,9 @@ def run_shard(
             emit(i, output)
         del output
     grown = shard.scored()
+    built = shard.text.message_payloads
     shard.forget()
-    return grown
+    return grown, (built if built is not None and built.height > known else None)
 
 
 #: a row's identity while a stage runs (so a stage's output rows are found again in its input)

@@ -182,16 +182,17 @@ class ShardText:
             out = out.scatter(idx, self._filled_payloads(rows))
         return out
 
-    def with_message_payloads(self, rejects: pl.DataFrame) -> pl.DataFrame:
-        """``rejects`` with every rejected message's payload built (and its ``_i`` dropped): what the shard phase,
-        which holds the messages, does once per message for all its recipes."""
-        if "_i" not in rejects.columns or not rejects.get_column("_i").is_not_null().any():
-            return rejects
-        message = pl.col("_i").is_not_null()
-        built = self.payloads(rejects.select("payload", "_i", "message_tree_id"))
-        return rejects.with_columns(built.alias("payload")).with_columns(
-            pl.when(message).then(None).otherwise(pl.col("_i")).alias("_i")
-        )
+    def seed_messages(self, built: pl.DataFrame | None) -> None:
+        """Payloads of rejected messages built earlier (``_i``, ``_json``: a workspace payloads entry)."""
+        if built is None or not built.height:
+            return
+        known = self._message_json
+        self._message_json = built if known is None else pl.concat([known, built.join(known, on="_i", how="anti")])
+
+    @property
+    def message_payloads(self) -> pl.DataFrame | None:
+        """Every rejected message's payload built or seeded so far (``_i``, ``_json``)."""
+        return self._message_json
 
     def prefetch(self, rows: pl.DataFrame) -> None:
         """Build the payloads of rejected messages (``_i``, ``message_tree_id``) not built yet, all in one take:

@@ -234,13 +234,31 @@ def workspace_lock(work: Path) -> Iterator[bool]:
 # ------------------------------------------------------------------------------------------------ kinds and files
 
 PARTITION, FLAT, SCORES, SHARD, PLAN = "partition", "flat", "scores", "shard", "plan"
-KINDS = (PARTITION, FLAT, SCORES, SHARD, PLAN)
+#: the reject payloads (message rows as JSON) of one partition shard's rejected messages, for every recipe
+PAYLOADS = "payloads"
+KINDS = (PARTITION, FLAT, SCORES, SHARD, PLAN, PAYLOADS)
 #: the files of a shard entry: surviving rows, their split keys, the shard's rejects, dialogues per tree
 ROWS, KEYS, SHARD_REJECTS, PER_TREE = (f"{n}.arrow" for n in ("rows", "keys", "rejects", "per-tree"))
 #: the files of a partition entry: the shards and the ingest rejects
 PARTITION_REJECTS = "rejects.arrow"
 #: the file of a scores entry
 SCORED = "scores.arrow"
+#: the file of a payloads entry: ``_i`` (the message's position in its shard) and ``_json`` (its payload)
+MESSAGE_JSON = "messages.arrow"
+
+
+def payloads_key(partition: str, shard: int) -> str:
+    """The payloads entry of a partition shard: a rejected message's payload is its row, whichever recipe
+    rejected it, so one entry serves every recipe (and grows as builds reject more messages)."""
+    return content_key(PAYLOADS, partition, shard, code_fingerprint(cards=False))
+
+
+def load_payloads(store: Store, partition: str, shard: int) -> Any:
+    """The stored payloads of a partition shard's rejected messages (a frame of ``_i``, ``_json``), or None."""
+    from chatdata import artifacts
+
+    found = store.get(PAYLOADS, payloads_key(partition, shard))
+    return artifacts.load(found / MESSAGE_JSON) if found is not None else None
 
 
 def shard_file(folder: Path, i: int) -> Path:
