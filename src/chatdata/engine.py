@@ -63,9 +63,10 @@ from chatdata.workspace import (
 )
 
 BUNDLED = "bundled-sample"
-#: messages per shard when the shard count is automatic: a worker's stages on a 100k-message shard of the four
-#: oasst recipes peak at ~0.75 GB (1M messages on 2 workers: ~2 GB for the whole process tree)
-TARGET_SHARD_MESSAGES = 100_000
+#: messages per shard when the shard count is automatic: a worker's stages on a 50k-message shard of the four
+#: oasst recipes peak at ~0.6 GB (1M messages on 2 workers: ~1.5 GB for the whole process tree; 100k-message
+#: shards took ~2 GB for no gain in speed)
+TARGET_SHARD_MESSAGES = 50_000
 #: below this many input records the writes run faster in this process than in spawned workers
 POOL_ROWS = 20_000
 Progress = Callable[[str, str], None]  # (phase, label) when a task ends
@@ -199,8 +200,8 @@ def estimate_rows(resolved: Resolved) -> int:
 
 def auto_shards(rows: int) -> int:
     """A source's records (:func:`estimate_rows`) over :data:`TARGET_SHARD_MESSAGES`, rounded, and even when more
-    than one (so two workers finish together rather than one running the last shard alone): 200k messages make 2
-    shards, 1M make 10. Independent of the worker count, so a rerun with other workers reuses every shard."""
+    than one (so two workers finish together rather than one running the last shard alone): 200k messages make 4
+    shards, 1M make 20. Independent of the worker count, so a rerun with other workers reuses every shard."""
     n = math.floor(rows / TARGET_SHARD_MESSAGES + 0.5)
     return 1 if n <= 1 else n + n % 2
 

@@ -175,7 +175,7 @@ class BuildRequest(BuildSettings):
     )
     shards: int | None = setting(
         None,
-        "Tree-shards per source (default: about one per 100k messages, an even number); the output bytes do not "
+        "Tree-shards per source (default: about one per 50k messages, an even number); the output bytes do not "
         "depend on it.",
         phase="run",
         ge=1,
