@@ -178,6 +178,78 @@ def test_rejected_messages_payloads_are_stored_once_per_shard_for_every_recipe(
         assert_same_tree(fresh.outputs[name], again.outputs[name])
 
 
+def _strict_recipe(folder: Path) -> tuple[Path, Path]:
+    """A user's copy of ``oasst_en`` whose ``english`` filter is a spec file beside it."""
+    import shutil
+
+    import yaml
+
+    from chatdata.resources import filters_dir, recipes_dir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = yaml.safe_load((recipes_dir() / "oasst_en.yaml").read_text(encoding="utf-8"))
+    recipe["name"] = "oasst_en_strict"
+    recipe["sources"]["oasst"]["filters"] = ["english.yaml"]
+    path = folder / "oasst_en_strict.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    shutil.copyfile(filters_dir() / "english.yaml", folder / "english.yaml")
+    return path, folder / "english.yaml"
+
+
+def _rows(folder: Path) -> int:
+    record = json.loads((folder / "build.json").read_text())
+    return sum(split["rows"] for split in record["outputs"]["default"].values())
+
+
+def test_a_decide_setting_reuses_flattening_and_scores(
+    real_trees: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A threshold (``min_score``, a decide setting) re-runs only the decisions: no message is flattened or
+    language-scored again, and the result is byte-identical to a fresh build of the changed recipe."""
+    from chatdata.filters.language import LanguageFilter
+
+    recipe, spec = _strict_recipe(tmp_path / "user")
+    out = tmp_path / "out"
+    first = run([str(recipe)], out, source=real_trees, shards=2)
+    assert first.ran["shard"] == 2
+    kept = _rows(first.outputs["oasst_en_strict"])
+    flat, scores = _entries(out, workspace.FLAT), _entries(out, workspace.SCORES)
+    assert flat and scores
+    text = spec.read_text(encoding="utf-8")
+    assert text.count("min_score: 0.4 ") == 1
+    spec.write_text(text.replace("min_score: 0.4 ", "min_score: 0.9 "), encoding="utf-8")
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a decide-only change flattened or scored again")
+
+    monkeypatch.setattr("chatdata.trees.flatten", no_work)
+    monkeypatch.setattr(LanguageFilter, "score_messages", no_work)
+    changed = run([str(recipe)], out, source=real_trees, shards=2)
+    assert changed.ran == {"partition": 0, "shard": 2, "plan": 1, "write": 1}
+    assert _entries(out, workspace.FLAT) == flat and _entries(out, workspace.SCORES) == scores
+    monkeypatch.undo()
+    fresh = run([str(recipe)], tmp_path / "fresh", source=real_trees, shards=2)
+    assert_same_tree(fresh.outputs["oasst_en_strict"], changed.outputs["oasst_en_strict"])
+    assert _rows(changed.outputs["oasst_en_strict"]) < kept  # the stricter threshold did drop dialogues
+
+
+def test_a_recipe_note_reruns_only_the_write(real_trees: Path, tmp_path: Path) -> None:
+    """Notes, a summary or a source's license shape the card, not a shard's rows or the split plan."""
+    import yaml
+
+    recipe, _ = _strict_recipe(tmp_path / "user")
+    out = tmp_path / "out"
+    run([str(recipe)], out, source=real_trees, shards=2)
+    data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    data["notes"] = [*data["notes"], "A note added for this test."]
+    data["summary"] = "English oasst threads, a user's copy"
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    changed = run([str(recipe)], out, source=real_trees, shards=2)
+    assert changed.ran == {"partition": 0, "shard": 0, "plan": 0, "write": 1}
+    card = (changed.outputs["oasst_en_strict"] / "README.md").read_text(encoding="utf-8")
+    assert "A note added for this test." in card
+
+
 #: a ``chatdata build`` that kills itself with SIGKILL (no cleanup, no exit handlers) at a chosen point
 KILLED_BUILD = """
 import os, signal, sys

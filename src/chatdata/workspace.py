@@ -13,6 +13,7 @@ kind        one entry per                                  files
 partition   source (its files' sha256, the shard count)    ``shard-0000i.arrow`` (the text), ingest rejects
 flat        shard, gates and flattening                    dialogues or pairs (positions, no text), rejects
 scores      shard and a filter's score settings            each scored message's score columns
+payloads    partition shard                                rejected messages' rows as JSON, for every recipe
 shard       shard, recipe source and every setting of it   rows (no text), split keys, rejects, per-tree counts
 plan        recipe (its pieces' keys, its split settings)  each piece's split and drop reasons
 =========== ============================================== =====================================================
