@@ -1,7 +1,7 @@
 """Locate the data shipped beside the library: filter specs, card templates, the bundled sample.
 
-A wheel carries ``filters/``, ``recipes/`` and ``data_cards/`` as ``chatdata/_specs/...``; a source checkout
-(editable install or plain ``PYTHONPATH=src``) finds them at the repository's top level.
+A wheel carries ``filters/``, ``recipes/``, ``benchmarks/`` and ``data_cards/`` as ``chatdata/_specs/...``; a
+source checkout (editable install or plain ``PYTHONPATH=src``) finds them at the repository's top level.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ def data_cards_dir() -> Path:
 def recipes_dir() -> Path:
     """The folder of shipped recipe files (``recipes/*.yaml``)."""
     return _locate("recipes")
+
+
+def benchmarks_dir() -> Path:
+    """The folder of benchmark specs (``benchmarks/*.yaml``) and the benchmark items shipped with them."""
+    return _locate("benchmarks")
 
 
 def sample_dir() -> Path:
