@@ -836,30 +836,57 @@ def decontamination_stats(
         )
     reasons = sorted(((str(r), n) for r, n in mine.group_by("reason").len().iter_rows()), key=lambda x: (-x[1], x[0]))
     items = (
-        mine.select(pl.col("evidence").str.extract(r"([A-Za-z][\w.-]*/[\w.-]+)", 1).alias("item"))
+        mine.select(pl.col("evidence").str.extract(r"overlap with (\w+:\S+) «", 1).alias("item"))
         .drop_nulls()
         .group_by("item")
         .len()
         .sort(["len", "item"], descending=[True, False])
     )
-    benchmarks = (
-        items.select(pl.col("item").str.replace(r"/.*$", "").alias("benchmark"), "len")
-        .group_by("benchmark")
-        .agg(pl.col("len").sum(), pl.len().alias("items"))
-        .sort(["len", "benchmark"], descending=[True, False])
-    )
+    checked = (record or {}).get("benchmarks") if isinstance(record, Mapping) else None
+    if checked:
+        benchmarks = [
+            (
+                str(b.get("name")),
+                _provenance(b),
+                int(b.get("items") or 0),
+                sum(int(n) for n in (b.get("removed") or {}).values()),
+                ", ".join(f"{k} {int(n):,}" for k, n in sorted((b.get("removed") or {}).items())),
+            )
+            for b in checked
+        ]
+    else:
+        benchmarks = [
+            (str(b), "", 0, int(n), "")
+            for b, n in items.select(pl.col("item").str.replace(r":.*$", "").alias("benchmark"), "len")
+            .group_by("benchmark")
+            .agg(pl.col("len").sum())
+            .sort(["len", "benchmark"], descending=[True, False])
+            .rows()
+        ]
     flagged = None
     if flagged_col:
         flagged = int(rows.select(pl.col("contamination").list.len().fill_null(0) > 0).to_series().sum())
+    left_out = list((record or {}).get("left_out") or []) if isinstance(record, Mapping) else []
     return {
         "filters": sorted(names),
         "rows": mine.height,
         "reasons": reasons,
         "top_items": items.head(TOP_N).rows(),
-        "benchmarks": benchmarks.rows(),
-        "record": scrub_paths(record),
+        "benchmarks": benchmarks,
+        "left_out": left_out,
+        "n": (record or {}).get("n") if isinstance(record, Mapping) else None,
         "flagged": flagged,
     }
+
+
+def _provenance(b: Mapping[str, Any]) -> str:
+    """Where a checked benchmark's items came from, in a few words."""
+    sha = str(b.get("sha256") or "")[:12]
+    if b.get("source") == "hub":
+        return f"Hub {b.get('repo')}@{str(b.get('revision'))[:12]}"
+    if b.get("source") == "package":
+        return f"package {b.get('package')} (sha256 {sha})"
+    return f"file {Path(str(b.get('file'))).name} (sha256 {sha})"
 
 
 def pair_stats(rows: pl.DataFrame, split_order: list[str]) -> list[dict[str, Any]] | None:

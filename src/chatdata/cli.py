@@ -84,6 +84,33 @@ def recipes() -> None:
     )
 
 
+@app.command()
+def benchmarks() -> None:
+    """List the benchmarks a build can decontaminate against (benchmarks/*.yaml): where their items come from,
+    what is compared with which roles. Add your own with a spec file; bind any to a local copy with
+    `--benchmark NAME=PATH`."""
+    from chatdata.benchmarks import known, load_spec
+
+    for name in known():
+        spec = load_spec(name)
+        out_console.print(f"[bold]{spec.name}[/]  {spec.description}", highlight=False, soft_wrap=True)
+        out_console.print(f"  items: {spec.source.describe()}, id {spec.id}, license {spec.license}", highlight=False,
+                          soft_wrap=True, markup=False)  # fmt: skip
+        for compare in spec.compare:
+            out_console.print(
+                f"  compares {', '.join(compare.fields)} with {', '.join(compare.roles)} turns",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+    out_console.print(
+        "A recipe picks them with its decontamination filter (filters/decontam_*.yaml); a spec of your own: "
+        "benchmarks/humaneval.yaml shows the fields.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _option(name: str, field: Any) -> pyinspect.Parameter:
     """A typer option for one :class:`~chatdata.settings.BuildRequest` field: flag, type, default and help
     all come from the field's declaration."""
@@ -448,6 +475,13 @@ def _summary(folder: Path) -> None:
     for name, info in sources.items():
         for skipped in info.get("skipped") or []:
             out_console.print(f"skipped {name}: {skipped['path']}: {skipped['reason']}", highlight=False, markup=False)
+    decontam = build.get("decontamination")
+    if decontam:
+        checked = ", ".join(f"{b['name']} ({sum(b['removed'].values())} removed)" for b in decontam["benchmarks"])
+        line = f"decontamination: {checked or 'no benchmark'}"
+        if decontam.get("left_out"):
+            line += f"; not checked: {', '.join(decontam['left_out'])} (bind with --benchmark NAME=PATH)"
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
     splits = ", ".join(f"{s}: {v['rows']}" for cfg in build["outputs"].values() for s, v in cfg.items())
     out_console.print(f"[bold]rows[/] {splits}\n")
 

@@ -206,6 +206,46 @@ def auto_shards(rows: int) -> int:
     return 1 if n <= 1 else n + n % 2
 
 
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+
+def bind_benchmarks(
+    settings: BuildSettings, recipes: list[Recipe], *, sample: bool, say: Callable[[str], None]
+) -> BuildSettings:
+    """Load every benchmark the recipes decontaminate against, once and before any work, so one that cannot be
+    loaded fails the build with one line. A build whose every source is a bundled sample never reaches the
+    network: a Hub benchmark not in the local cache is left out (``NAME=skip``, which ``build.json`` and the card
+    show) instead."""
+    from chatdata.benchmarks import BenchmarkError, left_out, load_spec, resolve
+    from chatdata.filters.decontam import DecontamFilter
+    from chatdata.stages import Job, _filters_of
+
+    bindings = settings.benchmark_bindings()
+    refs = {
+        name: ref
+        for r in recipes
+        for source in r.sources
+        for f in _filters_of(Job(r, source, settings))
+        if isinstance(f, DecontamFilter)
+        for name, ref in f.refs.items()
+    }
+    skipped = []
+    for name, ref in refs.items():
+        if left_out(bindings.get(name)):
+            continue
+        hub = name not in bindings and load_spec(ref).source.hub is not None
+        try:
+            resolve(ref, bindings.get(name), local_only=sample and hub)
+        except BenchmarkError:
+            if not (sample and hub):
+                raise
+            skipped.append(name)
+    if not skipped:
+        return settings
+    say(f"benchmarks left out of this offline sample build: {', '.join(skipped)} (bind with --benchmark NAME=PATH)")
+    return settings.model_copy(update={"benchmark": [*settings.benchmark, *(f"{n}=skip" for n in skipped)]})
+
+
 # ------------------------------------------------------------------------------------------------ keys
 
 
@@ -243,11 +283,15 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
 
 
 def _spec_fingerprint(recipe: Recipe, source: str, settings: BuildSettings) -> list[str]:
-    """The sha256 of every filter spec a source's chain reads (a user's spec file can change on its own)."""
+    """The sha256 of every filter spec a source's chain reads (a user's spec file can change on its own) and of
+    the items of every benchmark it decontaminates against (a bound file can too)."""
+    from chatdata.filters.decontam import DecontamFilter
     from chatdata.filters.specs import load_specs
+    from chatdata.stages import Job, _filters_of
 
     refs = [*recipe.gate_refs(source), *recipe.filter_refs(source, settings.decontaminate)]
-    return [s.sha256 for s in load_specs(refs)]
+    items = [f.fingerprint() for f in _filters_of(Job(recipe, source, settings)) if isinstance(f, DecontamFilter)]
+    return [*(s.sha256 for s in load_specs(refs)), *map(str, items)]
 
 
 # ------------------------------------------------------------------------------------------------ the driver
@@ -273,9 +317,10 @@ def build(
     """Build every recipe of ``request`` (see the module docstring); return the output folders."""
     executor = executor or InProcess()
     recipes = [get_recipe(r) for r in request.recipes]
-    settings = request.settings()
-    work, out = Path(request.work_dir()), Path(request.out)
     say = on_phase or (lambda _msg: None)
+    sample = all(ref.spec == BUNDLED for ref in bind_sources(request, recipes).values())
+    settings = bind_benchmarks(request.settings(), recipes, sample=sample, say=say)
+    work, out = Path(request.work_dir()), Path(request.out)
     result = BuildResult({r.name: out / r.name for r in recipes})
 
     def ran(phase: str, n: int, total: int) -> None:

@@ -397,6 +397,44 @@ def _recipe(task: Any) -> Any:
     return get_recipe(task.recipe)
 
 
+def decontamination_record(recipe: Any, settings: Any, ledger: Ledger) -> dict[str, Any] | None:
+    """What ``build.json`` says of decontamination: per benchmark its provenance (source, revision or sha256),
+    item and text counts and the rows it removed per source; the benchmarks left out of this build."""
+    from chatdata.filters.decontam import DecontamFilter
+    from chatdata.stages import Job, _filters_of
+
+    filters = {
+        source: [f for f in _filters_of(Job(recipe, source, settings)) if isinstance(f, DecontamFilter)]
+        for source in recipe.sources
+    }
+    first = next((fs[0] for fs in filters.values() if fs), None)
+    if first is None:
+        return None
+    rejected = {r.source: r.rejected for r in ledger.records if r.stage == "filters"}
+    benchmarks = []
+    for items in first.checked():
+        removed = {
+            source: sum(rejected.get(source, {}).get(f"{f.name}: {items.name}_overlap", 0) for f in fs)
+            for source, fs in filters.items()
+        }
+        benchmarks.append(
+            {
+                "name": items.name,
+                **items.provenance,
+                "items": items.items,
+                "texts": len(items.texts),
+                "removed": removed,
+            }
+        )
+    return {
+        "filter": first.name,
+        "n": int(first.settings["n"]),
+        "common": int(first.settings["common"]),
+        "benchmarks": benchmarks,
+        "left_out": first.left_out(),
+    }
+
+
 def write_recipe(task: Any, store: Any) -> None:
     """Write one recipe's folder from its pieces and plan (:class:`WriteTask`), atomically."""
     from chatdata.mixture import piece_file
@@ -419,6 +457,9 @@ def write_recipe(task: Any, store: Any) -> None:
     masks = [m for p in task.pieces if (m := load_masks(store.path(SHARD, p.job))) is not None]
     notes = merge_mask_notes(masks, settings.max_length) if masks else None
     extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
+    record = decontamination_record(recipe, settings, ledger)
+    if record is not None:
+        extra["decontamination"] = record
     texts = _Texts(task, store, settings)
     with tempfile.TemporaryDirectory(prefix=".rejects-", dir=store.root) as spool:
         assemble(

@@ -64,6 +64,9 @@ class Recipe(BaseModel):
     output: Literal["sft", "prefs"] = "sft"
     sources: dict[str, SourceSpec] = Field(min_length=1)
     decontaminate: bool = True
+    decontamination: str = Field(
+        DECONTAM_SPEC, description="the decontamination filter spec (which benchmarks; filters/*.yaml or a path)"
+    )
     check_dialects: tuple[str, ...] = CHECK_DIALECTS
     text_format: Literal["guanaco"] | None = None
     splits: tuple[str, str] = ("train_sft", "test_sft")
@@ -125,7 +128,7 @@ class Recipe(BaseModel):
         """A source's dialogue filters, plus decontamination unless switched off (``decontaminate``)."""
         refs = [self._ref(r) for r in self.sources[source].filters]
         if self.decontaminate if decontaminate is None else decontaminate:
-            refs.append(DECONTAM_SPEC)
+            refs.append(self._ref(self.decontamination))
         return refs
 
     def gate_refs(self, source: str) -> list[str]:
@@ -155,6 +158,7 @@ class Recipe(BaseModel):
             "check_dialects": list(self.check_dialects),
             "text_format": self.text_format,
             "decontaminate": self.decontaminate,
+            "decontamination": self.decontamination,
         }
 
     def plan_view(self) -> dict[str, Any]:

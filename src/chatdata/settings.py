@@ -71,9 +71,19 @@ class BuildSettings(BaseModel):
 
     decontaminate: bool | None = setting(
         None,
-        "Drop dialogues sharing a 10-word sequence with a HumanEval prompt (default: the recipe's setting, on).",
+        "Drop dialogues sharing a 10-word sequence with an item of the benchmarks the recipe checks (HumanEval, or "
+        "HumanEval, MBPP, MT-Bench and IFEval for the StarChat mixes; default: the recipe's setting, on).",
         phase="shard",
         cli="--decontaminate/--no-decontaminate",
+    )
+    benchmark: list[str] = setting(
+        [],
+        "Read a benchmark's items from a local file or folder (JSON Lines, JSON or Parquet) instead of its declared "
+        "source, or leave it out with NAME=skip (said in build.json and on the card); repeatable. `chatdata "
+        "benchmarks` lists them.",
+        phase="shard",
+        cli="--benchmark",
+        metavar="NAME=PATH",
     )
     pair_mode: Literal["best_vs_worst", "all_pairs"] | None = setting(
         None, "oasst preference pairs: best_vs_worst (one pair per prompt) or all_pairs.", phase="shard"
@@ -116,6 +126,27 @@ class BuildSettings(BaseModel):
     max_shard_bytes: int = setting(
         DEFAULT_SHARD_BYTES, "Largest Parquet file, in MB.", phase="write", cli="--max-shard-size", scale=MIB, gt=0
     )
+
+    @field_validator("benchmark", mode="before")
+    @classmethod
+    def _benchmark_bindings(cls, v: Any) -> Any:
+        """``NAME=PATH`` each, one per benchmark (a plain string is one binding)."""
+        values = [v] if isinstance(v, str) else ([] if v is None else list(v))
+        names = []
+        for value in values:
+            name, sep, path = str(value).partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(
+                    f"benchmark {value!r}: expected NAME=PATH (or NAME=skip), e.g. mt_bench=question.jsonl"
+                )
+            names.append(name.strip())
+        if len(set(names)) != len(names):
+            raise ValueError(f"a benchmark is bound twice: {values}")
+        return values
+
+    def benchmark_bindings(self) -> dict[str, str]:
+        """``--benchmark`` as {name: path or 'skip'}."""
+        return {k.strip(): v.strip() for k, _, v in (b.partition("=") for b in self.benchmark)}
 
     def phase_settings(self, *phases: Phase) -> dict[str, Any]:
         """The settings of the given phases (what keys that part of the work)."""

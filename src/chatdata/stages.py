@@ -312,7 +312,10 @@ def _flatten(gated: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
 
 
 def _filters_of(job: Job) -> list[Any]:
-    return build_filters(load_specs(job.recipe.filter_refs(job.source, job.settings.decontaminate)))
+    filters = build_filters(load_specs(job.recipe.filter_refs(job.source, job.settings.decontaminate)))
+    for f in filters:
+        f.bind(job.settings)
+    return filters
 
 
 def score_frame(frame: pl.DataFrame, filters: list[Any], shard: Shard) -> pl.DataFrame:
@@ -511,7 +514,7 @@ def _key_masks(job: Job) -> Any:
 
 #: the score columns the row filters write (and ``filters`` decides on)
 SCORE_COLUMNS = ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source", "matched_phrases",
-                 "contamination")  # fmt: skip
+                 "contamination", "contamination_text")  # fmt: skip
 #: what a rejected message's row needs (its payload is built from the shard by position ``_i``)
 MESSAGE_REFS = ("message_id", "message_tree_id", "source", "source_line", "_i")
 #: a dialogue's (or pair's) messages, by position

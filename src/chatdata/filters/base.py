@@ -80,6 +80,10 @@ class Filter(ABC):
     def name(self) -> str:
         return self.spec.name
 
+    def bind(self, settings: Any) -> None:
+        """Take what a build binds to this filter (its :class:`~chatdata.settings.BuildSettings`); default: nothing."""
+        return None
+
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Add this filter's score columns. Default: none (the decision reads existing columns)."""
         return frame
