@@ -9,6 +9,11 @@ from chatdata.engine import BuildResult, build
 from chatdata.executors import Executor
 from chatdata.settings import make_request
 
+BENCHMARKS = Path(__file__).parent / "data" / "benchmarks"
+#: the benchmarks the StarChat mixes read from the Hub, bound to the excerpts in tests/data/benchmarks (tests never
+#: reach the network; a build of anything but the bundled samples fails without them)
+HUB_BENCHMARKS = [f"mbpp={BENCHMARKS / 'mbpp.jsonl'}", f"ifeval={BENCHMARKS / 'ifeval_input_data.jsonl'}"]
+
 
 def build_recipes(
     recipes: list[str], out: Path, *, executor: Executor | None = None, source: Any = None, **settings: Any

@@ -200,7 +200,7 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
                 "stage": "filters",
                 "filter": "decontam_humaneval",
                 "reason": "humaneval_overlap",
-                "evidence": f"10-gram overlap with HumanEval/{i % 2}",
+                "evidence": f"10-gram overlap with humaneval:HumanEval/{i % 2} «from typing import list def»",
             }
         )
     if hostile:
@@ -460,7 +460,7 @@ def test_card_sections_follow_the_data(tmp_path: Path, kind: str) -> None:
     assert meta["license"] == "apache-2.0"
     assert meta["source_datasets"] == ["OpenAssistant/oasst1"]
     assert "## Pipeline funnel" in text and "(funnel.png)" in text and "(lengths.png)" in text
-    assert "## Decontamination" in text and "`HumanEval/0` (2)" in text
+    assert "## Decontamination" in text and "`humaneval:HumanEval/0` (2)" in text
     assert "## Label masks" in text and "trained\\_share | 0.5 |" in text
     assert "### future\\_section" in text
     assert 'load_dataset("org/name")' in text and "dataset_mixer:\n  org/name: 1.0" in text

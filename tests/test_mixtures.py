@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from builds import build_recipes, run
+from builds import HUB_BENCHMARKS, build_recipes, run
 from chat_tokenizer import byte_level_bpe
 from compare import assert_same_tree
 
@@ -29,7 +29,9 @@ FIXTURES = [
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_recipes(["starchat_alpha", "starchat2_prefs"], tmp_path_factory.mktemp("mix"), source=FIXTURES)
+    return build_recipes(
+        ["starchat_alpha", "starchat2_prefs"], tmp_path_factory.mktemp("mix"), source=FIXTURES, benchmark=HUB_BENCHMARKS
+    )
 
 
 def _build(folder: Path) -> dict:
@@ -206,6 +208,7 @@ def test_cli_builds_a_recipe_file_with_named_sources(tmp_path: Path) -> None:
             "oasst=bundled-sample",
             "--source",
             f"dolly={DATA / 'dolly_parquet'}",
+            *(x for b in HUB_BENCHMARKS for x in ("--benchmark", b)),
             "--out",
             str(tmp_path / "out"),
             "--workers",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from builds import HUB_BENCHMARKS
 from typer.testing import CliRunner
 
 from chatdata.cli import app
@@ -271,6 +272,7 @@ def test_a_file_named_explicitly_is_read_whatever_the_recipes_data_files_say(tmp
     proc = chatdata(
         "build", "starchat2_prefs", "-s", f"ultrafeedback={mine}", "-s", "oasst=bundled-sample",
         "-s", "orca=bundled-sample", "--out", str(out), "--workers", "1",
+        *(x for b in HUB_BENCHMARKS for x in ("--benchmark", b)),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     build = json.loads((out / "starchat2_prefs" / "build.json").read_text())
