@@ -339,7 +339,7 @@ def test_a_benchmark_of_your_own_from_the_hub(real_trees: Path, tmp_path: Path, 
         "id: key\ncompare: [{fields: [prompt], roles: [user]}]\n"
     )
     (user / "decontam_mine.yaml").write_text(
-        f"name: decontam_mine\nfilter: decontam\nsettings: {{benchmarks: [humaneval, {user / 'my_ifeval.yaml'}]}}\n"
+        "name: decontam_mine\nfilter: decontam\nsettings: {benchmarks: [humaneval, my_ifeval.yaml]}\n"  # beside it
     )
     recipe = _alpha_like(user)
     recipe.write_text(recipe.read_text().replace("decontam_benchmarks", "decontam_mine.yaml"))

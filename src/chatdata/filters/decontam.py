@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
@@ -109,8 +110,14 @@ class DecontamFilter(MessageFilter):
     # ---------------------------------------------------------------- the benchmarks
     @property
     def refs(self) -> dict[str, str]:
-        """Each benchmark's name -> how the spec refers to it (a shipped name or a spec file)."""
-        return {load_spec(str(ref)).name: str(ref) for ref in self.settings["benchmarks"]}
+        """Each benchmark's name -> its spec: a shipped name, or a spec file (relative to this filter's spec)."""
+        out = {}
+        for ref in map(str, self.settings["benchmarks"]):
+            if ref.endswith((".yaml", ".yml")) and self.spec.path and not Path(ref).is_absolute():
+                beside = Path(self.spec.path).parent / ref
+                ref = str(beside) if beside.is_file() else ref
+            out[load_spec(ref).name] = ref
+        return out
 
     @property
     def names(self) -> tuple[str, ...]:
