@@ -514,7 +514,7 @@ def _key_masks(job: Job) -> Any:
 
 #: the score columns the row filters write (and ``filters`` decides on)
 SCORE_COLUMNS = ("lang_detected", "lang_score", "lang_votes", "lang_turns", "lang_source", "matched_phrases",
-                 "contamination", "contamination_text")  # fmt: skip
+                 "contamination", "_contamination_text")  # fmt: skip
 #: what a rejected message's row needs (its payload is built from the shard by position ``_i``)
 MESSAGE_REFS = ("message_id", "message_tree_id", "source", "source_line", "_i")
 #: a dialogue's (or pair's) messages, by position

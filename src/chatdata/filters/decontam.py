@@ -95,7 +95,7 @@ class DecontamFilter(MessageFilter):
     kind = "decontam"
     level = "dialogue"
     reads = ("messages",)
-    writes = ("contamination", "contamination_text")
+    writes = ("contamination", "_contamination_text")
     score_keys = ("benchmarks", "n", "common", "roles")
     defaults: ClassVar[dict[str, Any]] = {"benchmarks": ["humaneval"], "n": 10, "common": 3, "roles": None}
 
@@ -207,14 +207,14 @@ class DecontamFilter(MessageFilter):
             .unique(["_row", "item"], keep="first", maintain_order=True)
             .sort("_row", "item")
             .group_by("_row", maintain_order=True)
-            .agg(pl.col("item").alias("contamination"), pl.col("words").alias("contamination_text"))
+            .agg(pl.col("item").alias("contamination"), pl.col("words").alias("_contamination_text"))
         )
         none = pl.lit([], dtype=pl.List(pl.String))
         return (
-            frame.drop("contamination", "contamination_text", strict=False)
+            frame.drop("contamination", "_contamination_text", strict=False)
             .with_row_index("_row")
             .join(per_row, on="_row", how="left", maintain_order="left")
-            .with_columns(pl.col("contamination").fill_null(none), pl.col("contamination_text").fill_null(none))
+            .with_columns(pl.col("contamination").fill_null(none), pl.col("_contamination_text").fill_null(none))
             .drop("_row")
         )
 
@@ -229,7 +229,7 @@ class DecontamFilter(MessageFilter):
                 .then(pl.lit(f"{name}_overlap"))
                 .otherwise(first)
             )
-        shared = pl.concat_str(c.list.first(), pl.lit(" «"), pl.col("contamination_text").list.first(), pl.lit("»"))
+        shared = pl.concat_str(c.list.first(), pl.lit(" «"), pl.col("_contamination_text").list.first(), pl.lit("»"))
         evidence = pl.format(
             "{}-gram overlap with {}{}",
             pl.lit(self.settings["n"]),
