@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from chatdata.cli import app
@@ -34,6 +35,16 @@ def test_build_local_engine_prints_ledger(real_trees: Path, tmp_path: Path) -> N
     assert r.exit_code == 0, r.output
     assert "trailing_user_turn" in r.output and "train_sft" in r.output
     assert json.loads((tmp_path / "oasst_en" / "build.json").read_text())["recipe"]["name"] == "oasst_en"
+
+
+@pytest.mark.parametrize(("flag", "on"), [("--no-decontaminate", False), ("--decontaminate", True)])
+def test_an_on_off_flag_switches_both_ways(tmp_path: Path, flag: str, on: bool) -> None:
+    r = runner.invoke(app, ["build", "oasst_en", "--out", str(tmp_path), "--engine", "local", "--workers", "1", flag])
+    assert r.exit_code == 0, r.output
+    build = json.loads((tmp_path / "oasst_en" / "build.json").read_text())
+    assert build["settings"]["decontaminate"] is on and build["settings_given"] == ["decontaminate"]
+    dropped = next(x for x in build["ledger"] if x["stage"] == "filters")["rejected"]
+    assert any(k.startswith("decontam_humaneval:") for k in dropped) is on
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

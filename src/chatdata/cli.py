@@ -124,7 +124,7 @@ def _option(name: str, field: Any) -> pyinspect.Parameter:
     kw: dict[str, Any] = {"help": field.description, "show_default": default not in (None, [], False)}
     if meta.scale:
         default = default // meta.scale
-    decls = flag.split("/") if "/" in flag else [flag]
+    decls = [flag]  # a boolean's "--on/--off" is one declaration: split, both names would switch it on
     if decls[0] == "--source":
         decls.append("-s")
     elif decls[0] == "--out":
