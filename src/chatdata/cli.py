@@ -367,6 +367,35 @@ def synth(
 
 
 @app.command()
+def diff(
+    old: Annotated[
+        str, typer.Argument(help="The earlier version: a recipe's output folder or a Hub dataset ORG/NAME.")
+    ],
+    new: Annotated[str, typer.Argument(help="The later version: a folder or a Hub dataset id.")],
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision of OLD (a branch, tag or commit), e.g. the last release.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON (for machines).")] = False,
+) -> None:
+    """What changed between two versions of a dataset, and why.
+
+    Rows are matched by identity (an oasst row's message path, a pair's path and replies, another source's file
+    and line): added, removed, changed (same row, other content), moved (another split), unchanged; each removed
+    row is explained by its first reject in NEW (e.g. gates:deleted) or gone_from_source, each added row by
+    new_in_source or no_longer_rejected:<stage:reason>; the reject reasons that grew or shrank. Hub ids are
+    downloaded through huggingface_hub (build.json and the Parquet files only).
+    """
+    from chatdata.diff import diff as run_diff
+    from chatdata.diff import render
+
+    changes = run_diff(old, new, revision=revision)
+    if as_json:
+        out_console.print_json(json.dumps(changes))
+    else:
+        render(changes, out_console, title=f"{old} → {new}")
+
+
+@app.command()
 def publish(
     folder: Annotated[Path, typer.Argument(help="A built dataset folder, e.g. out/oasst_en.")],
     repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME.")],
