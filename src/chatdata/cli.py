@@ -387,8 +387,12 @@ def diff(
     """
     from chatdata.diff import diff as run_diff
     from chatdata.diff import render
+    from chatdata.errors import ChatdataError
 
-    changes = run_diff(old, new, revision=revision)
+    try:
+        changes = run_diff(old, new, revision=revision)
+    except ChatdataError as exc:
+        _fail(exc)
     if as_json:
         out_console.print_json(json.dumps(changes))
     else:

@@ -272,7 +272,7 @@ def resolve_side(where: str, *, revision: str | None, label: str, cache_dir: str
     from chatdata.hub.client import validate_repo_id
     from chatdata.hub.source import download_source
 
-    if "/" not in where:
+    if where.count("/") != 1 or where.startswith((".", "/", "~")):
         raise DiffError(f"{label} {where}: no such folder, and not a Hub dataset id ORG/NAME")
     validate_repo_id(where)
     folder, _sha = download_source(where, revision=revision, cache_dir=cache_dir, patterns=["build.json", "*.parquet"])

@@ -1,0 +1,175 @@
+"""`chatdata diff`: rows matched by identity, each change explained, checked against an independent count over the
+two folders; generated trees for every category, real oasst rows for a threshold change, a Hub OLD on the loopback
+server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from builds import run
+from hubserver import HubServer, hub_env, hub_server  # noqa: F401
+from oasst_builders import m, write_jsonl
+from typer.testing import CliRunner
+
+from chatdata.cli import app
+from chatdata.diff import CATEGORIES, DiffError, diff
+
+
+def _tree(t: str, *, edited: bool = False, deleted: bool = False) -> list[dict[str, Any]]:
+    """A small English tree: a root prompt with two ranked replies, a follow-up under the first and its answer."""
+    return [
+        m(f"{t}-u1", None, "prompter", f"How do people in {t} usually cook rice for a family dinner at home?"),
+        m(f"{t}-a1", f"{t}-u1", "assistant", "They rinse it, boil it with twice the water and let it rest.", rank=0),
+        m(
+            f"{t}-a2",
+            f"{t}-u1",
+            "assistant",
+            "Most use a rice cooker these days." + (" It is easier than a pot." if edited else ""),
+            rank=1,
+        ),
+        m(f"{t}-u2", f"{t}-a1", "prompter", "And how long should it rest before serving it to the guests?"),
+        m(f"{t}-a3", f"{t}-u2", "assistant", "About ten minutes with the lid on.", deleted=deleted),
+    ]
+
+
+def _build(tmp: Path, name: str, records: list[dict[str, Any]], **settings: Any) -> Path:
+    src = write_jsonl(tmp / f"{name}.messages.jsonl", records)
+    return run(["oasst_en"], tmp / name, source=src, decontaminate=False, **settings).outputs["oasst_en"]
+
+
+def _independent(old: Path, new: Path) -> dict[str, int]:
+    """The five categories counted without chatdata: every row read whole, keyed by its source and message path."""
+
+    def rows(folder: Path) -> dict[tuple, tuple[str, Any]]:
+        out = {}
+        for path in sorted((folder / "data").glob("*.parquet")):
+            split = path.name.split("-")[0]
+            for r in pq.read_table(path).to_pylist():
+                key = (r["source"], tuple(r["message_ids"]))
+                content = json.dumps([r.get(c) for c in ("messages", "text", "chosen", "rejected")], sort_keys=True)
+                out[key] = (split, content)
+        return out
+
+    a, b = rows(old), rows(new)
+    both = a.keys() & b.keys()
+    moved = sum(a[k][0] != b[k][0] for k in both)
+    changed = sum(a[k][0] == b[k][0] and a[k][1] != b[k][1] for k in both)
+    return {
+        "added": len(b.keys() - a.keys()),
+        "removed": len(a.keys() - b.keys()),
+        "moved": moved,
+        "changed": changed,
+        "unchanged": len(both) - moved - changed,
+    }
+
+
+def _check(old: Path, new: Path) -> dict[str, Any]:
+    changes = diff(str(old), str(new))
+    assert {c: changes[c] for c in CATEGORIES} == _independent(old, new)
+    assert sum(changes["removed_by_reason"].values()) == changes["removed"]
+    assert sum(changes["added_by_cause"].values()) == changes["added"]
+    for split, s in changes["splits"].items():
+        assert s["old"] + s["added"] - s["removed"] + s["moved_in"] - s["moved_out"] == s["new"], split
+    return changes
+
+
+def test_every_category_on_generated_trees(tmp_path: Path) -> None:
+    """Upstream, between two exports: tree B is edited (a reply reworded), tree C has a reply flagged deleted,
+    tree D is gone, tree E is new; tree A is as it was."""
+    old = _build(tmp_path, "old", [*_tree("A"), *_tree("B"), *_tree("C"), *_tree("D")])
+    new = _build(tmp_path, "new", [*_tree("A"), *_tree("B", edited=True), *_tree("C", deleted=True), *_tree("E")])
+    changes = _check(old, new)
+    assert changes["changed"] == 1 and changes["examples"]["changed"] == ["oasst|B-u1/B-a2"]
+    assert changes["removed_by_reason"] == {"gone_from_source": 2, "gates:deleted": 1}
+    # C's first thread now ends at its first answer: a shorter row of messages the old version had in another
+    assert changes["added_by_cause"] == {"new_in_source": 2, "messages_in_other_rows": 1}
+    assert "oasst|C-u1/C-a1" in changes["examples"]["added"]
+    assert changes["unchanged"] == 4  # A's two threads, B's and C's other thread
+    assert changes["rejects"] == {  # the deleted reply, and the follow-up it leaves without an answer
+        "gates:deleted": {"old": 0, "new": 1},
+        "flatten:trailing_user_turn": {"old": 0, "new": 1},
+    }
+
+
+def test_a_split_change_moves_rows(tmp_path: Path) -> None:
+    trees = [r for t in "ABCDEFGHIJKL" for r in _tree(t)]
+    old = _build(tmp_path, "old", trees, test_fraction=0.0)
+    new = _build(tmp_path, "new", trees, test_fraction=0.5)
+    changes = _check(old, new)
+    assert changes["moved"] > 0 and changes["added"] == changes["removed"] == changes["changed"] == 0
+    assert changes["splits"]["test_sft"]["moved_in"] == changes["moved"] == changes["splits"]["train_sft"]["moved_out"]
+
+
+def test_a_threshold_change_on_real_rows(real_trees: Path, tmp_path: Path) -> None:
+    """The English filter's min_score raised in a user's copy of the spec: the rows it drops are removed by
+    filters:detected_lang_not_target, and lowered back they come back as no longer rejected."""
+    import shutil
+
+    import yaml
+
+    from chatdata.resources import filters_dir, recipes_dir
+
+    user = tmp_path / "user"
+    user.mkdir()
+    recipe = yaml.safe_load((recipes_dir() / "oasst_en.yaml").read_text(encoding="utf-8"))
+    recipe["name"], recipe["sources"]["oasst"]["filters"] = "strict", ["english.yaml"]
+    (user / "strict.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    spec = user / "english.yaml"
+    shutil.copyfile(filters_dir() / "english.yaml", spec)
+    old = run([str(user / "strict.yaml")], tmp_path / "old", source=real_trees).outputs["strict"]
+    spec.write_text(spec.read_text().replace("min_score: 0.4 ", "min_score: 0.9 "), encoding="utf-8")
+    new = run([str(user / "strict.yaml")], tmp_path / "new", source=real_trees).outputs["strict"]
+    changes = _check(old, new)
+    assert changes["removed"] > 0 and changes["added"] == 0
+    assert set(changes["removed_by_reason"]) == {"filters:detected_lang_not_target"}
+    back = _check(new, old)
+    assert back["added_by_cause"] == {"no_longer_rejected:filters:detected_lang_not_target": changes["removed"]}
+
+
+def test_the_command_prints_tables_or_json(tmp_path: Path) -> None:
+    old = _build(tmp_path, "old", [*_tree("A"), *_tree("D")])
+    new = _build(tmp_path, "new", [*_tree("A"), *_tree("E")])
+    runner = CliRunner()
+    text = runner.invoke(app, ["diff", str(old), str(new)])
+    assert text.exit_code == 0, text.output
+    assert "removed, by reason" in text.output and "gone_from_source" in text.output and "new_in_source" in text.output
+    as_json = runner.invoke(app, ["diff", str(old), str(new), "--json"])
+    data = json.loads(as_json.output)
+    assert set(CATEGORIES) | {"removed_by_reason", "added_by_cause", "splits"} <= set(data)
+    missing = runner.invoke(app, ["diff", str(tmp_path / "nowhere"), str(new)])
+    assert missing.exit_code == 2 and "no such folder" in missing.output
+
+
+def test_a_folder_chatdata_did_not_write_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DiffError, match=r"no build\.json"):
+        diff(str(tmp_path / "mine"), str(tmp_path / "mine"))
+
+
+def test_old_from_the_hub(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
+    """OLD as the published version on the (loopback) Hub, pinned with --revision; NEW a local rebuild."""
+    from chatdata.hub import publish_folder
+
+    first = _build(tmp_path, "first", [*_tree("A"), *_tree("D")])
+    publish_folder(first, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    sha = hub_server.head("org/rice")
+    second = _build(tmp_path, "second", [*_tree("A"), *_tree("E")])
+    publish_folder(second, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    new = _build(tmp_path, "new", [*_tree("A"), *_tree("E"), *_tree("F")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "chatdata.cli", "diff", "org/rice", str(new), "--revision", sha, "--json"],
+        env=hub_env(hub_server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    changes = json.loads(proc.stdout)
+    assert {c: changes[c] for c in CATEGORIES} == _independent(first, new)
+    assert changes["removed_by_reason"] == {"gone_from_source": 2} and changes["added_by_cause"] == {"new_in_source": 4}
