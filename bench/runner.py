@@ -383,12 +383,23 @@ def set_min_score(spec: Path, old: str, new: str) -> None:
 
 def output_files(folder: Path) -> dict[str, bytes]:
     """Every file a build wrote in one recipe's output folder (data, rejects, ``build.json``, card, plots) by
-    relative path; nothing in a hidden folder (the workspace ``.work``)."""
-    return {
+    relative path; nothing in a hidden folder (the workspace ``.work``). What records the version a rebuild
+    replaced is left out (``build.json``'s ``changes``, the card's section on it and its plot): a fresh build
+    has none."""
+    files = {
         str(f.relative_to(folder)): f.read_bytes()
         for f in sorted(folder.rglob("*"))
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
     }
+    files.pop("changes.png", None)
+    if "build.json" in files:
+        record = json.loads(files["build.json"])
+        record.pop("changes", None)
+        files["build.json"] = json.dumps(record, sort_keys=True).encode()
+    if "README.md" in files:
+        card = re.sub(rb"## Changes since the previous version\n.*?(?=\n## )", b"", files["README.md"], flags=re.S)
+        files["README.md"] = re.sub(rb"\n{3,}", b"\n\n", card)
+    return files
 
 
 def run_decide(source: Path, work: Path, n: int) -> dict[str, Any]:

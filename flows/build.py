@@ -239,7 +239,34 @@ def _artifacts(recipe: str, folder: Path, result: engine.BuildResult) -> str:
         key=f"summary-{slug}",
         description=f"{recipe}: card summary and where the output went",
     )
+    changes = build.get("changes")
+    if changes:
+        create_markdown_artifact(
+            markdown=_changes_markdown(changes),
+            key=f"changes-{slug}",
+            description=f"{recipe}: what changed since the version this build replaced, and why",
+        )
     return splits
+
+
+def _changes_markdown(changes: dict[str, Any]) -> str:
+    """``build.json``'s ``changes`` as a short markdown page: the categories per split, then the reasons."""
+    lines = [
+        f"{changes['added']} added, {changes['removed']} removed, {changes['changed']} changed, "
+        f"{changes['moved']} moved, {changes['unchanged']} unchanged",
+        "",
+        "| split | before | now | added | removed | changed | moved in | moved out |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[
+            f"| {name} | {s['old']} | {s['new']} | {s['added']} | {s['removed']} | {s['changed']} | {s['moved_in']} "
+            f"| {s['moved_out']} |"
+            for name, s in changes["splits"].items()
+        ],
+    ]
+    for key, heading in (("removed_by_reason", "Removed, by reason"), ("added_by_cause", "Added, by cause")):
+        if changes[key]:
+            lines += ["", f"{heading}:", "", *[f"- `{k}`: {n}" for k, n in changes[key].items()]]
+    return "\n".join(lines) + "\n"
 
 
 def _published_artifact(recipe: str, folder: Path, pushed: dict[str, Any]) -> None:

@@ -39,3 +39,34 @@ def assert_same_tree(a: Path, b: Path) -> None:
     assert names, f"{a} is empty"
     for name in names:
         assert_same_bytes(a / name, b / name, name)
+
+
+def without_changes(folder: Path) -> dict[str, bytes]:
+    """A built folder's files as bytes, less what records the version it replaced: ``build.json``'s ``changes``,
+    the card's "Changes since the previous version" section and its plot (a fresh build has none of them)."""
+    import json
+    import re
+
+    out = {}
+    for name in files_of(folder):
+        data = (folder / name).read_bytes()
+        if name == "changes.png":
+            continue
+        if name == "build.json":
+            record = json.loads(data)
+            record.pop("changes", None)
+            data = json.dumps(record, sort_keys=True).encode()
+        elif name == "README.md":
+            data = re.sub(rb"## Changes since the previous version\n.*?(?=\n## )", b"", data, flags=re.S)
+            data = re.sub(rb"\n{3,}", b"\n\n", data)
+        out[name] = data
+    return out
+
+
+def assert_same_build(a: Path, b: Path) -> None:
+    """``a`` and ``b`` hold the same dataset: the same files and bytes, but for the record of the version a
+    rebuild replaced (:func:`without_changes`)."""
+    left, right = without_changes(a), without_changes(b)
+    assert sorted(left) == sorted(right), f"{a} and {b} hold different files"
+    for name in left:
+        assert_same_bytes(left[name], right[name], name)

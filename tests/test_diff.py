@@ -173,3 +173,70 @@ def test_old_from_the_hub(tmp_path: Path, hub_server: HubServer) -> None:  # noq
     changes = json.loads(proc.stdout)
     assert {c: changes[c] for c in CATEGORIES} == _independent(first, new)
     assert changes["removed_by_reason"] == {"gone_from_source": 2} and changes["added_by_cause"] == {"new_in_source": 4}
+
+
+# ------------------------------------------------------------------------------------------------ every rebuild
+
+
+def test_a_rebuild_records_its_changes_in_build_json_the_card_and_the_summary(tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "trees.messages.jsonl"
+    write_jsonl(src, [*_tree("A"), *_tree("B"), *_tree("D")])
+    runner = CliRunner()
+    args = ["build", "oasst_en", "--source", str(src), "--out", str(tmp_path / "out"), "--engine", "local"]
+    first = runner.invoke(app, [*args, "--no-decontaminate"])
+    assert first.exit_code == 0, first.output
+    folder = tmp_path / "out" / "oasst_en"
+    assert "changes" not in json.loads((folder / "build.json").read_text())  # nothing was replaced
+    assert "since the previous version" not in first.output and not (folder / "changes.png").exists()
+    before = tmp_path / "before"
+    shutil.copytree(folder, before)
+
+    write_jsonl(src, [*_tree("A"), *_tree("B", edited=True), *_tree("C", deleted=True), *_tree("E")])
+    second = runner.invoke(app, [*args, "--no-decontaminate"])
+    assert second.exit_code == 0, second.output
+    build = json.loads((folder / "build.json").read_text())
+    assert build["changes"] == diff(str(before), str(folder))
+    assert build["changes"]["removed_by_reason"] == {"gone_from_source": 2}
+    changes = build["changes"]
+    assert f"since the previous version: {changes['added']} added (new_in_source {changes['added']})" in second.output
+    assert "2 removed (gone_from_source 2), 1 changed" in second.output
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "## Changes since the previous version" in card and "(changes.png)" in card
+    assert "Removed, by the first reject of the row or one of its messages in this build: `gone_from_source` 2." in card
+    assert (folder / "changes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_publish_guard_explains_a_refusal(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
+    from chatdata.hub import publish_folder
+    from chatdata.hub.publish import PublishRefused
+
+    trees = [f"T{i}" for i in range(10)]
+    full = _build(tmp_path, "full", [r for t in trees for r in _tree(t)])
+    publish_folder(full, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    # upstream flags most trees' roots as deleted: their rows go, removed by gates:deleted
+    flagged = [r for t in trees for r in _tree(t)]
+    for r in flagged:
+        if r["message_id"].endswith("-u1") and r["message_id"] not in ("T0-u1", "T1-u1"):
+            r["deleted"] = True
+    shrunk = _build(tmp_path, "shrunk", flagged)
+    with pytest.raises(PublishRefused) as err:
+        publish_folder(shrunk, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    assert "-80% of train_sft: 16 rows removed by gates:deleted" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_changes_as_a_prefect_artifact() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from flows.build import _changes_markdown
+
+    changes = {
+        "added": 1, "removed": 2, "changed": 0, "moved": 0, "unchanged": 5,
+        "splits": {"train_sft": {"old": 7, "new": 6, "added": 1, "removed": 2, "changed": 0, "moved_in": 0,
+                                 "moved_out": 0}},
+        "removed_by_reason": {"gates:deleted": 2}, "added_by_cause": {"new_in_source": 1},
+    }  # fmt: skip
+    text = _changes_markdown(changes)
+    assert text.startswith("1 added, 2 removed, 0 changed, 0 moved, 5 unchanged\n")
+    assert "| train_sft | 7 | 6 | 1 | 2 | 0 | 0 | 0 |" in text and "- `gates:deleted`: 2" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from builds import run
-from compare import assert_same_tree
+from compare import assert_same_build, assert_same_tree
 from oasst_builders import m, write_jsonl
 
 from chatdata import engine, workspace
@@ -229,7 +229,10 @@ def test_a_decide_setting_reuses_flattening_and_scores(
     assert _entries(out, workspace.FLAT) == flat and _entries(out, workspace.SCORES) == scores
     monkeypatch.undo()
     fresh = run([str(recipe)], tmp_path / "fresh", source=real_trees, shards=2)
-    assert_same_tree(fresh.outputs["oasst_en_strict"], changed.outputs["oasst_en_strict"])
+    # the same dataset; the rebuild also records what changed since the version it replaced
+    assert_same_build(fresh.outputs["oasst_en_strict"], changed.outputs["oasst_en_strict"])
+    build = json.loads((changed.outputs["oasst_en_strict"] / "build.json").read_text())
+    assert set(build["changes"]["removed_by_reason"]) == {"filters:detected_lang_not_target"}
     assert _rows(changed.outputs["oasst_en_strict"]) < kept  # the stricter threshold did drop dialogues
 
 

@@ -36,7 +36,7 @@ from markupsafe import Markup
 from chatdata.errors import ChatdataError
 
 #: Plots a card may write; stale ones (e.g. no languages plot any more) are removed from the folder.
-PLOT_FILES = ("funnel.png", "lengths.png", "languages.png", "margins.png")
+PLOT_FILES = ("funnel.png", "lengths.png", "languages.png", "margins.png", "changes.png")
 TOP_N = 20
 #: ``source.spec`` of a build from the sample shipped with chatdata (``chatdata.engine.BUNDLED``)
 BUNDLED_SOURCE = "bundled-sample"
@@ -56,6 +56,7 @@ CORE_KEYS = frozenset(
         "sources",
         "mix",
         "weights",
+        "changes",
     }
 )
 MASK_KEYS = ("masks", "mask_stats", "label_masks")
@@ -1107,8 +1108,18 @@ def _write_plots(
 ) -> dict[str, str | None]:
     from chatdata import plots
 
-    written: dict[str, str | None] = {"funnel": None, "lengths": None, "languages": None, "margins": None}
+    written: dict[str, str | None] = {
+        "funnel": None,
+        "lengths": None,
+        "languages": None,
+        "margins": None,
+        "changes": None,
+    }
     ledger = list(build.get("ledger") or [])
+    changes = build.get("changes")
+    if isinstance(changes, Mapping) and (changes.get("removed_by_reason") or changes.get("added_by_cause")):
+        plots.changes_plot(dict(changes), folder / "changes.png")
+        written["changes"] = "changes.png"
     if ledger:
         plots.funnel_plot(ledger, folder / "funnel.png")
         written["funnel"] = "funnel.png"
@@ -1218,6 +1229,7 @@ def card_context(
         "phrases": phrase_stats(build, rows, reject_paths),
         "phrase_record": scrub_paths(_find(build, PHRASE_KEYS)),
         "decontam": decontamination_stats(build, rows, rejects),
+        "changes": build.get("changes") if isinstance(build.get("changes"), Mapping) else None,
         "masks": mask_info(build),
         "pairs": pairs,
         "pair_record": scrub_paths(_find(build, PAIR_KEYS)),

@@ -515,6 +515,15 @@ def _summary(folder: Path) -> None:
         if decontam.get("left_out"):
             line += f"; not checked: {', '.join(decontam['left_out'])} (bind with --benchmark NAME=PATH)"
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    changes = build.get("changes")
+    if changes:
+        why = lambda d: "; ".join(f"{k} {n}" for k, n in list(d.items())[:3])  # noqa: E731
+        line = f"since the previous version: {changes['added']} added"
+        line += f" ({why(changes['added_by_cause'])})" if changes["added_by_cause"] else ""
+        line += f", {changes['removed']} removed"
+        line += f" ({why(changes['removed_by_reason'])})" if changes["removed_by_reason"] else ""
+        line += f", {changes['changed']} changed, {changes['moved']} moved, {changes['unchanged']} unchanged"
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
     splits = ", ".join(f"{s}: {v['rows']}" for cfg in build["outputs"].values() for s, v in cfg.items())
     out_console.print(f"[bold]rows[/] {splits}\n")
 

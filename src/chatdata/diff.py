@@ -95,14 +95,16 @@ def _files(folder: Path, config: str) -> dict[str, list[Path]]:
     return out
 
 
-def read_version(folder: Path, label: str) -> Version:
+def read_version(folder: Path, label: str, ledger: list[dict[str, Any]] | None = None) -> Version:
     """The identity, split and content hash of every row of ``folder`` (a recipe's output folder), and its
-    rejects' identities and ``stage:reason`` in pipeline order."""
-    build_path = folder / "build.json"
-    if not build_path.is_file():
-        raise DiffError(f"{label} {folder}: no build.json, not a dataset chatdata wrote")
-    build = json.loads(build_path.read_text(encoding="utf-8"))
-    stages = list(dict.fromkeys(str(r.get("stage")) for r in build.get("ledger") or []))
+    rejects' identities and ``stage:reason`` in pipeline order (the stages of ``ledger``, by default its
+    ``build.json``'s)."""
+    if ledger is None:
+        build_path = folder / "build.json"
+        if not build_path.is_file():
+            raise DiffError(f"{label} {folder}: no build.json, not a dataset chatdata wrote")
+        ledger = list(json.loads(build_path.read_text(encoding="utf-8")).get("ledger") or [])
+    stages = list(dict.fromkeys(str(r.get("stage")) for r in ledger))
     frames = []
     for split, paths in _files(folder, "data").items():
         lazy = pl.scan_parquet(paths)
@@ -132,9 +134,10 @@ def read_version(folder: Path, label: str) -> Version:
 
 
 def _read_rejects(folder: Path, stages: list[str]) -> pl.DataFrame:
-    """Every reject's ``stage:reason`` and pipeline order, with the row it names (``rkey``: a dialogue's or pair's
-    id, or a record) or the message (``mid``); payloads are not read."""
-    schema = {"rkey": pl.String, "mid": pl.String, "key": pl.String, "order": pl.Int64}
+    """Every reject's ``stage:reason``, its stage's place in the pipeline (``order``) and its row in the table
+    (``_n``), with the row it names (``rkey``: a dialogue's or pair's id, or a record) or the message (``mid``);
+    payloads are not read."""
+    schema = {"rkey": pl.String, "mid": pl.String, "key": pl.String, "order": pl.Int64, "_n": pl.Int64}
     paths = [p for ps in _files(folder, "rejects").values() for p in ps]
     if not paths:
         return pl.DataFrame(schema=schema)
@@ -146,29 +149,31 @@ def _read_rejects(folder: Path, stages: list[str]) -> pl.DataFrame:
         pl.when(~message).then(_reject_key(names, "message_id")).alias("rkey"),
         pl.when(message).then(pl.col("message_id")).alias("mid"),
         pl.concat_str(pl.col("stage"), pl.lit(":"), pl.col("reason")).alias("key"),
-        (
-            pl.col("stage").replace_strict(order, default=len(order), return_dtype=pl.Int64) * (1 << 40) + pl.col("_n")
-        ).alias("order"),
+        pl.col("stage").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("order"),
+        "_n",
     ).collect()
     return frame.cast(schema)  # type: ignore[arg-type]
 
 
 def _first_reason(rows: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:
-    """``id`` -> ``reason``: the first reject (pipeline order) of the row itself or of one of its messages."""
+    """``id`` -> ``reason``: the first reject of the row itself or of one of its messages, in pipeline order
+    (its stage's place), then the earliest message of the row (a deleted root, before the replies it takes with
+    it), then the rejects table's order."""
     own = (
         rows.select("id", "rkey")
         .join(rejects.filter(pl.col("rkey").is_not_null()), on="rkey")
-        .select("id", "key", "order")
+        .select("id", "key", "order", pl.lit(-1, pl.Int64).alias("pos"), "_n")
     )
     messages = (
-        rows.select("id", pl.col("mids").alias("mid"))
-        .explode("mid")
+        rows.select("id", pl.col("mids").alias("mid"), pl.int_ranges(pl.col("mids").list.len()).alias("pos"))
+        .explode("mid", "pos")
         .drop_nulls("mid")
-        .join(rejects.filter(pl.col("mid").is_not_null()).select("mid", "key", "order"), on="mid")
-        .select("id", "key", "order")
+        .join(rejects.filter(pl.col("mid").is_not_null()).drop("rkey"), on="mid")
+        .select("id", "key", "order", pl.col("pos").cast(pl.Int64), "_n")
     )
     both = pl.concat([own, messages], how="vertical_relaxed")
-    return both.sort("order").group_by("id", maintain_order=True).agg(pl.col("key").first().alias("reason"))
+    ordered = both.sort("order", "pos", "_n")
+    return ordered.group_by("id", maintain_order=True).agg(pl.col("key").first().alias("reason"))
 
 
 def _explain(rows: pl.DataFrame, other: Version, *, rejected: str, missing: str, elsewhere: str) -> pl.DataFrame:
@@ -259,6 +264,22 @@ def diff_versions(old: Version, new: Version) -> dict[str, Any]:
     }
     out["rows"] = {"old": old.rows.height, "new": new.rows.height}
     return out
+
+
+def shrink_summary(changes: dict[str, Any]) -> str:
+    """The split that lost the largest share of its rows and the reason that removed most of them, e.g.
+    ``-48 % of train_sft: 9,210 rows removed by gates:tree_state_not_allowed``; empty when nothing shrank."""
+    shrunk = [
+        (s["new"] / s["old"] - 1, name, s) for name, s in changes["splits"].items() if s["old"] and s["new"] < s["old"]
+    ]
+    if not shrunk:
+        return ""
+    share, name, split = min(shrunk)
+    reasons = split["removed_by_reason"]
+    if not reasons:
+        return f"{share:.0%} of {name}"
+    reason, n = next(iter(reasons.items()))
+    return f"{share:.0%} of {name}: {n:,} rows removed by {reason}"
 
 
 def resolve_side(where: str, *, revision: str | None, label: str, cache_dir: str | None = None) -> Path:

@@ -478,6 +478,18 @@ def write_recipe(task: Any, store: Any) -> None:
         )
 
 
+def _changes_since(target: Path, written: Path, owned: Callable[[Path], bool], ledger: Ledger) -> dict[str, Any] | None:
+    """The changes from the version of ``target`` this write replaces (a folder chatdata wrote) to the tables
+    just ``written`` (``chatdata diff``'s fields), or None when there is no previous version or nothing changed."""
+    if not (target / BUILD_RECORD).is_file() or not owned(target):
+        return None
+    from chatdata.diff import diff_versions, read_version
+
+    changes = diff_versions(read_version(target, "previous"), read_version(written, "new", ledger.to_list()))
+    moved = any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]
+    return changes if moved else None  # the same rows again: a rewrite is not a new version
+
+
 def assemble(
     target: Path,
     recipe: Any,
@@ -527,6 +539,9 @@ def assemble(
             outputs[config][name] = {"rows": stream.rows, "files": [file_entry(p, tmp) for p in paths]}
             release_memory()  # the next table's buffers start from an empty allocator
         primary = sources[recipe.primary_source]
+        changes = _changes_since(target, tmp, owned, ledger)
+        if changes is not None:
+            extra = {**(extra or {}), "changes": changes}
         build = {
             "chatdata_version": __version__,
             "recipe": recipe.to_dict(),

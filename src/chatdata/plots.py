@@ -388,3 +388,33 @@ def margins_plot(frame: pl.DataFrame, path: Path) -> Path:
     c.text(((box[0] + box[2]) / 2, box[3] + 26), "score margin", LABEL, anchor="ma")
     c.legend(box[0], c.image.height - 28, legend)
     return c.save(path)
+
+
+def changes_plot(changes: dict[str, Any], path: Path, *, top: int = 8) -> Path:
+    """Horizontal bars: rows added since the previous version by cause (green, right) and removed by reason
+    (red, left), the ``top`` largest of each."""
+    removed = list((changes.get("removed_by_reason") or {}).items())[:top]
+    added = list((changes.get("added_by_cause") or {}).items())[:top]
+    items = [(f"- {k}", -int(n)) for k, n in removed] + [(f"+ {k}", int(n)) for k, n in added]
+    probe = _Canvas(1, 1)
+    label_w = max((probe.width_of(k, LABEL) for k, _ in items), default=40) + 16
+    row, half = 26, 220
+    width, height = label_w + 2 * half + 120, 70 + row * max(len(items), 1) + 40
+    c = _Canvas(width, height)
+    c.text((12, 12), "Changes since the previous version: rows added and removed, and why", TITLE)
+    biggest = max((abs(v) for _, v in items), default=1) or 1
+    zero = label_w + half
+    box_top = 48
+    for i, (label, v) in enumerate(items):
+        y0 = box_top + i * row
+        c.text((label_w - 10, y0 + row / 2), label, LABEL, anchor="rm")
+        length = max(1.0, half * abs(v) / biggest)
+        if v < 0:
+            c.rect(zero - length, y0 + 5, zero, y0 + row - 5, DROP_COLOUR)
+            c.text((zero - length - 6, y0 + row / 2), f"{-v:,}", TICK, anchor="rm")
+        else:
+            c.rect(zero, y0 + 5, zero + length, y0 + row - 5, "#009E73")
+            c.text((zero + length + 6, y0 + row / 2), f"{v:,}", TICK, anchor="lm")
+    c.line([(zero, box_top), (zero, box_top + row * max(len(items), 1))], AXIS)
+    c.text((zero, height - 14), "rows removed (left) and added (right)", LABEL, anchor="md")
+    return c.save(path)

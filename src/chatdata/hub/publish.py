@@ -456,6 +456,26 @@ def judge(
     return Verdict(repo_id, revision, local_rows, remote_rows, source, max_shrink, force, refusal)
 
 
+def _explained(guard: Verdict, api: HfApi, repo_id: str, sha: str, folder: Path) -> Verdict:
+    """``guard`` with its refusal explained by what changed since the remote version (``chatdata diff``): the
+    split that shrank most and the reason that removed most of its rows. A remote chatdata cannot diff (not its
+    layout) leaves the refusal as it was."""
+    import dataclasses
+    import tempfile
+
+    from chatdata.diff import diff_versions, read_version, shrink_summary
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="chatdata-previous-") as cache:
+            remote = api.snapshot_download(
+                repo_id, repo_type="dataset", revision=sha, cache_dir=cache, allow_patterns=["build.json", "*.parquet"]
+            )
+            why = shrink_summary(diff_versions(read_version(Path(remote), "remote"), read_version(folder, "local")))
+    except (ChatdataError, OSError, ValueError):
+        return guard
+    return dataclasses.replace(guard, refusal=f"{guard.refusal} ({why})") if why else guard
+
+
 def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, RepoFile]:
     tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=sha, recursive=True)
     return {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
@@ -584,6 +604,8 @@ def publish_folder(
         remote = _remote_files(api, repo_id, base_sha)
         previous = _read_previous(api, repo_id, base_sha, remote)
         guard = verdict(previous.rows)
+        if guard.refusal is not None and local_rows and previous.rows is not None:
+            guard = _explained(guard, api, repo_id, base_sha, folder)
         uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
         result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
         result.guard = guard
