@@ -240,3 +240,31 @@ def test_changes_as_a_prefect_artifact() -> None:
     text = _changes_markdown(changes)
     assert text.startswith("1 added, 2 removed, 0 changed, 0 moved, 5 unchanged\n")
     assert "| train_sft | 7 | 6 | 1 | 2 | 0 | 0 | 0 |" in text and "- `gates:deleted`: 2" in text
+
+
+def test_every_category_on_real_oasst_rows(real_trees: Path, tmp_path: Path) -> None:
+    """Two exports of the real trees: five trees gone and five new, a reply reworded in one tree, a reply
+    flagged deleted in another (with what hangs below it)."""
+    trees = [json.loads(line) for line in real_trees.read_text(encoding="utf-8").splitlines()]
+
+    def replies(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in node.get("replies") or [] if r.get("role") == "assistant"]
+
+    def clean(t: dict[str, Any]) -> bool:
+        return not t["prompt"].get("synthetic") and t["prompt"].get("lang") == "en" and bool(replies(t["prompt"]))
+
+    usable = [i for i, t in enumerate(trees) if clean(t)]
+    edited, flagged = usable[10], usable[20]
+    old_src = tmp_path / "old.trees.jsonl"
+    old_src.write_text("".join(json.dumps(t) + "\n" for t in trees[:-5]), encoding="utf-8")
+    newer = json.loads(json.dumps(trees[5:]))
+    replies(newer[edited - 5]["prompt"])[0]["text"] += " (Edited: a clearer example follows.)"
+    replies(newer[flagged - 5]["prompt"])[0]["deleted"] = True
+    new_src = tmp_path / "new.trees.jsonl"
+    new_src.write_text("".join(json.dumps(t) + "\n" for t in newer), encoding="utf-8")
+    old = run(["oasst_en"], tmp_path / "old", source=old_src).outputs["oasst_en"]
+    new = run(["oasst_en"], tmp_path / "new", source=new_src).outputs["oasst_en"]
+    changes = _check(old, new)
+    assert changes["changed"] >= 1 and changes["removed_by_reason"]["gates:deleted"] >= 1
+    assert changes["removed_by_reason"]["gone_from_source"] > 0 and changes["added_by_cause"]["new_in_source"] > 0
+    assert changes["rejects"]["gates:deleted"]["new"] > changes["rejects"]["gates:deleted"]["old"]
