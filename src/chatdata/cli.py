@@ -480,6 +480,8 @@ def _note(line: str) -> None:
 
 def _summary(folder: Path) -> None:
     """The recipe's ledger as a table (a source column for mixtures), the files a source skipped, the rows."""
+    from chatdata.diff import print_table
+
     build = json.loads((folder / "build.json").read_text())
     sources = build.get("sources") or {}
     mixed = len(sources) > 1
@@ -495,16 +497,7 @@ def _summary(folder: Path) -> None:
         out_txt = f"{r['rows_out']}" + (f" → {r['produced']} {out_unit}" if r.get("produced") is not None else "")
         cells = [r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej]
         table.add_row(*([r.get("source") or "all"] if mixed else []), *cells)
-    # never cut a reason: piped, the table gets the width it needs (80 columns would fold every reason); a
-    # terminal wraps long reasons in their column
-    width = out_console.width
-    if not out_console.is_terminal:
-        out_console.width = 10_000  # measured unbounded, then printed at its natural width
-        out_console.width = max(width, out_console.measure(table).maximum)
-    try:
-        out_console.print(table)
-    finally:
-        out_console.width = width
+    print_table(out_console, table)  # never cut a reason: piped, the table gets the width it needs
     for name, info in sources.items():
         for skipped in info.get("skipped") or []:
             out_console.print(f"skipped {name}: {skipped['path']}: {skipped['reason']}", highlight=False, markup=False)

@@ -327,7 +327,7 @@ def render(changes: dict[str, Any], console: Any, *, title: str) -> None:
         "all", f"{rows['old']:,}", f"{rows['new']:,}", *(f"{changes[k]:,}" for k in ("added", "removed", "changed")),
         f"{moved:,}", f"{moved:,}", f"{changes['unchanged']:,}",
     )  # fmt: skip
-    _print(console, overall)
+    print_table(console, overall)
     for key, heading in (("removed_by_reason", "removed, by reason"), ("added_by_cause", "added, by cause")):
         if changes[key]:
             table = Table(title=heading, title_justify="left")
@@ -335,21 +335,22 @@ def render(changes: dict[str, Any], console: Any, *, title: str) -> None:
             table.add_column("rows", justify="right")
             for reason, n in changes[key].items():
                 table.add_row(reason, f"{n:,}")
-            _print(console, table)
+            print_table(console, table)
     if changes["rejects"]:
         table = Table(title="rejects (stage:reason)", title_justify="left")
         for col, justify in (("reason", "left"), ("old", "right"), ("new", "right"), ("change", "right")):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for reason, n in changes["rejects"].items():
             table.add_row(reason, f"{n['old']:,}", f"{n['new']:,}", f"{n['new'] - n['old']:+,}")
-        _print(console, table)
+        print_table(console, table)
     for category, ids in changes["examples"].items():
         if ids:
             console.print(f"{category}, e.g.: " + ", ".join(ids), highlight=False, markup=False, soft_wrap=True)
 
 
-def _print(console: Any, table: Any) -> None:
-    """A table at its natural width when piped (nothing cut), wrapped to the terminal otherwise."""
+def print_table(console: Any, table: Any) -> None:
+    """A rich table at its natural width when piped (80 columns would fold every long reason), wrapped to the
+    terminal's width otherwise."""
     width = console.width
     if not console.is_terminal:
         console.width = 10_000
