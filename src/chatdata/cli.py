@@ -388,9 +388,12 @@ def diff(
     from chatdata.diff import diff as run_diff
     from chatdata.diff import render
     from chatdata.errors import ChatdataError
+    from chatdata.hub.source import dataset_folder
 
     try:
-        changes = run_diff(old, new, revision=revision)
+        changes = run_diff(
+            dataset_folder(old, revision=revision, label="OLD"), dataset_folder(new, revision=None, label="NEW")
+        )
     except ChatdataError as exc:
         _fail(exc)
     if as_json:

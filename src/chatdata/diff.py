@@ -282,29 +282,16 @@ def shrink_summary(changes: dict[str, Any]) -> str:
     return f"{share:.0%} of {name}: {n:,} rows removed by {reason}"
 
 
-def resolve_side(where: str, *, revision: str | None, label: str, cache_dir: str | None = None) -> Path:
-    """A local output folder as it is, or a Hub dataset id (``ORG/NAME``) downloaded at ``revision`` (only the
-    files a diff reads: ``build.json`` and the Parquet files)."""
-    path = Path(where).expanduser()
-    if path.exists():
+def diff(old: str | Path, new: str | Path) -> dict[str, Any]:
+    """``chatdata diff OLD NEW`` as data, for two output folders (:func:`chatdata.hub.source.dataset_folder`
+    brings a Hub version down as one)."""
+    sides = []
+    for label, where in (("OLD", old), ("NEW", new)):
+        path = Path(where).expanduser()
         if not path.is_dir():
-            raise DiffError(f"{label} {where}: not a folder (give a recipe's output folder or a Hub dataset id)")
-        return path
-    from chatdata.hub.client import validate_repo_id
-    from chatdata.hub.source import download_source
-
-    if where.count("/") != 1 or where.startswith((".", "/", "~")):
-        raise DiffError(f"{label} {where}: no such folder, and not a Hub dataset id ORG/NAME")
-    validate_repo_id(where)
-    folder, _sha = download_source(where, revision=revision, cache_dir=cache_dir, patterns=["build.json", "*.parquet"])
-    return folder
-
-
-def diff(old: str, new: str, *, revision: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
-    """``chatdata diff OLD NEW`` as data: each side a folder or a Hub id (``revision`` pins OLD's)."""
-    old_v = read_version(resolve_side(old, revision=revision, label="OLD", cache_dir=cache_dir), "OLD")
-    new_v = read_version(resolve_side(new, revision=None, label="NEW", cache_dir=cache_dir), "NEW")
-    return diff_versions(old_v, new_v)
+            raise DiffError(f"{label} {where}: no such folder (give a recipe's output folder or a Hub dataset id)")
+        sides.append(read_version(path, label))
+    return diff_versions(*sides)
 
 
 def render(changes: dict[str, Any], console: Any, *, title: str) -> None:

@@ -82,3 +82,15 @@ def _checked_sha(path: Path, repo_id: str) -> str:
     if not _SHA_RE.match(path.name):
         raise HubError(f"cannot tell which commit the cached copy of {repo_id} at {path} is; re-download it online")
     return path.name
+
+
+def dataset_folder(where: str, *, revision: str | None = None, label: str = "", cache_dir: str | None = None) -> Path:
+    """A local dataset folder as it is, or a Hub dataset id (``ORG/NAME``) downloaded at ``revision`` (only its
+    ``build.json`` and Parquet files: what ``chatdata diff`` reads)."""
+    path = Path(where).expanduser()
+    if path.exists():
+        return path
+    if where.count("/") != 1 or where.startswith((".", "/", "~")):
+        raise HubError(f"{label} {where}: no such folder, and not a Hub dataset id ORG/NAME".strip())
+    folder, _sha = download_source(where, revision=revision, cache_dir=cache_dir, patterns=["build.json", "*.parquet"])
+    return folder
