@@ -268,3 +268,33 @@ def test_every_category_on_real_oasst_rows(real_trees: Path, tmp_path: Path) -> 
     assert changes["changed"] >= 1 and changes["removed_by_reason"]["gates:deleted"] >= 1
     assert changes["removed_by_reason"]["gone_from_source"] > 0 and changes["added_by_cause"]["new_in_source"] > 0
     assert changes["rejects"]["gates:deleted"]["new"] > changes["rejects"]["gates:deleted"]["old"]
+
+
+def test_publishing_over_a_version_records_what_changed_since_it(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
+    from huggingface_hub import HfApi
+
+    from chatdata.hub import publish_folder
+
+    v1 = _build(tmp_path, "v1", [*_tree("A"), *_tree("D")])
+    publish_folder(v1, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    v2 = _build(tmp_path, "v2", [*_tree("A"), *_tree("E"), *_tree("F")])  # a fresh folder: no local history
+    assert "changes" not in json.loads((v2 / "build.json").read_text())
+    expected = diff(str(v1), str(v2))
+    publish_folder(v2, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    api = HfApi(endpoint=hub_server.url, token=hub_server.token)
+    remote = json.loads(
+        Path(
+            api.hf_hub_download("org/rice", "build.json", repo_type="dataset", cache_dir=str(tmp_path / "c"))
+        ).read_text()
+    )
+    assert remote["changes"] == expected == json.loads((v2 / "build.json").read_text())["changes"]
+    assert expected["removed_by_reason"] == {"gone_from_source": 2} and expected["added_by_cause"] == {
+        "new_in_source": 4
+    }
+    card = Path(
+        api.hf_hub_download("org/rice", "README.md", repo_type="dataset", cache_dir=str(tmp_path / "c"))
+    ).read_text()
+    assert "## Changes since the previous version" in card
+    commits = hub_server.commit_count("org/rice")
+    publish_folder(v2, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
+    assert hub_server.commit_count("org/rice") == commits  # the same version again: nothing to record or upload

@@ -1267,3 +1267,19 @@ def render_card(
     text = env.get_template(_template_name(env, ctx["name"])).render(**ctx)
     text = re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
     return text
+
+
+def write_record(folder: Path, build: dict[str, Any], *, rows: pl.DataFrame | None = None) -> None:
+    """Write a built folder's record: ``build.json`` (sorted keys, two-space indent) and the card rendered from
+    it (with its plots); each file replaced in one rename."""
+    import os
+
+    import orjson
+
+    def replace(name: str, data: bytes) -> None:
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / name)
+
+    replace("build.json", orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    replace("README.md", render_card(build, folder, rows=rows).encode("utf-8"))

@@ -507,7 +507,7 @@ def assemble(
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
-    from chatdata.card import render_card, stats_rows, table_stats
+    from chatdata.card import stats_rows, table_stats, write_record
     from chatdata.filters.specs import load_specs
     from chatdata.memory import release_memory
     from chatdata.writer import SplitWriter, atomic_folder
@@ -557,6 +557,5 @@ def assemble(
         }
         if notes is not None:
             build["notes"] = notes
-        (tmp / BUILD_RECORD).write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-        (tmp / "README.md").write_text(render_card(build, tmp, rows=stats_rows(stats)), encoding="utf-8")
+        write_record(tmp, build, rows=stats_rows(stats))
     return StageRecord("write", ledger.records[-1].unit, total_out, total_out)

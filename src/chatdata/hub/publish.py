@@ -426,12 +426,13 @@ class _Previous:
 
     rows: tuple[int, str] | None = None
     declared: frozenset[str] = frozenset()
+    chatdata: bool = False
 
 
 def _read_previous(api: HfApi, repo_id: str, sha: str, remote: dict[str, RepoFile]) -> _Previous:
     build = _remote_build(_remote_text(api, repo_id, sha, remote.get("build.json")))
     meta = _remote_card(_remote_text(api, repo_id, sha, remote.get("README.md")))
-    return _Previous(remote_default_rows(build, meta), declared_outputs(build, meta, remote))
+    return _Previous(remote_default_rows(build, meta), declared_outputs(build, meta, remote), _is_chatdata(build, meta))
 
 
 def judge(
@@ -456,21 +457,49 @@ def judge(
     return Verdict(repo_id, revision, local_rows, remote_rows, source, max_shrink, force, refusal)
 
 
+def _remote_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> dict[str, Any]:
+    """``chatdata diff`` of the remote version at ``sha`` (its ``build.json`` and Parquet files, downloaded to a
+    temporary folder) and the local ``folder``."""
+    import tempfile
+
+    from chatdata.diff import diff_versions, read_version
+
+    with tempfile.TemporaryDirectory(prefix="chatdata-previous-") as cache:
+        remote = api.snapshot_download(
+            repo_id, repo_type="dataset", revision=sha, cache_dir=cache, allow_patterns=["build.json", "*.parquet"]
+        )
+        return diff_versions(read_version(Path(remote), "remote"), read_version(folder, "local"))
+
+
+def _record_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> bool:
+    """Write into ``folder``'s ``build.json`` and card what changed since the version published at ``sha`` (the
+    version this publish replaces), when its rows differ; True when the record was rewritten. A remote chatdata
+    cannot read leaves the folder as it is."""
+    try:
+        changes = _remote_changes(api, repo_id, sha, folder)
+    except (ChatdataError, OSError, ValueError):
+        return False
+    if not (any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]):
+        return False  # the same rows as published: the folder's record stands
+    build = json.loads((folder / "build.json").read_text(encoding="utf-8"))
+    if build.get("changes") == changes:
+        return False
+    from chatdata.card import write_record
+
+    write_record(folder, {**build, "changes": changes})
+    return True
+
+
 def _explained(guard: Verdict, api: HfApi, repo_id: str, sha: str, folder: Path) -> Verdict:
     """``guard`` with its refusal explained by what changed since the remote version (``chatdata diff``): the
     split that shrank most and the reason that removed most of its rows. A remote chatdata cannot diff (not its
     layout) leaves the refusal as it was."""
     import dataclasses
-    import tempfile
 
-    from chatdata.diff import diff_versions, read_version, shrink_summary
+    from chatdata.diff import shrink_summary
 
     try:
-        with tempfile.TemporaryDirectory(prefix="chatdata-previous-") as cache:
-            remote = api.snapshot_download(
-                repo_id, repo_type="dataset", revision=sha, cache_dir=cache, allow_patterns=["build.json", "*.parquet"]
-            )
-            why = shrink_summary(diff_versions(read_version(Path(remote), "remote"), read_version(folder, "local")))
+        why = shrink_summary(_remote_changes(api, repo_id, sha, folder))
     except (ChatdataError, OSError, ValueError):
         return guard
     return dataclasses.replace(guard, refusal=f"{guard.refusal} ({why})") if why else guard
@@ -600,12 +629,15 @@ def publish_folder(
     shown: list[list[str]] = []  # the plans printed so far
 
     def step(attempt: int) -> PublishResult:
+        nonlocal local
         base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
         remote = _remote_files(api, repo_id, base_sha)
         previous = _read_previous(api, repo_id, base_sha, remote)
         guard = verdict(previous.rows)
         if guard.refusal is not None and local_rows and previous.rows is not None:
             guard = _explained(guard, api, repo_id, base_sha, folder)
+        elif previous.chatdata and _record_changes(api, repo_id, base_sha, folder):
+            local = scan_folder(folder)  # build.json, the card and its plot now say what changed since the remote
         uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
         result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
         result.guard = guard
