@@ -111,6 +111,12 @@ def test_flow_on_a_process_pool_matches_the_local_build_and_reuses_on_rerun(
     assert str((tmp_path / "out" / "oasst_en").resolve()) in arts["summary-oasst-en"].data
     again = build_flow(params)
     assert again["ran"] == {"partition": 0, "shard": 0, "plan": 0, "write": 0}
+    assert "changes-oasst-en" not in arts  # the first build replaced nothing
+    # a split change rewrites both recipes over their previous versions: each run says what changed
+    moved = build_flow(params.model_copy(update={"test_fraction": 0.5}), return_state=True)
+    changes = {a.key: a for a in _artifacts(moved)}
+    assert {"changes-oasst-en", "changes-oasst-prefs"} <= set(changes)
+    assert "| train_sft |" in changes["changes-oasst-en"].data and "moved" in changes["changes-oasst-en"].data
 
 
 @server_test
