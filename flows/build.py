@@ -279,23 +279,15 @@ def _published_artifact(recipe: str, folder: Path, pushed: dict[str, Any]) -> No
 
 
 @task(name="publish", task_run_name="publish:{recipe}", cache_policy=NO_CACHE, **HUB_RETRIES)
-def publish_task(folder: str, repo_id: str, recipe: str, params: BuildRequest) -> dict[str, Any]:
+def publish_task(folder: str, recipe: str, params: BuildRequest) -> dict[str, Any]:
     """Publish one built dataset folder to the Hub in one commit (``chatdata.hub.publish``), guarded against
     empty or shrunken data unless ``force_publish``."""
-    from chatdata.hub.publish import publish_folder
+    from chatdata.hub.publish import publish_built
 
-    result = publish_folder(
-        Path(folder),
-        repo_id,
-        private=params.private,
-        revision=params.push_revision,
-        create_pr=params.create_pr,
-        max_shrink=params.max_shrink,
-        force=params.force_publish,
-    )
+    result = publish_built(recipe, Path(folder), params)
     get_run_logger().info("%s", result.summary())
     return {
-        "repo_id": repo_id,
+        "repo_id": result.repo_id,
         "revision": result.revision,
         "commit_sha": result.commit_sha,
         "commit_url": result.commit_url,
@@ -324,11 +316,9 @@ def _announce() -> None:
 
 def _preflight(params: BuildRequest) -> None:
     """Checks that fail before any task runs."""
-    if params.push_to:
-        from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token
+    from chatdata.hub.publish import check_push_token
 
-        if resolve_token(None) is None:
-            raise HubAuthError(f"no Hugging Face token found to publish to {params.push_to}: {LOGIN_HINT}")
+    check_push_token(params.push_to)
 
 
 @flow(name="chatdata-build", log_prints=True, validate_parameters=True)
@@ -356,8 +346,7 @@ def build_flow(params: BuildRequest) -> dict[str, Any]:
         splits = _artifacts(recipe, folder, result)
         logger.info("built %s -> %s (%s)", recipe, folder, splits)
         if params.push_to:
-            repo_id = params.push_to.replace("{recipe}", recipe)
-            pushed[recipe] = publish_task(str(folder), repo_id, recipe, params)
+            pushed[recipe] = publish_task(str(folder), recipe, params)
             _published_artifact(recipe, folder, pushed[recipe])
     progress.finish()
     return {

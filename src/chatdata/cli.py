@@ -208,8 +208,9 @@ def build(
             options[name] = options[name] * scale
     try:
         request = make_request(cli=True, recipes=recipe_names or ["oasst_en"], **options)
-        if request.push_to:
-            _check_token(request.push_to)
+        from chatdata.hub.publish import check_push_token
+
+        check_push_token(request.push_to)
         use = engine or (Engine.prefect if os.environ.get("PREFECT_API_URL") or request.dask_address else Engine.local)
         if request.dask_address and use is not Engine.prefect:
             raise ChatdataError("--dask-address runs on Prefect's Dask task runner: drop --engine local")
@@ -235,14 +236,6 @@ build.__annotations__ = {p.name: p.annotation for p in build.__signature__.param
 app.command(help=BUILD_HELP)(build)
 
 
-def _check_token(push_to: str) -> None:
-    """Fail before building when publishing is asked for but no token is there."""
-    from chatdata.hub.client import LOGIN_HINT, HubAuthError, resolve_token
-
-    if resolve_token(None) is None:
-        raise HubAuthError(f"--push-to needs a Hugging Face token: {LOGIN_HINT}")
-
-
 def _run_local(request: Any) -> dict[str, Any]:
     """Build with worker processes on this machine (no Prefect), then publish when asked."""
     from chatdata.engine import build as run_build
@@ -254,21 +247,10 @@ def _run_local(request: Any) -> dict[str, Any]:
         result = run_build(request, executor, on_phase=on_phase, on_done=on_done)
     pushed = {}
     if request.push_to:
-        from chatdata.hub import publish_folder
+        from chatdata.hub.publish import publish_built
 
         for name, folder in result.outputs.items():
-            pushed[name] = {
-                "summary": publish_folder(
-                    folder,
-                    request.push_to.replace("{recipe}", name),
-                    private=request.private,
-                    revision=request.push_revision,
-                    create_pr=request.create_pr,
-                    max_shrink=request.max_shrink,
-                    force=request.force_publish,
-                    console=console,
-                ).summary()
-            }
+            pushed[name] = {"summary": publish_built(name, folder, request, console=console).summary()}
     return {"outputs": result.outputs, "reused": result.reused, "pushed": pushed}
 
 

@@ -783,3 +783,24 @@ def _dry_run(
     _say(console, result.guard.line() + ("" if listed or result.refused else " (remote not read: shrink unchecked)"))
     _say(console, result.summary())
     return result
+
+
+def check_push_token(push_to: str | None) -> None:
+    """Fail before any building when a build is asked to publish (``--push-to``) and no token is there."""
+    if push_to and resolve_token(None) is None:
+        raise HubAuthError(f"--push-to {push_to} needs a Hugging Face token: {LOGIN_HINT}")
+
+
+def publish_built(recipe: str, folder: Path, request: Any, *, console: Any = None) -> PublishResult:
+    """Publish one recipe's folder of a build as the request asks (``push_to`` with ``{recipe}`` filled in, its
+    branch, privacy, pull request and guard settings): what ``chatdata build --push-to`` and the flow both do."""
+    return publish_folder(
+        folder,
+        request.push_to.replace("{recipe}", recipe),
+        private=request.private,
+        revision=request.push_revision,
+        create_pr=request.create_pr,
+        max_shrink=request.max_shrink,
+        force=request.force_publish,
+        console=console,
+    )
