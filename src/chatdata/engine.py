@@ -257,6 +257,7 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
     from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key, message_key
 
     job = Job(recipe, source, settings)
+    filters = _filters_of(job)
     code = code_fingerprint(cards=False)
     key = content_key(
         SHARD,
@@ -265,7 +266,7 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
         recipe.shard_view(source),
         settings.phase_settings("shard"),
         code,
-        _spec_fingerprint(recipe, source, settings),
+        _spec_fingerprint(recipe, source, settings, filters),
     )
     flat = content_key(FLAT, part, shard, _memo_key(_key_flatten(job), "flatten"), code)
     flat_key = flat if recipe.sources[source].format == "oasst" else None
@@ -273,7 +274,7 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
         sorted(
             {
                 (mk, content_key(SCORES, part, shard, mk, code))
-                for f in _filters_of(job)
+                for f in filters
                 if isinstance(f, MessageFilter)
                 for mk in [message_key(f)]
             }
@@ -282,15 +283,14 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
     return JobSpec(recipe_ref(recipe), source, key, flat_key, scores)
 
 
-def _spec_fingerprint(recipe: Recipe, source: str, settings: BuildSettings) -> list[str]:
+def _spec_fingerprint(recipe: Recipe, source: str, settings: BuildSettings, filters: list[Any]) -> list[str]:
     """The sha256 of every filter spec a source's chain reads (a user's spec file can change on its own) and of
-    the items of every benchmark it decontaminates against (a bound file can too)."""
+    the items of every benchmark its decontamination ``filters`` check (a bound file can change too)."""
     from chatdata.filters.decontam import DecontamFilter
     from chatdata.filters.specs import load_specs
-    from chatdata.stages import Job, _filters_of
 
     refs = [*recipe.gate_refs(source), *recipe.filter_refs(source, settings.decontaminate)]
-    items = [f.fingerprint() for f in _filters_of(Job(recipe, source, settings)) if isinstance(f, DecontamFilter)]
+    items = [f.fingerprint() for f in filters if isinstance(f, DecontamFilter)]
     return [*(s.sha256 for s in load_specs(refs)), *map(str, items)]
 
 
