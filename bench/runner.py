@@ -386,20 +386,15 @@ def output_files(folder: Path) -> dict[str, bytes]:
     relative path; nothing in a hidden folder (the workspace ``.work``). What records the version a rebuild
     replaced is left out (``build.json``'s ``changes``, the card's section on it and its plot): a fresh build
     has none."""
+    from chatdata.card import without_changes
+
     files = {
-        str(f.relative_to(folder)): f.read_bytes()
+        name: without_changes(name, f.read_bytes())
         for f in sorted(folder.rglob("*"))
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        for name in [f.relative_to(folder).as_posix()]
     }
-    files.pop("changes.png", None)
-    if "build.json" in files:
-        record = json.loads(files["build.json"])
-        record.pop("changes", None)
-        files["build.json"] = json.dumps(record, sort_keys=True).encode()
-    if "README.md" in files:
-        card = re.sub(rb"## Changes since the previous version\n.*?(?=\n## )", b"", files["README.md"], flags=re.S)
-        files["README.md"] = re.sub(rb"\n{3,}", b"\n\n", card)
-    return files
+    return {name: data for name, data in files.items() if data is not None}
 
 
 def run_decide(source: Path, work: Path, n: int) -> dict[str, Any]:

@@ -42,25 +42,12 @@ def assert_same_tree(a: Path, b: Path) -> None:
 
 
 def without_changes(folder: Path) -> dict[str, bytes]:
-    """A built folder's files as bytes, less what records the version it replaced: ``build.json``'s ``changes``,
-    the card's "Changes since the previous version" section and its plot (a fresh build has none of them)."""
-    import json
-    import re
+    """A built folder's files as bytes, less the record of the version it replaced
+    (:func:`chatdata.card.without_changes`): a fresh build has none."""
+    from chatdata.card import without_changes as strip
 
-    out = {}
-    for name in files_of(folder):
-        data = (folder / name).read_bytes()
-        if name == "changes.png":
-            continue
-        if name == "build.json":
-            record = json.loads(data)
-            record.pop("changes", None)
-            data = json.dumps(record, sort_keys=True).encode()
-        elif name == "README.md":
-            data = re.sub(rb"## Changes since the previous version\n.*?(?=\n## )", b"", data, flags=re.S)
-            data = re.sub(rb"\n{3,}", b"\n\n", data)
-        out[name] = data
-    return out
+    kept = {name: strip(name, (folder / name).read_bytes()) for name in files_of(folder)}
+    return {name: data for name, data in kept.items() if data is not None}
 
 
 def assert_same_build(a: Path, b: Path) -> None:

@@ -1283,3 +1283,23 @@ def write_record(folder: Path, build: dict[str, Any], *, rows: pl.DataFrame | No
 
     replace("build.json", orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     replace("README.md", render_card(build, folder, rows=rows).encode("utf-8"))
+
+
+#: what records the version a rebuild replaced (``build.json``'s ``changes``, the card's section, its plot)
+CHANGES_SECTION = "## Changes since the previous version"
+
+
+def without_changes(name: str, data: bytes) -> bytes | None:
+    """A built folder's file ``name`` (its path in the folder) less the record of the version a rebuild
+    replaced, so a rebuild in place compares with a fresh build: ``build.json`` without ``changes``
+    (re-serialised), the card without its section, None for the plot."""
+    if name == "changes.png":
+        return None
+    if name == "build.json":
+        record = json.loads(data)
+        record.pop("changes", None)
+        return json.dumps(record, sort_keys=True).encode()
+    if name == "README.md":
+        pattern = re.escape(CHANGES_SECTION).encode() + rb"\n.*?(?=\n## )"
+        return re.sub(rb"\n{3,}", b"\n\n", re.sub(pattern, b"", data, flags=re.S))
+    return data
