@@ -19,23 +19,20 @@ import yaml
 
 from chatdata.card import (
     PLOT_FILES,
-    REJECT_COLUMNS,
-    _ordered_splits,
-    _reject_paths,
-    _rejects,
     card_context,
     card_metadata,
-    code_block,
-    dump_yaml,
     features_yaml,
-    md_code,
-    md_link,
-    md_text,
     render_card,
     size_category,
 )
+from chatdata.card.markdown import code_block, dump_yaml, md_code, md_link, md_text
+from chatdata.card.metadata import ordered_splits as _ordered_splits
+from chatdata.card.statistics import REJECT_COLUMNS
+from chatdata.card.statistics import reject_frame as _rejects
+from chatdata.card.statistics import reject_paths as _reject_paths
 from chatdata.errors import ChatdataError
 from chatdata.output import file_entry
+from chatdata.record import BuildRecord
 from chatdata.schema import REJECT_SCHEMA
 from chatdata.writer import write_split
 
@@ -236,7 +233,6 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
             "name": "synthetic",
             "filter": "synthetic",
             "level": "message",
-            "scope": {},
             "settings": {},
             "version": 1,
             "description": "line one\n---\nlicense: mit" if hostile else "Drop model-written messages.",
@@ -246,7 +242,6 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
             "name": "decontam_humaneval",
             "filter": "decontam",
             "level": "dialogue",
-            "scope": {},
             "version": 1,
             "settings": {"n": 10},
             "description": "HumanEval 10-gram overlap.",
@@ -259,7 +254,6 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
                 "name": phrase_filter,
                 "filter": "uncensor_phrases",
                 "level": "dialogue",
-                "scope": {},
                 "version": 1,
                 "settings": {"roles": "all", "join_turns": True},
                 "description": f"phrases incl. {phrase}",
@@ -288,24 +282,28 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
     }
     src_path = "/home/me/secret/oasst|dump.jsonl" if hostile else "oasst.trees.jsonl"
     build = {
+        "record_version": 1,
         "chatdata_version": "9.9.9",
         "recipe": recipe,
         "settings": {"leak_policy": "move", "tokenizer": "/home/me/secret/tok" if hostile else None},
         "settings_sha256": "f" * 64,
-        "source": {
-            "spec": HOSTILE_SOURCE if hostile else "OpenAssistant/oasst1",
-            "revision": None if hostile else "a" * 40,
-            "files": [{"path": src_path, "sha256": "b" * 64, "format": "trees", "records": n + 5}],
+        "sources": {
+            "oasst": {
+                "spec": HOSTILE_SOURCE if hostile else "OpenAssistant/oasst1",
+                "revision": None if hostile else "a" * 40,
+                "format": "oasst",
+                "files": [{"path": src_path, "sha256": "b" * 64, "format": "trees", "records": n + 5}],
+            }
         },
         "filters": filters,
         "ledger": _ledger(n + 5, n, dropped),
         "outputs": outputs,
-        "notes": {
-            "masks": {
-                "tokenizer": "/home/me/secret/tok" if hostile else "bigcode/starcoder",
-                "dialect": "starchat",
-                "convention": "starchat",
-                "max_length": 2048,
+        "masks": {
+            "tokenizer": "/home/me/secret/tok" if hostile else "bigcode/starcoder",
+            "dialect": "starchat",
+            "convention": "starchat",
+            "max_length": 2048,
+            "columns": {
                 "messages": {
                     "rows": n,
                     "ok": n,
@@ -314,10 +312,9 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
                     "tokens": {"mean": 50.0, "p50": 40, "p95": 90, "max": 120},
                     "trained_share": 0.5,
                     "notes": [f"added {phrase}"],
-                },
-            }
+                }
+            },
         },
-        "future_section": {"hello": phrase},
     }
     (folder / "build.json").write_bytes(orjson.dumps(build, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return folder, build
@@ -462,7 +459,6 @@ def test_card_sections_follow_the_data(tmp_path: Path, kind: str) -> None:
     assert "## Pipeline funnel" in text and "(funnel.png)" in text and "(lengths.png)" in text
     assert "## Decontamination" in text and "`humaneval:HumanEval/0` (2)" in text
     assert "## Label masks" in text and "trained\\_share | 0.5 |" in text
-    assert "### future\\_section" in text
     assert 'load_dataset("org/name")' in text and "dataset_mixer:\n  org/name: 1.0" in text
     (folder / "README.md").write_text(text, encoding="utf-8")
     check_loads(folder, meta, tmp_path / "hf")
@@ -550,18 +546,18 @@ def test_stale_plots_are_removed_and_plots_can_be_skipped(tmp_path: Path) -> Non
 def test_rejects_are_summarised_without_payloads_and_across_shards(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path / "one", "uncensored", hostile=True)
     keys = ("phrases", "decontam", "rejects")
-    one = card_context(build, folder, plots=False)
+    one = card_context(BuildRecord.parse(build), folder, plots=False)
     assert one["phrases"]["dropped_rows"] == 7 and one["rejects"]
     # the same rejects in several shards (file order kept): the same phrases, decontamination and summary
-    rej = pl.concat([pl.read_parquet(p) for p in _reject_paths(folder, _ordered_splits(build))])
+    rej = pl.concat([pl.read_parquet(p) for p in _reject_paths(folder, _ordered_splits(BuildRecord.parse(build)))])
     for p in (folder / "rejects").glob("*.parquet"):
         p.unlink()
     paths = write_split(rej, folder / "rejects", "rejects", max_shard_bytes=2_000)
     assert len(paths) > 2
     build["outputs"]["rejects"]["rejects"]["files"] = [file_entry(p, folder) for p in paths]
-    many = card_context(build, folder, plots=False)
+    many = card_context(BuildRecord.parse(build), folder, plots=False)
     assert {k: many[k] for k in keys} == {k: one[k] for k in keys}
-    lazy = _rejects(_reject_paths(folder, _ordered_splits(build)))
+    lazy = _rejects(_reject_paths(folder, _ordered_splits(BuildRecord.parse(build))))
     assert lazy is not None
     small = lazy.collect()
     assert tuple(small.columns) == REJECT_COLUMNS and small.height == rej.height
@@ -571,7 +567,7 @@ def test_data_files_list_exact_paths_when_a_glob_would_match_more(tmp_path: Path
     folder, build = make_folder(tmp_path, "sft")
     stray = folder / "data" / "train_sft-extra.parquet"  # e.g. a leftover shard: the glob would pick it up
     shutil.copy(folder / "data" / "test_sft-00000-of-00001.parquet", stray)
-    meta = card_metadata(build, folder)
+    meta = card_metadata(BuildRecord.parse(build), folder)
     entries = {e["split"]: e["path"] for e in meta["configs"][0]["data_files"]}
     assert entries == {"train_sft": ["data/train_sft-00000-of-00001.parquet"], "test_sft": "data/test_sft-*"}
     stray.unlink()
@@ -618,18 +614,22 @@ def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -
 
 def test_source_datasets_name_hub_datasets_and_known_copies_only() -> None:
     from chatdata.card import source_datasets
+    from chatdata.record import SourceRecord
 
-    hub = {"spec": "OpenAssistant/oasst2", "revision": "c" * 40, "files": [{"path": "a.parquet", "format": "x"}]}
+    def source(spec: str, fmt: str, path: str, revision: str | None = None) -> SourceRecord:
+        files = [{"path": path, "format": fmt, "records": 1, "sha256": "0" * 64}]
+        return SourceRecord(spec=spec, revision=revision, format="oasst", files=files)
+
+    hub = source("OpenAssistant/oasst2", "x", "a.parquet", "c" * 40)
     assert source_datasets(hub, "OpenAssistant/oasst1") == ["OpenAssistant/oasst2"]
-    local = {"spec": "/data/forest.parquet", "revision": None, "files": [{"path": "forest.parquet"}]}
-    local["files"][0]["format"] = "oasst_parquet"
+    local = source("/data/forest.parquet", "oasst_parquet", "forest.parquet")
     assert source_datasets(local, "OpenAssistant/oasst1") == ["OpenAssistant/oasst1"]
-    prefs = {"spec": "my_prefs.parquet", "files": [{"path": "train-00000-of-00001.parquet", "format": "prefs_orca"}]}
-    assert source_datasets(prefs, "HuggingFaceH4/ultrafeedback_binarized") == []  # read as Orca: not UltraFeedback
-    prefs["files"][0]["format"] = "prefs_ultrafeedback"
-    assert source_datasets(prefs, "HuggingFaceH4/ultrafeedback_binarized") == ["HuggingFaceH4/ultrafeedback_binarized"]
-    assert source_datasets(prefs, None) == []
-    bundled = {"spec": "bundled-sample", "files": [{"path": "data/train.parquet", "format": "oasst_parquet"}]}
+    orca = source("my_prefs.parquet", "prefs_orca", "train-00000-of-00001.parquet")
+    assert source_datasets(orca, "HuggingFaceH4/ultrafeedback_binarized") == []  # read as Orca: not UltraFeedback
+    uf = source("my_prefs.parquet", "prefs_ultrafeedback", "train-00000-of-00001.parquet")
+    assert source_datasets(uf, "HuggingFaceH4/ultrafeedback_binarized") == ["HuggingFaceH4/ultrafeedback_binarized"]
+    assert source_datasets(uf, None) == []
+    bundled = source("bundled-sample", "oasst_parquet", "data/train.parquet")
     assert source_datasets(bundled, "OpenAssistant/oasst1") == []  # synthetic, not the dataset it stands in for
 
 

@@ -324,9 +324,10 @@ def test_mask_validation_runs_per_shard_with_merged_statistics(real_trees: Path,
         ["oasst_prefs"], tmp_path / "many", source=real_trees, shards=3, tokenizer=str(tok), max_length=96
     )
     assert_same_tree(one["oasst_prefs"], many["oasst_prefs"])
-    masks = json.loads((many["oasst_prefs"] / "build.json").read_text())["notes"]["masks"]
-    assert masks["max_length"] == 96 and masks["chosen"]["rows"] == masks["rejected"]["rows"] > 0
-    assert masks["chosen"]["tokens"]["max"] > 0 and 0 < masks["chosen"]["trained_share"] <= 1
+    masks = json.loads((many["oasst_prefs"] / "build.json").read_text())["masks"]
+    columns = masks["columns"]
+    assert masks["max_length"] == 96 and columns["chosen"]["rows"] == columns["rejected"]["rows"] > 0
+    assert columns["chosen"]["tokens"]["max"] > 0 and 0 < columns["chosen"]["trained_share"] <= 1
 
 
 def test_partition_keeps_whole_trees_and_every_record(trap_source: Path, tmp_path: Path) -> None:

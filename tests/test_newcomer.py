@@ -333,7 +333,7 @@ def test_inspect_works_out_of_the_box_with_the_bundled_tokenizer_and_no_torch_wa
     built = chatdata("build", "--tokenizer", "bundled", "--out", str(tmp_path / "out"), "--workers", "1")
     assert built.returncode == 0 and "PyTorch" not in built.stdout + built.stderr
     build = json.loads((tmp_path / "out" / "oasst_en" / "build.json").read_text())
-    assert "masks" in [r["stage"] for r in build["ledger"]] and build["notes"]["masks"]["tokenizer"] == "bundled"
+    assert "masks" in [r["stage"] for r in build["ledger"]] and build["masks"]["tokenizer"] == "bundled"
 
 
 def test_the_bundled_tokenizer_is_what_its_script_makes(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_every_config_and_split_loads(built: Path, recipe: str) -> None:
 
     build = json.loads((built / recipe / "build.json").read_text())
     Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()
-    assert build["source"]["spec"] == "bundled-sample"
+    assert build["sources"]["oasst"]["spec"] == "bundled-sample"
     for config, splits in build["outputs"].items():
         ds = load_dataset(str(built / recipe), config)
         assert {s: len(ds[s]) for s in ds} == {s: v["rows"] for s, v in splits.items()}
@@ -112,11 +112,11 @@ def test_build_with_tokenizer_records_mask_stats(tmp_path: Path) -> None:
     byte_level_bpe().save_pretrained(str(tok_dir))
     out = build_recipes(["oasst_prefs"], tmp_path / "out", tokenizer=str(tok_dir), max_length=64)
     build = json.loads((out["oasst_prefs"] / "build.json").read_text())
-    masks = build["notes"]["masks"]
+    masks = build["masks"]
     assert masks["convention"] == "starchat" and masks["max_length"] == 64
     for column in ("chosen", "rejected"):
-        assert masks[column]["tokens"]["max"] > 0
-        assert 0 < masks[column]["trained_share"] <= 1
+        assert masks["columns"][column]["tokens"]["max"] > 0
+        assert 0 < masks["columns"][column]["trained_share"] <= 1
     ledger = {r["stage"]: r for r in build["ledger"]}
     assert ledger["masks"]["rows_in"] == ledger["masks"]["rows_out"] + sum(ledger["masks"]["rejected"].values())
     Ledger([StageRecord.from_dict(r) for r in build["ledger"]]).check()

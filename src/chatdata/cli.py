@@ -466,34 +466,33 @@ def _note(line: str) -> None:
 def _summary(folder: Path) -> None:
     """The recipe's ledger as a table (a source column for mixtures), the files a source skipped, the rows."""
     from chatdata.diff import print_table
+    from chatdata.record import BuildRecord
 
-    build = json.loads((folder / "build.json").read_text())
-    sources = build.get("sources") or {}
-    mixed = len(sources) > 1
-    table = Table(title=f"{build['recipe']['name']} → {folder}", title_justify="left")
+    record = BuildRecord.read(folder)
+    mixed = len(record.sources) > 1
+    table = Table(title=f"{record.name} → {folder}", title_justify="left")
     for col in (("source",) if mixed else ()) + ("stage", "unit", "in", "out", "rejected (by reason)"):
         # a narrow terminal wraps a long reason and folds a long word instead of cutting it
         table.add_column(col, justify="right" if col in ("in", "out") else "left", overflow="fold")
-    for r in build["ledger"]:
-        rej = "\n".join(f"{k}: {v}" for k, v in r["rejected"].items()) or "-"
-        if r.get("moved"):
-            rej += "\nmoved: " + ", ".join(f"{k}: {v}" for k, v in r["moved"].items())
-        out_unit = r["produced_unit"] if r.get("produced_unit") else r["unit"]
-        out_txt = f"{r['rows_out']}" + (f" → {r['produced']} {out_unit}" if r.get("produced") is not None else "")
-        cells = [r["stage"], r["unit"], str(r["rows_in"]), out_txt, rej]
-        table.add_row(*([r.get("source") or "all"] if mixed else []), *cells)
+    for r in record.ledger:
+        rej = "\n".join(f"{k}: {v}" for k, v in r.rejected.items()) or "-"
+        if r.moved:
+            rej += "\nmoved: " + ", ".join(f"{k}: {v}" for k, v in r.moved.items())
+        out_txt = f"{r.rows_out}" + (f" → {r.produced} {r.produced_unit or r.unit}" if r.produced is not None else "")
+        cells = [r.stage, r.unit, str(r.rows_in), out_txt, rej]
+        table.add_row(*([r.source or "all"] if mixed else []), *cells)
     print_table(out_console, table)  # never cut a reason: piped, the table gets the width it needs
-    for name, info in sources.items():
-        for skipped in info.get("skipped") or []:
-            out_console.print(f"skipped {name}: {skipped['path']}: {skipped['reason']}", highlight=False, markup=False)
-    decontam = build.get("decontamination")
-    if decontam:
-        checked = ", ".join(f"{b['name']} ({sum(b['removed'].values())} removed)" for b in decontam["benchmarks"])
+    for name, info in record.sources.items():
+        for skipped in info.skipped:
+            out_console.print(f"skipped {name}: {skipped.path}: {skipped.reason}", highlight=False, markup=False)
+    decontam = record.decontamination
+    if decontam is not None:
+        checked = ", ".join(f"{b.name} ({sum(b.removed.values())} removed)" for b in decontam.benchmarks)
         line = f"decontamination: {checked or 'no benchmark'}"
-        if decontam.get("left_out"):
-            line += f"; not checked: {', '.join(decontam['left_out'])} (bind with --benchmark NAME=PATH)"
+        if decontam.left_out:
+            line += f"; not checked: {', '.join(decontam.left_out)} (bind with --benchmark NAME=PATH)"
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    changes = build.get("changes")
+    changes = record.changes
     if changes:
         why = lambda d: "; ".join(f"{k} {n}" for k, n in list(d.items())[:3])  # noqa: E731
         line = f"since the previous version: {changes['added']} added"
@@ -502,7 +501,7 @@ def _summary(folder: Path) -> None:
         line += f" ({why(changes['removed_by_reason'])})" if changes["removed_by_reason"] else ""
         line += f", {changes['changed']} changed, {changes['moved']} moved, {changes['unchanged']} unchanged"
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    splits = ", ".join(f"{s}: {v['rows']}" for cfg in build["outputs"].values() for s, v in cfg.items())
+    splits = ", ".join(f"{s}: {v.rows}" for cfg in record.outputs.values() for s, v in cfg.items())
     out_console.print(f"[bold]rows[/] {splits}\n")
 
 

@@ -13,7 +13,6 @@ hashed as they are read); the rejects tables give their identity columns and rea
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,11 +99,13 @@ def read_version(folder: Path, label: str, ledger: list[dict[str, Any]] | None =
     rejects' identities and ``stage:reason`` in pipeline order (the stages of ``ledger``, by default its
     ``build.json``'s)."""
     if ledger is None:
-        build_path = folder / "build.json"
-        if not build_path.is_file():
-            raise DiffError(f"{label} {folder}: no build.json, not a dataset chatdata wrote")
-        ledger = list(json.loads(build_path.read_text(encoding="utf-8")).get("ledger") or [])
-    stages = list(dict.fromkeys(str(r.get("stage")) for r in ledger))
+        from chatdata.record import BuildRecord, RecordError
+
+        try:
+            ledger = [r.model_dump() for r in BuildRecord.read(folder).ledger]
+        except RecordError as exc:
+            raise DiffError(f"{label} {exc}") from None
+    stages = list(dict.fromkeys(str(r["stage"]) for r in ledger))
     frames = []
     for split, paths in _files(folder, "data").items():
         lazy = pl.scan_parquet(paths)

@@ -27,7 +27,8 @@ import pyarrow as pa
 from chatdata import __version__, artifacts
 from chatdata.errors import ChatdataError
 from chatdata.ledger import Ledger, LedgerError, StageRecord
-from chatdata.workspace import BUILD_RECORD, is_build_folder
+from chatdata.record import RECORD_FILE, BuildRecord, mask_record
+from chatdata.workspace import is_build_folder
 from chatdata.writer import to_arrow
 
 #: the columns every SFT/preference row shows first, in this order, then the metadata columns
@@ -455,8 +456,9 @@ def write_recipe(task: Any, store: Any) -> None:
     plans = [artifacts.load(piece_file(plan_dir, i)) for i in range(len(task.pieces))]
     unit = "pair" if recipe.output == "prefs" else "dialogue"
     masks = [m for p in task.pieces if (m := load_masks(store.path(SHARD, p.job))) is not None]
-    notes = merge_mask_notes(masks, settings.max_length) if masks else None
     extra = {"mix": plan["mix"], "weights": plan["weights"]} if len(recipe.sources) > 1 else {}
+    if masks:
+        extra["masks"] = mask_record(merge_mask_notes(masks, settings.max_length))
     record = decontamination_record(recipe, settings, ledger)
     if record is not None:
         extra["decontamination"] = record
@@ -468,7 +470,6 @@ def write_recipe(task: Any, store: Any) -> None:
             settings,
             ledger,
             task.sources,
-            notes,
             _split_streams(task, store, plans, texts),
             _rejects_stream(task, store, plans, unit, texts, Path(spool)),
             extra,
@@ -481,7 +482,7 @@ def write_recipe(task: Any, store: Any) -> None:
 def _changes_since(target: Path, written: Path, owned: Callable[[Path], bool], ledger: Ledger) -> dict[str, Any] | None:
     """The changes from the version of ``target`` this write replaces (a folder chatdata wrote) to the tables
     just ``written`` (``chatdata diff``'s fields), or None when there is no previous version or nothing changed."""
-    if not (target / BUILD_RECORD).is_file() or not owned(target):
+    if not (target / RECORD_FILE).is_file() or not owned(target):
         return None
     from chatdata.diff import diff_versions, read_version
 
@@ -496,7 +497,6 @@ def assemble(
     settings: Any,
     ledger: Ledger,
     sources: dict[str, Any],
-    notes: dict[str, Any] | None,
     splits: dict[str, TableStream],
     rejects: TableStream,
     extra: dict[str, Any] | None = None,
@@ -538,24 +538,18 @@ def assemble(
             paths = writer.close()
             outputs[config][name] = {"rows": stream.rows, "files": [file_entry(p, tmp) for p in paths]}
             release_memory()  # the next table's buffers start from an empty allocator
-        primary = sources[recipe.primary_source]
-        changes = _changes_since(target, tmp, owned, ledger)
-        if changes is not None:
-            extra = {**(extra or {}), "changes": changes}
-        build = {
-            "chatdata_version": __version__,
-            "recipe": recipe.to_dict(),
-            "settings": settings.resolved(recipe),
-            "settings_given": list(given),
-            "settings_sha256": settings_fingerprint(recipe, settings, specs),
-            "source": primary,
-            "sources": sources,
-            "filters": specs,
-            "ledger": ledger.to_list(),
-            "outputs": outputs,
+        record = BuildRecord(
+            chatdata_version=__version__,
+            recipe=recipe.to_dict(),
+            settings=settings.resolved(recipe),
+            settings_given=list(given),
+            settings_sha256=settings_fingerprint(recipe, settings, specs),
+            sources=sources,
+            filters=specs,
+            ledger=ledger.to_list(),
+            outputs=outputs,
+            changes=_changes_since(target, tmp, owned, ledger),
             **(extra or {}),
-        }
-        if notes is not None:
-            build["notes"] = notes
-        write_record(tmp, build, rows=stats_rows(stats))
+        )
+        write_record(tmp, record, rows=stats_rows(stats))
     return StageRecord("write", ledger.records[-1].unit, total_out, total_out)

@@ -472,7 +472,8 @@ def _merged_stat(key: str) -> bool:
 
 
 def merge_mask_notes(parts: list[dict[str, Any]], max_length: int) -> dict[str, Any]:
-    """The ``masks`` notes of a recipe from its shards' per-column rows and settings (exact, order-free)."""
+    """A recipe's mask statistics from its shards' per-column rows and settings (exact, order-free): the shared
+    settings and one entry per checked column (:func:`chatdata.record.mask_record` takes it)."""
     from chatdata.chat.validate import mask_stats
 
     if not parts:
@@ -483,7 +484,7 @@ def merge_mask_notes(parts: list[dict[str, Any]], max_length: int) -> dict[str, 
         stats = dict(parts[0]["columns"][column]["stats"])
         stats.update(mask_stats(rows, max_length))
         columns[column] = stats
-    return {"masks": {**parts[0]["settings"], **columns}}
+    return {**parts[0]["settings"], **columns}
 
 
 # ------------------------------------------------------------------------------------------------ the chains

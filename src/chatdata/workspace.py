@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from chatdata.record import RECORD_FILE
+
 MANIFEST = "manifest.json"
 CACHE_VERSION = 1
 
@@ -324,13 +326,11 @@ class Index:
 
 # ------------------------------------------------------------------------------------------------ output folders
 
-BUILD_RECORD = "build.json"
-
 
 def is_build_folder(folder: Path) -> bool:
     """``folder`` holds a chatdata build record (``build.json`` with ``chatdata_version``): chatdata wrote it."""
     try:
-        record = json.loads((Path(folder) / BUILD_RECORD).read_bytes())
+        record = json.loads((Path(folder) / RECORD_FILE).read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(record, dict) and "chatdata_version" in record

@@ -32,7 +32,6 @@ class FilterSpec:
     filter: str
     version: int = 1
     level: Level = "message"
-    scope: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: str | None = None
@@ -43,7 +42,6 @@ class FilterSpec:
             "filter": self.filter,
             "version": self.version,
             "level": self.level,
-            "scope": self.scope,
             "settings": self.settings,
             "description": self.description,
         }

@@ -11,7 +11,7 @@ from chatdata.filters.base import REGISTRY, Filter, FilterSpec
 from chatdata.resources import filters_dir
 from chatdata.specfiles import read_yaml
 
-_KEYS = {"name", "filter", "version", "level", "scope", "settings", "description"}
+_KEYS = {"name", "filter", "version", "level", "settings", "description"}
 
 
 def _spec_from_mapping(raw: Any, path: Path) -> FilterSpec:
@@ -30,9 +30,8 @@ def _spec_from_mapping(raw: Any, path: Path) -> FilterSpec:
     level = raw.get("level", cls.level)
     if level != cls.level:
         raise SpecError(f"{path}: filter '{kind}' works on {cls.level}s, not {level}s")
-    for key, typ in (("scope", dict), ("settings", dict)):
-        if raw.get(key) is not None and not isinstance(raw[key], typ):
-            raise SpecError(f"{path}: '{key}' of '{raw['name']}' must be a mapping")
+    if raw.get("settings") is not None and not isinstance(raw["settings"], dict):
+        raise SpecError(f"{path}: 'settings' of '{raw['name']}' must be a mapping")
     version = raw.get("version", 1)
     if not isinstance(version, int):
         raise SpecError(f"{path}: 'version' of '{raw['name']}' must be an integer")
@@ -41,7 +40,6 @@ def _spec_from_mapping(raw: Any, path: Path) -> FilterSpec:
         filter=kind,
         version=version,
         level=level,
-        scope=raw.get("scope") or {},
         settings=raw.get("settings") or {},
         description=str(raw.get("description", "")),
         path=str(path),

@@ -316,7 +316,9 @@ def local_default_rows(folder: Path, local: dict[str, _LocalFile]) -> int:
 
 
 def _remote_build(text: str | None) -> dict[str, Any]:
-    """A remote ``build.json`` as a mapping, {} when absent or not a JSON object (a remote is never an error)."""
+    """A remote ``build.json`` as a mapping, {} when absent or not a JSON object. Read leniently, not as a
+    :class:`~chatdata.record.BuildRecord`: a remote may hold any chatdata version's record or a hand-made one,
+    and a remote is never an error; the guard needs only its marker, its row counts and its file list."""
     try:
         build = json.loads(text) if text is not None else None
     except ValueError:
@@ -481,12 +483,13 @@ def _record_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> bool:
         return False
     if not (any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]):
         return False  # the same rows as published: the folder's record stands
-    build = json.loads((folder / "build.json").read_text(encoding="utf-8"))
-    if build.get("changes") == changes:
-        return False
     from chatdata.card import write_record
+    from chatdata.record import BuildRecord
 
-    write_record(folder, {**build, "changes": changes})
+    record = BuildRecord.read(folder)
+    if record.changes == changes:
+        return False
+    write_record(folder, record.model_copy(update={"changes": changes}))
     return True
 
 
