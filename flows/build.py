@@ -130,12 +130,17 @@ class PrefectExecutor(Executor):
         return results
 
 
+def _dask_runner() -> Any:
+    """prefect-dask's ``DaskTaskRunner`` (the ``chatdata[dask]`` extra)."""
+    from chatdata.optional import require
+
+    return require("prefect_dask", "--dask-address (Prefect tasks on a Dask cluster)").DaskTaskRunner
+
+
 def task_runner(params: BuildRequest) -> tuple[Any, int]:
     """prefect-dask's runner on the cluster at ``dask_address``, else a process pool on this machine."""
     if params.dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=params.dask_address), params.workers or 1
+        return _dask_runner()(address=params.dask_address), params.workers or 1
     from prefect.task_runners import ProcessPoolTaskRunner
 
     import flows.callbacks
@@ -369,6 +374,8 @@ def run_flow(
     import flows.callbacks
     from flows.server import api_server
 
+    if params.dask_address:  # before a server starts: a missing extra is one line, at once
+        _dask_runner()
     log = Path(params.work_dir()) / "prefect.log"
     with api_server(log, dask_address=params.dask_address, say=on_note):
         flows.callbacks.current = (on_phase, on_done)

@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -33,11 +32,6 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out_console = Console()
-
-
-class Engine(str, Enum):
-    local = "local"
-    prefect = "prefect"
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
@@ -158,20 +152,6 @@ def _build_parameters() -> list[pyinspect.Parameter]:
                 ),
             ],
         ),
-        pyinspect.Parameter(
-            "engine",
-            pyinspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Engine | None,
-                typer.Option(
-                    help="local: worker processes on this machine, no server (the default); prefect: a "
-                    "Prefect flow run (the default when PREFECT_API_URL or --dask-address is set; without "
-                    "PREFECT_API_URL a temporary server runs for the build), on Dask with --dask-address.",
-                    show_default=False,
-                ),
-            ],
-        ),
     ]
     for name, field in BuildRequest.model_fields.items():
         if meta_of(BuildRequest, name).cli != "argument":
@@ -191,9 +171,7 @@ BUILD_HELP = (
 )
 
 
-def build(
-    ctx: typer.Context, recipe_names: list[str] | None = None, engine: Engine | None = None, **options: Any
-) -> None:
+def build(ctx: typer.Context, recipe_names: list[str] | None = None, **options: Any) -> None:
     """Build recipes into Hub dataset folders (the options are :class:`chatdata.settings.BuildRequest`; only
     those given on the command line are passed, so ``build.json`` can tell them from defaults)."""
     from chatdata.settings import BuildRequest, make_request, meta_of
@@ -211,10 +189,7 @@ def build(
         from chatdata.hub.publish import check_push_token
 
         check_push_token(request.push_to)
-        use = engine or (Engine.prefect if os.environ.get("PREFECT_API_URL") or request.dask_address else Engine.local)
-        if request.dask_address and use is not Engine.prefect:
-            raise ChatdataError("--dask-address runs on Prefect's Dask task runner: drop --engine local")
-        result = _run_prefect(request) if use is Engine.prefect else _run_local(request)
+        result = _run_prefect(request) if request.chosen_engine() == "prefect" else _run_local(request)
     except ChatdataError as exc:
         from chatdata.output import EmptyDatasetError
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -250,6 +251,27 @@ class BuildRequest(BuildSettings):
         phase="run",
         metavar="tcp://HOST:PORT",
     )
+
+    engine: Literal["local", "prefect"] | None = setting(
+        None,
+        "local: worker processes on this machine, no server (the default); prefect: a Prefect flow run (the default "
+        "when PREFECT_API_URL or --dask-address is set; without PREFECT_API_URL a temporary server runs for the "
+        "build), on Dask with --dask-address.",
+        phase="run",
+    )
+
+    def chosen_engine(self) -> Literal["local", "prefect"]:
+        """The engine this request runs on: as given, else Prefect when a Prefect API or a Dask scheduler is set."""
+        if self.engine is not None:
+            return self.engine
+        return "prefect" if os.environ.get("PREFECT_API_URL") or self.dask_address else "local"
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_runs_dask(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v == "local" and info.data.get("dask_address"):
+            raise ValueError("--dask-address runs on Prefect's Dask task runner: drop --engine local")
+        return v
 
     @field_validator("recipes")
     @classmethod

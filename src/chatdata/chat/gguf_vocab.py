@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chatdata.errors import ChatdataError
+from chatdata.optional import require
 
 #: llama.cpp pre-tokenizer names -> whether digits are split one by one before byte-level BPE
 _DIGIT_SPLIT = {"starcoder": True, "gpt-2": False, "gpt2": False, "default": False}
@@ -32,7 +33,8 @@ def tokenizer_from_gguf(path: str | Path, *, vocab_size: int | None = None) -> A
     except ImportError:
         raise ChatdataError("reading a GGUF vocabulary needs the `gguf` package (pip install gguf)") from None
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast = require("transformers", "a tokenizer from a GGUF vocabulary").PreTrainedTokenizerFast
 
     reader = GGUFReader(str(path))
     fields = reader.fields

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from chatdata.chat.dialects import Dialect, get_dialect
 from chatdata.errors import ChatdataError
+from chatdata.optional import require
 
 #: the name of the small byte-level BPE shipped with chatdata (``data/tokenizer``, made by
 #: ``scripts/make_bundled_tokenizer.py``): masks can be tried offline; it is not any model's tokenizer
@@ -31,7 +32,8 @@ def load_tokenizer(spec: str | os.PathLike[str], *, revision: str | None = None)
     """
     # transformers announces at import that PyTorch is missing: chatdata needs no model, only tokenizers
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    transformers = require("transformers", "loading a tokenizer (--tokenizer, label masks, chat templates)")
+    AutoTokenizer, PreTrainedTokenizerFast = transformers.AutoTokenizer, transformers.PreTrainedTokenizerFast
 
     text = os.fspath(spec)
     path = bundled_tokenizer() if text == BUNDLED else Path(text).expanduser()
