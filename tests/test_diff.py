@@ -210,7 +210,7 @@ def test_a_rebuild_records_its_changes_in_build_json_the_card_and_the_summary(tm
 
 def test_the_publish_guard_explains_a_refusal(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
     from chatdata.hub import publish_folder
-    from chatdata.hub.publish import PublishRefused
+    from chatdata.hub.guard import PublishRefused
 
     trees = [f"T{i}" for i in range(10)]
     full = _build(tmp_path, "full", [r for t in trees for r in _tree(t)])

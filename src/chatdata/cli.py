@@ -395,7 +395,7 @@ def publish(
     than --max-shrink; a new repo has nothing to compare with. Refusals exit with code 3, also for --dry-run,
     which prints the verdict. The token comes from HF_TOKEN or `hf auth login` and is never printed.
     """
-    from chatdata.hub.publish import PublishRefused
+    from chatdata.hub.guard import PublishRefused
 
     try:
         from chatdata.hub import publish_folder

@@ -1,7 +1,8 @@
 """Hugging Face Hub I/O: publish a built dataset folder atomically, download a pinned source snapshot."""
 
 from chatdata.hub.client import HubAuthError, HubError, validate_repo_id
-from chatdata.hub.publish import FileChange, PublishRefused, PublishResult, Verdict, publish_folder
+from chatdata.hub.guard import PublishRefused, Verdict
+from chatdata.hub.publish import FileChange, PublishResult, publish_folder
 from chatdata.hub.source import download_source
 
 __all__ = [

@@ -20,53 +20,46 @@ would shrink the remote's default config by more than ``max_shrink`` (the remote
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import json
 import logging
-import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pyarrow.parquet as pq
-import yaml
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from chatdata.card import PLOT_FILES
-from chatdata.errors import ChatdataError, InputError
+from chatdata.errors import ChatdataError
 from chatdata.hub.client import (
     LOGIN_HINT,
     HubAuthError,
     HubError,
     is_transient,
     make_api,
-    one_line,
     resolve_token,
     status_of,
     translate,
     validate_repo_id,
 )
+from chatdata.hub.guard import (
+    Previous,
+    Verdict,
+    explain_refusal,
+    judge,
+    local_default_rows,
+    read_previous,
+    record_changes,
+)
+from chatdata.hub.localfiles import LocalFile, human_size, scan_folder
 
 log = logging.getLogger("chatdata.hub")
 
 #: Files the Hub writes itself: kept without being reported as files chatdata did not write.
 HUB_FILES = frozenset({".gitattributes"})
-_CHUNK = 8 * 1024 * 1024
-#: remote build.json / README.md larger than this are not read (no count for the guard, nothing declared to delete)
-_GUARD_READ_LIMIT = 16 * 1024 * 1024
 DEFAULT_MAX_SHRINK = 0.5
 T = TypeVar("T")
-
-
-class PublishRefused(ChatdataError):
-    """The publish guard refused the push (empty default config, or too large a shrink); ``--force`` overrides."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +100,9 @@ class PublishResult:
 
     def summary(self) -> str:
         """One line: what happened (or would happen)."""
-        what = f"{len(self.uploads)} file(s) to upload ({_human(self.upload_bytes)}), {len(self.deletions)} to delete"
+        what = (
+            f"{len(self.uploads)} file(s) to upload ({human_size(self.upload_bytes)}), {len(self.deletions)} to delete"
+        )
         where = f"{self.repo_id}@{self.revision}"
         if self.dry_run:
             tail = f" ({'' if self.remote_listed else 'remote not read: '}{self.note})" if self.note else ""
@@ -117,7 +112,7 @@ class PublishResult:
         if not self.changed:
             return f"{where} already up to date at {self.commit_sha}"
         target = self.pr_url or self.commit_url or self.commit_sha
-        done = f"uploaded {len(self.uploads)} file(s) ({_human(self.upload_bytes)}), "
+        done = f"uploaded {len(self.uploads)} file(s) ({human_size(self.upload_bytes)}), "
         done += f"deleted {len(self.deletions)}"
         return f"published {where}: {done}; commit {self.commit_sha} ({target})"
 
@@ -129,7 +124,7 @@ class PublishResult:
     def lines(self) -> list[str]:
         """The plan, one file per line: ``+`` add, ``~`` update, ``-`` delete."""
         marks = {"add": "+", "update": "~", "delete": "-"}
-        return [f"{marks[f.action]} {f.path} ({_human(f.size)})" for f in [*self.uploads, *self.deletions]]
+        return [f"{marks[f.action]} {f.path} ({human_size(f.size)})" for f in [*self.uploads, *self.deletions]]
 
     @property
     def foreign(self) -> list[str]:
@@ -149,378 +144,19 @@ class PublishResult:
         return [*self.lines(), *([kept] if kept else [])]
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The publish guard's judgement: local and remote default-config rows and, if refused, why."""
-
-    repo_id: str
-    revision: str
-    local_rows: int
-    remote_rows: int | None
-    remote_source: str | None
-    max_shrink: float
-    force: bool
-    refusal: str | None = None
-
-    @property
-    def blocks(self) -> bool:
-        return self.refusal is not None and not self.force
-
-    def line(self) -> str:
-        """One line for the console: passed, refused, or overridden by ``force``."""
-        if self.refusal is None:
-            remote = (
-                f"remote has {self.remote_rows} (from {self.remote_source})"
-                if self.remote_rows is not None
-                else "no remote row count to compare with"
-            )
-            return f"guard: ok, default config holds {self.local_rows} row(s) locally, {remote}"
-        if self.force:
-            return f"guard overridden by --force: {self.refusal}"
-        return f"guard: refused: {self.refusal}"
-
-    def error(self) -> PublishRefused:
-        if self.local_rows == 0 or self.remote_rows is None:
-            hint = "rebuild the folder, or pass --force to publish it anyway"
-        else:
-            needed = math.ceil((1 - self.local_rows / self.remote_rows) * 100 - 1e-9) / 100
-            hint = f"check the build, or pass --max-shrink {needed:g} (or --force) to publish it anyway"
-        return PublishRefused(f"refusing to publish to {self.repo_id}@{self.revision}: {self.refusal}; {hint}")
-
-
-@dataclass(frozen=True)
-class _LocalFile:
-    path: str
-    abspath: Path
-    size: int
-    sha256: str
-    git_sha1: str
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _hash_file(path: Path, size: int) -> tuple[str, str]:
-    """(sha256, git blob sha1) in one pass: what the Hub reports for LFS and regular files."""
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            sha256.update(chunk)
-            sha1.update(chunk)
-    return sha256.hexdigest(), sha1.hexdigest()
-
-
-def scan_folder(folder: Path) -> dict[str, _LocalFile]:
-    """Validate a built dataset folder and hash its files (hidden files and folders are skipped)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "no such dataset folder; build it first with `chatdata build`")
-    files: dict[str, _LocalFile] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        size = path.stat().st_size
-        sha256, sha1 = _hash_file(path, size)
-        files[rel.as_posix()] = _LocalFile(rel.as_posix(), path, size, sha256, sha1)
-    if "README.md" not in files:
-        raise InputError(folder, "has no README.md dataset card; rebuild the folder with `chatdata build`")
-    if not any(p.endswith(".parquet") for p in files):
-        raise InputError(folder, "has no .parquet data files, nothing to publish; rebuild it with `chatdata build`")
-    _check_card(folder / "README.md", list(files))
-    return files
-
-
-#: front matter: from a first line '---' to the next line that is exactly '---' (as huggingface_hub reads it)
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*$", re.DOTALL | re.MULTILINE)
-
-
-def _card_metadata(readme: Path) -> dict[str, Any]:
-    text = readme.read_text(encoding="utf-8")
-    if not text.startswith("---"):
-        return {}
-    match = _FRONT_MATTER.match(text)
-    if match is None:
-        raise InputError(readme, "YAML front matter is not closed by a '---' line; rebuild the card")
-    try:
-        meta = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(readme, f"invalid YAML front matter ({one_line(exc, limit=120)}); rebuild the card") from exc
-    if not isinstance(meta, dict):
-        raise InputError(readme, "YAML front matter must be a mapping; rebuild the card")
-    return meta
-
-
-def _check_card(readme: Path, paths: list[str]) -> None:
-    """Every ``configs[].data_files`` pattern of the card must match at least one file of the folder."""
-    for config in _card_metadata(readme).get("configs") or []:
-        if not isinstance(config, dict):
-            raise InputError(readme, "`configs` entries must be mappings with config_name and data_files")
-        name = config.get("config_name", "default")
-        data_files = config.get("data_files") or []
-        if isinstance(data_files, (str, dict)):
-            data_files = [data_files]
-        for entry in data_files:
-            split, patterns = (
-                (entry.get("split", "train"), entry.get("path")) if isinstance(entry, dict) else ("train", entry)
-            )
-            for pattern in [patterns] if isinstance(patterns, str) else list(patterns or []):
-                if not any(fnmatch.fnmatchcase(p, pattern) for p in paths):
-                    raise InputError(
-                        readme,
-                        f"config {name!r} split {split!r} points at {pattern!r}, which matches no file in "
-                        "the folder; rebuild the folder with `chatdata build`",
-                    )
-
-
-# ------------------------------------------------------------------------------------------------ guard
-
-
-def _default_config(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``configs`` entry ``datasets`` loads without a config name: marked ``default``, named ``default``, or the
-    only one; None when the card declares no configs (or several without a default)."""
-    configs = [c for c in meta.get("configs") or [] if isinstance(c, dict)]
-    for config in configs:
-        if config.get("default") is True:
-            return config
-    named = [c for c in configs if c.get("config_name", "default") == "default"]
-    return (named or (configs if len(configs) == 1 else [None]))[0]
-
-
-def _patterns(config: dict[str, Any]) -> list[str]:
-    data_files = config.get("data_files") or []
-    entries = [data_files] if isinstance(data_files, (str, dict)) else list(data_files)
-    out: list[str] = []
-    for entry in entries:
-        paths = entry.get("path") if isinstance(entry, dict) else entry
-        out += [paths] if isinstance(paths, str) else [str(p) for p in paths or []]
-    return out
-
-
-def local_default_rows(folder: Path, local: dict[str, _LocalFile]) -> int:
-    """Rows of the folder's default config, from the Parquet footers of its files (every ``.parquet`` file when
-    the card declares no configs, as ``datasets`` then reads them all)."""
-    config = _default_config(_card_metadata(Path(folder) / "README.md"))
-    patterns = _patterns(config) if config is not None else ["*.parquet", "**/*.parquet"]
-    paths = [p for p in local if p.endswith(".parquet") and any(fnmatch.fnmatchcase(p, pat) for pat in patterns)]
-    try:
-        return sum(pq.read_metadata(local[p].abspath).num_rows for p in paths)
-    except Exception as exc:
-        raise InputError(folder, f"cannot read a Parquet footer ({one_line(exc, limit=120)}); rebuild it") from exc
-
-
-def _remote_build(text: str | None) -> dict[str, Any]:
-    """A remote ``build.json`` as a mapping, {} when absent or not a JSON object. Read leniently, not as a
-    :class:`~chatdata.record.BuildRecord`: a remote may hold any chatdata version's record or a hand-made one,
-    and a remote is never an error; the guard needs only its marker, its row counts and its file list."""
-    try:
-        build = json.loads(text) if text is not None else None
-    except ValueError:
-        return {}
-    return build if isinstance(build, dict) else {}
-
-
-def _remote_card(text: str | None) -> dict[str, Any]:
-    """A remote card's YAML front matter, {} when absent, unclosed or not a mapping."""
-    match = _FRONT_MATTER.match(text or "")
-    try:
-        meta = yaml.safe_load(match.group(1)) if match else None
-    except yaml.YAMLError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _rows_from_build(build: dict[str, Any]) -> int | None:
-    """``sum(outputs.default.<split>.rows)`` of a chatdata ``build.json``, None if it has none."""
-    try:
-        splits = build["outputs"]["default"]
-        return sum(int(v["rows"]) for v in splits.values())
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _rows_from_card(meta: dict[str, Any]) -> int | None:
-    """``sum(splits[].num_examples)`` of the default config's ``dataset_info`` in a card, None if it has none."""
-    config = _default_config(meta)
-    name = config.get("config_name", "default") if config is not None else "default"
-    infos = meta.get("dataset_info")
-    infos = [infos] if isinstance(infos, dict) else infos if isinstance(infos, list) else []
-    for info in infos:
-        if isinstance(info, dict) and info.get("config_name", "default") == name:
-            try:
-                return sum(int(s["num_examples"]) for s in info["splits"])
-            except (KeyError, TypeError, ValueError):
-                return None
-    return None
-
-
-def _remote_text(api: HfApi, repo_id: str, sha: str, entry: RepoFile | None) -> str | None:
-    """A small remote file's text at commit ``sha`` (one GET, nothing cached), or None if absent or too big."""
-    if entry is None or entry.size > _GUARD_READ_LIMIT:
-        return None
-    url = hf_hub_url(repo_id, entry.path, repo_type="dataset", revision=sha, endpoint=api.endpoint)
-    response = get_session().get(
-        url, headers=build_hf_headers(token=api.token, library_name="chatdata"), follow_redirects=True
-    )
-    hf_raise_for_status(response)
-    return response.content.decode("utf-8", errors="replace")
-
-
-def remote_default_rows(build: dict[str, Any], meta: dict[str, Any]) -> tuple[int, str] | None:
-    """(rows, where from) of the remote's default config: its ``build.json``, else its card's ``dataset_info``."""
-    for path, rows in (("build.json", _rows_from_build(build)), ("README.md", _rows_from_card(meta))):
-        if rows is not None:
-            return rows, path
-    return None
-
-
-def _is_chatdata(build: dict[str, Any], meta: dict[str, Any]) -> bool:
-    """Whether chatdata wrote the remote version: its ``build.json`` has ``chatdata_version``, or its card is
-    tagged ``chatdata``."""
-    tags = meta.get("tags")
-    return "chatdata_version" in build or "chatdata" in (tags if isinstance(tags, list) else [tags])
-
-
-def _build_files(build: dict[str, Any]) -> set[str]:
-    """Every ``outputs.<config>.<split>.files[].path`` of a ``build.json``."""
-    paths: set[str] = set()
-    try:
-        for splits in (build.get("outputs") or {}).values():
-            for info in splits.values():
-                paths |= {str(f["path"]) for f in info.get("files") or [] if isinstance(f, dict) and "path" in f}
-    except (AttributeError, TypeError):
-        pass  # a malformed list declares what was read so far: fewer deletions, never more
-    return paths
-
-
-def declared_outputs(build: dict[str, Any], meta: dict[str, Any], remote: dict[str, RepoFile]) -> frozenset[str]:
-    """The remote paths chatdata's previous version declared as its outputs: ``.parquet`` files matched by its
-    card's ``configs`` data files or listed in its ``build.json`` outputs, and the card's plots (``PLOT_FILES``,
-    at the root). Empty when chatdata did not write the remote (see :func:`_is_chatdata`): only these may be
-    deleted."""
-    if not _is_chatdata(build, meta):
-        return frozenset()
-    configs = meta.get("configs")
-    configs = [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
-    try:
-        patterns = [p for c in configs for p in _patterns(c)]
-    except (AttributeError, TypeError):
-        patterns = []
-    listed = _build_files(build)
-    data = {
-        p
-        for p in remote
-        if p.endswith(".parquet") and (p in listed or any(fnmatch.fnmatchcase(p, pat) for pat in patterns))
-    }
-    return frozenset(data | {p for p in PLOT_FILES if p in remote})
-
-
-@dataclass(frozen=True)
-class _Previous:
-    """The remote version being replaced, read at the diffed commit: its default config's row count (and where
-    from) for the guard, and the paths chatdata declared in it, the only candidates for deletion."""
-
-    rows: tuple[int, str] | None = None
-    declared: frozenset[str] = frozenset()
-    chatdata: bool = False
-
-
-def _read_previous(api: HfApi, repo_id: str, sha: str, remote: dict[str, RepoFile]) -> _Previous:
-    build = _remote_build(_remote_text(api, repo_id, sha, remote.get("build.json")))
-    meta = _remote_card(_remote_text(api, repo_id, sha, remote.get("README.md")))
-    return _Previous(remote_default_rows(build, meta), declared_outputs(build, meta, remote), _is_chatdata(build, meta))
-
-
-def judge(
-    repo_id: str,
-    revision: str,
-    local_rows: int,
-    remote: tuple[int, str] | None,
-    *,
-    max_shrink: float,
-    force: bool,
-) -> Verdict:
-    """Refuse an empty default config, and one smaller than ``remote * (1 - max_shrink)``."""
-    remote_rows, source = remote if remote is not None else (None, None)
-    refusal = None
-    if local_rows == 0:
-        refusal = "the default config holds 0 rows, nothing to publish"
-    elif remote_rows is not None and local_rows < remote_rows * (1 - max_shrink):
-        refusal = (
-            f"the default config would shrink from {remote_rows} rows (remote {source}) to {local_rows} "
-            f"(-{1 - local_rows / remote_rows:.0%}), more than --max-shrink {max_shrink:g} allows"
-        )
-    return Verdict(repo_id, revision, local_rows, remote_rows, source, max_shrink, force, refusal)
-
-
-def _remote_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> dict[str, Any]:
-    """``chatdata diff`` of the remote version at ``sha`` (its ``build.json`` and Parquet files, downloaded to a
-    temporary folder) and the local ``folder``."""
-    import tempfile
-
-    from chatdata.diff import diff_versions, read_version
-
-    with tempfile.TemporaryDirectory(prefix="chatdata-previous-") as cache:
-        remote = api.snapshot_download(
-            repo_id, repo_type="dataset", revision=sha, cache_dir=cache, allow_patterns=["build.json", "*.parquet"]
-        )
-        return diff_versions(read_version(Path(remote), "remote"), read_version(folder, "local"))
-
-
-def _record_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> bool:
-    """Write into ``folder``'s ``build.json`` and card what changed since the version published at ``sha`` (the
-    version this publish replaces), when its rows differ; True when the record was rewritten. A remote chatdata
-    cannot read leaves the folder as it is."""
-    try:
-        changes = _remote_changes(api, repo_id, sha, folder)
-    except (ChatdataError, OSError, ValueError):
-        return False
-    if not (any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]):
-        return False  # the same rows as published: the folder's record stands
-    from chatdata.card import write_record
-    from chatdata.record import BuildRecord
-
-    record = BuildRecord.read(folder)
-    if record.changes == changes:
-        return False
-    write_record(folder, record.model_copy(update={"changes": changes}))
-    return True
-
-
-def _explained(guard: Verdict, api: HfApi, repo_id: str, sha: str, folder: Path) -> Verdict:
-    """``guard`` with its refusal explained by what changed since the remote version (``chatdata diff``): the
-    split that shrank most and the reason that removed most of its rows. A remote chatdata cannot diff (not its
-    layout) leaves the refusal as it was."""
-    import dataclasses
-
-    from chatdata.diff import shrink_summary
-
-    try:
-        why = shrink_summary(_remote_changes(api, repo_id, sha, folder))
-    except (ChatdataError, OSError, ValueError):
-        return guard
-    return dataclasses.replace(guard, refusal=f"{guard.refusal} ({why})") if why else guard
-
-
 def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, RepoFile]:
     tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=sha, recursive=True)
     return {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
 
 
-def _same(local: _LocalFile, remote: RepoFile) -> bool:
+def _same(local: LocalFile, remote: RepoFile) -> bool:
     if remote.lfs is not None:
         return remote.lfs.sha256 == local.sha256
     return remote.blob_id == local.git_sha1
 
 
 def _diff(
-    local: dict[str, _LocalFile], remote: dict[str, RepoFile], declared: frozenset[str]
+    local: dict[str, LocalFile], remote: dict[str, RepoFile], declared: frozenset[str]
 ) -> tuple[list[FileChange], list[FileChange], list[FileChange], list[str]]:
     """(uploads, unchanged, deletions, kept): a remote file missing locally is deleted only if ``declared``."""
     uploads, unchanged = [], []
@@ -635,11 +271,11 @@ def publish_folder(
         nonlocal local
         base_sha = _ensure_target(api, repo_id, branch, private=private, may_create_branch=not create_pr)
         remote = _remote_files(api, repo_id, base_sha)
-        previous = _read_previous(api, repo_id, base_sha, remote)
+        previous = read_previous(api, repo_id, base_sha, remote)
         guard = verdict(previous.rows)
         if guard.refusal is not None and local_rows and previous.rows is not None:
-            guard = _explained(guard, api, repo_id, base_sha, folder)
-        elif previous.chatdata and _record_changes(api, repo_id, base_sha, folder):
+            guard = explain_refusal(guard, api, repo_id, base_sha, folder)
+        elif previous.chatdata and record_changes(api, repo_id, base_sha, folder):
             local = scan_folder(folder)  # build.json, the card and its plot now say what changed since the remote
         uploads, unchanged, deletions, kept = _diff(local, remote, previous.declared)
         result = PublishResult(repo_id, branch, False, uploads, unchanged, deletions, kept, attempts=attempt)
@@ -736,7 +372,7 @@ def _head(api: HfApi, repo_id: str, branch: str, sha: str | None = None) -> str:
     return sha
 
 
-def _verify(api: HfApi, repo_id: str, sha: str, local: dict[str, _LocalFile], kept: set[str]) -> None:
+def _verify(api: HfApi, repo_id: str, sha: str, local: dict[str, LocalFile], kept: set[str]) -> None:
     remote = _remote_files(api, repo_id, sha)
     expected = set(local) | kept
     missing = sorted(expected - set(remote))
@@ -750,7 +386,7 @@ def _verify(api: HfApi, repo_id: str, sha: str, local: dict[str, _LocalFile], ke
 
 
 def _dry_run(
-    local: dict[str, _LocalFile],
+    local: dict[str, LocalFile],
     repo_id: str,
     branch: str,
     token: str | None,
@@ -759,7 +395,7 @@ def _dry_run(
     verdict: Callable[[tuple[int, str] | None], Verdict],
 ) -> PublishResult:
     remote: dict[str, RepoFile] = {}
-    previous = _Previous()
+    previous = Previous()
     listed, note = False, "no token available" if token is None else ""
     if token is not None:
         api = make_api(endpoint, token)
@@ -772,7 +408,7 @@ def _dry_run(
                     f"branch {branch!r} does not exist yet (diffed against main)",
                 )
             files = _remote_files(api, repo_id, sha or branch)
-            previous = _read_previous(api, repo_id, sha or branch, files)
+            previous = read_previous(api, repo_id, sha or branch, files)
             remote, listed = files, True
         except RepositoryNotFoundError:
             listed, note = True, "the repo does not exist yet and would be created"
