@@ -313,7 +313,7 @@ def synth(
         Path, typer.Option("--out", "-o", help="Folder to write the Hub layout (data/train-*.parquet) into.")
     ],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same forest.")] = 0,
-    rows_per_file: Annotated[int, typer.Option(help="Rows per Parquet shard.", min=1)] = 500_000,
+    rows_per_file: Annotated[int, typer.Option(help="Rows per Parquet file.", min=1)] = 500_000,
 ) -> None:
     """Write a synthetic oasst-shaped forest (Hub Parquet layout) for benchmarks and load tests."""
     from chatdata.synth import write_forest
