@@ -254,7 +254,8 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
     the shard's rows), its flattened dialogues' (the gates and flattening) and its filters' message scores' (their
     score settings)."""
     from chatdata.filters.base import MessageFilter
-    from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key, message_key
+    from chatdata.stage import message_key
+    from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key
 
     job = Job(recipe, source, settings)
     filters = _filters_of(job)

@@ -438,9 +438,9 @@ def decontamination_record(recipe: Any, settings: Any, ledger: Ledger) -> dict[s
 
 def write_recipe(task: Any, store: Any) -> None:
     """Write one recipe's folder from its pieces and plan (:class:`WriteTask`), atomically."""
+    from chatdata.chatstages import merge_mask_notes
     from chatdata.mixture import piece_file
     from chatdata.settings import BuildSettings
-    from chatdata.stages import merge_mask_notes
     from chatdata.workspace import PLAN, SHARD, load_masks, owned_output
 
     recipe = _recipe(task)

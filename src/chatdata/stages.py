@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from chatdata.chatstages import masks_stage, reject_unit, render_stage
 from chatdata.filters.base import MessageFilter, apply_filters
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.ledger import StageRecord
@@ -51,205 +52,35 @@ from chatdata.messages import (
     REC,
     SEEDS,
     M,
-    MessageTable,
     R,
     explode_lists,
-    oasst_table,
-    prompt_hashes,
-    row_table,
-    turn_hashes,
 )
-from chatdata.recipes import Recipe, SourceSpec
 from chatdata.schema import INTERNAL_REJECT_SCHEMA, conform, empty_rejects
-from chatdata.settings import BuildSettings
 from chatdata.splits import dialogue_rejects
+from chatdata.stage import (
+    MR,
+    NO_REJECTS,
+    Job,
+    Shard,
+    Stage,
+    StageOut,
+    lists_of,
+    stage_record,
+)
 from chatdata.structure import validate_structure
-from chatdata.text import TEXT_COLUMNS, ShardText
-from chatdata.trees import reason_counts
+from chatdata.text import TEXT_COLUMNS
 
 log = logging.getLogger(__name__)
 
 #: the published order of the rejects table (stable: ties keep stage-then-file order)
 REJECT_ORDER = ("stage", "unit", "message_tree_id", "message_id", "source", "source_line")
-#: a row source's rejected side: positions into its message table
-MR = "_mr"
-#: what a row stage returns as rejects (the engine makes its dropped rows rejects)
-_NO_REJECTS = empty_rejects(INTERNAL_REJECT_SCHEMA)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One (recipe, source) chain over a shard, with the build's settings."""
-
-    recipe: Recipe
-    source: str
-    settings: BuildSettings
-
-    @property
-    def spec(self) -> SourceSpec:
-        return self.recipe.sources[self.source]
-
-    @property
-    def unit(self) -> str:
-        return self.spec.unit
-
-    @property
-    def render(self) -> tuple[str, str] | None:
-        """The recipe's rendered text column: (dialect, on_special), or None."""
-        r = self.recipe
-        return (r.text_format, self.settings.on_special) if r.text_format else None
-
-
-@dataclass
-class StageOut:
-    frame: pl.DataFrame
-    rejects: pl.DataFrame
-    record: StageRecord
-    #: per-column mask results (the ``masks`` stage with a tokenizer), merged over shards by the writer
-    masks: dict[str, Any] | None = None
-    #: the rows a row stage removed, with ``reject_reason``/``reject_evidence``/``reject_filter``: the engine
-    #: makes them rejects whose payload is the whole row (so a stage reads only the columns it decides on)
-    dropped: pl.DataFrame | None = None
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A stage: its name, the columns it reads and writes, what of a job shapes it (``key``), and the function.
-    ``reads`` and ``writes`` may name columns a job's frame lacks (a pair has no ``text``); only those present
-    count. Its output keeps its input's other columns on a subset of the rows (less ``drops``), unless it
-    ``reshapes`` them (flatten: dialogues from messages), when its output holds only what it reads and writes."""
-
-    name: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    key: Callable[[Job], Any]
-    run: Callable[[pl.DataFrame, Job, Shard], StageOut]
-    #: input columns its output leaves out (structure leaves the text in the shard)
-    drops: tuple[str, ...] = ()
-    #: its rows are new ones (not a subset of its input's)
-    reshapes: bool = False
-
-
-# ------------------------------------------------------------------------------------------------ the shard
-
-
-class Shard:
-    """One shard's text and what its recipes share: the message table, and each message's hashes, special
-    strings and filter scores, computed once per message whichever recipe asks first."""
-
-    def __init__(
-        self,
-        frame: pl.DataFrame,
-        *,
-        oasst: bool,
-        text_columns: tuple[str, ...] = (),
-        ingest_rejected: pl.Series | None = None,
-    ) -> None:
-        self.oasst = oasst
-        #: message ids the ingest rejected (their replies are orphans of a rejected parent, not of a missing one)
-        self.ingest_rejected = ingest_rejected
-        self.text = ShardText(frame, oasst=oasst)
-        if oasst:
-            self.table: MessageTable = oasst_table(frame)
-            self.lists: pl.DataFrame | None = None
-        else:
-            self.table, self.lists = row_table(frame, text_columns)
-        self._memo: dict[Any, pl.DataFrame] = {}
-
-    def per_message(self, key: Any, idx: pl.Series, compute: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
-        """``compute``'s columns for the messages ``idx``, each message computed once per ``key`` in this shard."""
-        idx = idx.drop_nulls().unique().cast(IDX)
-        have = self._memo.get(key)
-        missing = idx if have is None else idx.filter(~idx.is_in(have.get_column("_i").implode()))
-        if missing.len() or have is None:
-            new = compute(self.table.texts(missing.sort()))
-            have = new if have is None else pl.concat([have, new], how="vertical_relaxed")
-            self._memo[key] = have
-        return have
-
-    def scores(self, f: MessageFilter, idx: pl.Series) -> pl.DataFrame:
-        return self.per_message(("score", message_key(f)), idx, f.score_messages)
-
-    def seed(self, key: Any, table: pl.DataFrame) -> None:
-        """Per-message results computed earlier (a scores entry of the workspace)."""
-        self._memo[key] = table
-
-    def scored(self) -> dict[str, pl.DataFrame]:
-        """Every filter's message scores held: message key -> frame."""
-        return {key[1]: table for key, table in self._memo.items() if isinstance(key, tuple) and key[0] == "score"}
-
-    def hashes(self, idx: pl.Series) -> pl.DataFrame:
-        return self.per_message("hashes", idx, turn_hashes)
-
-    def prompts(self, idx: pl.Series) -> pl.DataFrame:
-        return self.per_message("prompts", idx, prompt_hashes)
-
-    def specials(self, specials: list[str], idx: pl.Series) -> pl.DataFrame:
-        from chatdata.chat.dialects import special_in
-
-        def compute(texts: pl.DataFrame) -> pl.DataFrame:
-            return texts.select("_i", special_in(pl.col("text"), specials).alias("special"))
-
-        return self.per_message(("specials", tuple(specials)), idx, compute)
-
-    def roles(self, turns: pl.DataFrame) -> pl.DataFrame:
-        """``turns`` with each message's ``role`` and whether it has no text (``missing``)."""
-        info = self.table.frame.select("_i", "role", pl.col("text").is_null().alias("missing"))
-        return turns.join(info, on="_i", how="left", maintain_order="left")
-
-    def forget(self) -> None:
-        self._memo.clear()
-
-
-def message_key(f: MessageFilter) -> str:
-    """A filter's message key as a string (what names its scores in the workspace)."""
-    return hashlib.sha256(orjson.dumps(list(f.message_key()), default=str)).hexdigest()
-
-
-def lists_of(frame: pl.DataFrame, column: str) -> pl.Series:
-    """The message positions of a text column of the rows (``messages``/``chosen``: ``_m``; ``rejected``: a row
-    source's ``_mr``, else the chosen prefix and ``_r``)."""
-    if column == "rejected":
-        if MR in frame.columns:
-            return frame.get_column(MR)
-        expr = pl.col(M).list.head(pl.col(M).list.len() - 1).list.concat(pl.concat_list(pl.col(R)))
-        return frame.select(expr.alias(column)).to_series()
-    return frame.get_column(M)
-
-
-# ------------------------------------------------------------------------------------------------ oasst stages
-
-
-def _record(name: str, unit: str, rows_in: int, out: pl.DataFrame, rejects: pl.DataFrame, **kw: Any) -> StageRecord:
-    return StageRecord(name, unit, rows_in, out.height, reason_counts(rejects), **kw)
-
-
-def _decided(
-    name: str, job: Job, frame: pl.DataFrame, kept: pl.DataFrame, dropped: pl.DataFrame, **kw: Any
-) -> StageRecord:
-    counts = reason_counts(
-        dropped.select(pl.col("reject_reason").alias("reason"), pl.col("reject_filter").alias("filter"))
-    )
-    return StageRecord(name, job.unit, frame.height, kept.height, counts, **kw)
-
-
-def decide(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split ``frame`` by ``reason`` (null keeps the row): the kept rows, and the dropped ones whose
-    ``reject_reason`` is the code before the first ``:`` (or `` [``) and whose ``reject_evidence`` is the whole
-    reason string."""
-    checked = frame.with_columns(reason.alias("reject_evidence"))
-    code = pl.col("reject_evidence").str.split(":").list.first().str.split(" [").list.first()
-    dropped = checked.filter(pl.col("reject_evidence").is_not_null()).with_columns(
-        code.alias("reject_reason"), pl.lit(None, pl.String).alias("reject_filter")
-    )
-    return checked.filter(pl.col("reject_evidence").is_null()).drop("reject_evidence"), dropped
 
 
 def _structure(messages: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     """Duplicates, orphans, cycles, roots, role alternation, empty text (recipe-independent); the surviving
     messages leave without their text (it stays in the shard, found again by position ``_i``)."""
     result = validate_structure(messages, shard.ingest_rejected)
-    record = _record("structure", "messages", messages.height, result.messages, result.rejects)
+    record = stage_record("structure", "messages", messages.height, result.messages, result.rejects)
     return StageOut(result.messages.drop("text"), result.rejects, record)
 
 
@@ -342,149 +173,7 @@ def _score(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
 def _filter(scored: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     outcome = apply_filters(scored, _filters_of(job), score=False)
     record = StageRecord("filters", job.unit, scored.height, outcome.kept.height, outcome.counts)
-    return StageOut(outcome.kept, _NO_REJECTS, record, dropped=outcome.dropped)
-
-
-def _reject_unit(job: Job) -> str:
-    return "pair" if job.unit == "pairs" else "dialogue"
-
-
-def check_rows(frame: pl.DataFrame, column: str, dialect: str, on_special: str, shard: Shard) -> pl.Series:
-    """:func:`chatdata.chat.dialects.check_dialogues` of a text column of the rows, from the positions of its
-    messages: each message's role and special strings, no text."""
-    from chatdata.chat.dialects import check_turns, checked_specials
-
-    lists = lists_of(frame, column)
-    turns = explode_lists(lists)
-    specials = checked_specials(dialect, on_special)  # type: ignore[arg-type]
-    found = shard.specials(specials, turns.get_column("_i"))
-    lengths = lists.list.len()
-    turns = shard.roles(turns).join(found, on="_i", how="left", maintain_order="left")
-    turns = turns.with_columns(pl.col("_row").alias("row"), pl.col("_turn").alias("turn"))
-    turns = turns.join(pl.DataFrame({"row": pl.int_range(len(lists), dtype=IDX, eager=True), "n": lengths}), on="row")
-    return check_turns(turns.select("row", "turn", "n", "role", "missing", "special"), lengths, dialect)
-
-
-def _render(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
-    """Reject rows that break the role order or hold a special-token string of any checked dialect; add the
-    recipe's rendered ``text`` column (guanaco) as a placeholder the writer fills."""
-    r, on_special = job.recipe, job.settings.on_special
-    found = [
-        pl.lit(check_rows(frame, column, dialect, on_special, shard)).pipe(
-            lambda e, d=dialect, c=column: pl.when(e.is_not_null()).then(
-                pl.format("{} [{} in {}]", e, pl.lit(d), pl.lit(c))
-            )
-        )
-        for column in r.message_columns
-        for dialect in r.check_dialects
-    ]
-    reason = pl.coalesce(found) if found and frame.height else pl.lit(None, pl.String)
-    good, dropped = decide(frame, reason)
-    if r.text_format:
-        null = check_rows(good, "messages", r.text_format, on_special, shard).is_not_null() if good.height else None
-        good = good.with_columns(
-            pl.lit(None, pl.Null).alias("text"),
-            (null if null is not None else pl.lit(None, pl.Boolean)).alias("_text_null"),
-        )
-    return StageOut(good, _NO_REJECTS, _decided("render", job, frame, good, dropped), dropped=dropped)
-
-
-#: light per-row mask results kept for the merged statistics (see :func:`chatdata.chat.validate.mask_stats`)
-MASK_COLUMNS = ("n_tokens", "n_trained", "truncated", "ok", "reason")
-
-
-def _masks(frame: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
-    """Tokenize every row in one batch call and check its label mask (a stage only with ``--tokenizer``): the
-    only stage that needs a dialogue's text whole, gathered here for the rows it checks.
-
-    The record's ``notes`` carry, per checked column, the light per-row results (``mask_rows``) and the
-    tokenizer notes, so shards' statistics can be merged exactly (:func:`merge_mask_notes`)."""
-    s = job.settings
-    assert s.tokenizer, "the masks stage runs only with a tokenizer (see chain)"
-    from chatdata.chat.tokenizer import load_tokenizer
-    from chatdata.chat.validate import validate_masks
-
-    tokenizer, prepared = _tokenizer(s.tokenizer, s.dialect, load_tokenizer)
-    columns = list(job.recipe.message_columns)
-    whole = shard.text.fill(frame.select(*[pl.lit(None, pl.Null).alias(c) for c in columns], *_refs(frame)), columns)
-    reason = pl.lit(None, pl.String)
-    checked = frame
-    per_column: dict[str, Any] = {}
-    for column in columns:
-        result, stats = validate_masks(
-            whole,
-            tokenizer,
-            s.dialect,
-            s.mask_convention,
-            s.max_length,  # type: ignore[arg-type]
-            messages_col=column,
-            on_special=s.on_special,  # type: ignore[arg-type]
-        )
-        rows = result.select(MASK_COLUMNS)
-        stats["notes"] = prepared  # what preparing the freshly loaded tokenizer did, the same in every shard
-        per_column[column] = {"rows": rows, "stats": {k: v for k, v in stats.items() if not _merged_stat(k)}}
-        reason = pl.coalesce(
-            reason,
-            pl.when(~pl.lit(result.get_column("ok"))).then(
-                pl.format("{} [{}]", pl.lit(result.get_column("reason")), pl.lit(column))
-            ),
-        )
-        if column in ("messages", "chosen"):
-            checked = checked.with_columns(result.get_column("n_tokens"), result.get_column("n_trained"))
-    good, dropped = decide(checked, reason)
-    record = _decided("masks", job, frame, good, dropped, notes={"tokenizer": s.tokenizer})
-    return StageOut(good, _NO_REJECTS, record, masks={"columns": per_column, "settings": _mask_settings(job)},
-                    dropped=dropped)  # fmt: skip
-
-
-def _refs(frame: pl.DataFrame) -> list[str]:
-    return [c for c in (M, R, REC, "_text_null") if c in frame.columns]
-
-
-_TOKENIZERS: dict[tuple[str, str], tuple[Any, list[str]]] = {}
-
-
-def _tokenizer(spec: str, dialect: str, load: Callable[[str], Any]) -> tuple[Any, list[str]]:
-    """One tokenizer per process, spec and dialect, prepared for the dialect once (loading one costs more than
-    tokenizing a small shard), with the notes of that preparation (tokens added …)."""
-    from chatdata.chat.tokenizer import prepare_tokenizer
-
-    if (spec, dialect) not in _TOKENIZERS:
-        tokenizer = load(spec)
-        _TOKENIZERS[(spec, dialect)] = tokenizer, prepare_tokenizer(tokenizer, dialect)
-    return _TOKENIZERS[(spec, dialect)]
-
-
-def _merged_stat(key: str) -> bool:
-    """Statistics recomputed from the merged per-row results (everything but the settings and notes)."""
-    return key in (
-        "rows",
-        "ok",
-        "rejected",
-        "reasons",
-        "tokens",
-        "kept_tokens",
-        "trained_tokens",
-        "trained_share",
-        "truncated_rows",
-        "truncation_drops",
-    )
-
-
-def merge_mask_notes(parts: list[dict[str, Any]], max_length: int) -> dict[str, Any]:
-    """A recipe's mask statistics from its shards' per-column rows and settings (exact, order-free): the shared
-    settings and one entry per checked column (:func:`chatdata.record.mask_record` takes it)."""
-    from chatdata.chat.validate import mask_stats
-
-    if not parts:
-        return {}
-    columns: dict[str, Any] = {}
-    for column in parts[0]["columns"]:
-        rows = pl.concat([p["columns"][column]["rows"] for p in parts])
-        stats = dict(parts[0]["columns"][column]["stats"])
-        stats.update(mask_stats(rows, max_length))
-        columns[column] = stats
-    return {**parts[0]["settings"], **columns}
+    return StageOut(outcome.kept, NO_REJECTS, record, dropped=outcome.dropped)
 
 
 # ------------------------------------------------------------------------------------------------ the chains
@@ -580,8 +269,8 @@ OASST_STAGES = (
 ROW_STAGES = (
     Stage("score", (*POSITIONS, "lang"), SCORE_COLUMNS, _key_score, _score),
     Stage("filters", ("lang", *SCORE_COLUMNS), (), _key_score, _filter),
-    Stage("render", POSITIONS, ("text", "_text_null"), _key_render, _render),
-    Stage("masks", (*POSITIONS, "_text_null"), ("n_tokens", "n_trained"), _key_masks, _masks),
+    Stage("render", POSITIONS, ("text", "_text_null"), _key_render, render_stage),
+    Stage("masks", (*POSITIONS, "_text_null"), ("n_tokens", "n_trained"), _key_masks, masks_stage),
 )
 
 
@@ -764,7 +453,7 @@ def run_stage(stage: Stage, frame: pl.DataFrame, job: Job, shard: Shard, *, chec
             reason=pl.col("reject_reason"),
             evidence=pl.col("reject_evidence"),
             filter_name=pl.col("reject_filter"),
-            unit=_reject_unit(job),
+            unit=reject_unit(job),
         )
     return StageOut(kept, rejects, out.record, out.masks)
 
@@ -781,11 +470,6 @@ def _whole(frame: pl.DataFrame, part: pl.DataFrame, stage: Stage) -> pl.DataFram
     whole = frame.drop([c for c in stage.drops if c in frame.columns])[part.get_column(ROW)]
     added = [c for c in part.columns if c != ROW and (c not in frame.columns or c in stage.writes)]
     return whole.with_columns(part.select(added))
-
-
-def _mask_settings(job: Job) -> dict[str, Any]:
-    s = job.settings
-    return {"tokenizer": s.tokenizer, "dialect": s.dialect, "convention": s.mask_convention, "max_length": s.max_length}
 
 
 def _with_source(record: StageRecord, source: str) -> StageRecord:
