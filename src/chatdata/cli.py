@@ -385,9 +385,9 @@ def publish(
         typer.Option("--force", help="Publish even when the guard refuses (an empty default config, a big shrink)."),
     ] = False,
 ) -> None:
-    """Publish a built folder to the Hub in one atomic commit (stale shards deleted).
+    """Publish a built folder to the Hub in one atomic commit (stale data files deleted).
 
-    Only the shards and plots chatdata's previous version declared (its card's configs, its build.json) are
+    Only the data files and plots chatdata's previous version declared (its card's configs, its build.json) are
     deleted; other remote files are kept. The plan is printed before the guard's verdict.
 
     A guard refuses, before anything is written, a folder whose default config holds 0 rows, or one whose

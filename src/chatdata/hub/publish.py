@@ -1,6 +1,6 @@
 """Publish a built dataset folder to the Hugging Face Hub in one atomic commit.
 
-One ``HfApi.create_commit`` adds every new or changed local file and deletes the remote data shards and plots
+One ``HfApi.create_commit`` adds every new or changed local file and deletes the remote data files and plots
 that chatdata's previous version declared and that no longer exist locally, so readers see the old dataset or
 the new one, never a mix. Declared means, in the remote version being replaced (read at the commit that is
 diffed): a ``.parquet`` file matched by its card's ``configs`` data files or listed in its ``build.json``
@@ -225,7 +225,7 @@ def publish_folder(
     max_shrink: float = DEFAULT_MAX_SHRINK,
     force: bool = False,
 ) -> PublishResult:
-    """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete the remote shards/plots gone locally
+    """Upload ``folder`` to dataset repo ``repo_id`` in one commit; delete the remote data files/plots gone locally
     that chatdata's previous version there declared (its card's ``configs``, its ``build.json`` outputs, the
     card's root plots); every other remote file is kept and listed in ``result.kept``.
 
