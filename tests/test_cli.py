@@ -55,6 +55,13 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     cut.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 10)
     no_text = tmp_path / "train-00000-of-00001.parquet"
     pq.write_table(pa.table({"message_id": ["a"], "role": ["prompter"], "parent_id": [None]}), no_text)
+    wrong_level = tmp_path / "wrong_level.yaml"  # a message gate listed among a source's dialogue filters
+    recipe = (Path(__file__).resolve().parents[1] / "recipes" / "oasst_en.yaml").read_text(encoding="utf-8")
+    wrong_level.write_text(
+        recipe.replace("name: oasst_en", "name: wrong_level").replace(
+            "filters: [english]", "filters: [english, detoxify]"
+        )
+    )
     for args, needle in (
         (["build", "--source", str(tmp_path / "nope"), "--engine", "local"], "neither an existing path"),
         (["build", "no_such_recipe", "--engine", "local"], "unknown recipe 'no_such_recipe'"),
@@ -62,6 +69,10 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         (["build", "--source", str(no_text), "--workers", "2"], "text"),
         (["build", "--test-fraction", "1.5"], "--test-fraction"),
         (["build", "--source", "dolly=x.jsonl"], "'dolly' is not a source of oasst_en"),
+        (
+            ["build", str(wrong_level), "--engine", "local"],
+            "filter 'detoxify' works on messages: list it under a source's gates",
+        ),
     ):
         proc = subprocess.run(
             [sys.executable, "-m", "chatdata.cli", *args, "--out", str(tmp_path / "o")],

@@ -255,9 +255,10 @@ def _job_spec(part: str, shard: int, recipe: Recipe, source: str, settings: Buil
     score settings)."""
     from chatdata.filters.base import MessageFilter
     from chatdata.stage import message_key
-    from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key
+    from chatdata.stages import Job, _filters_of, _key_flatten, _memo_key, gates_of
 
     job = Job(recipe, source, settings)
+    gates_of(job)  # a filter listed at the wrong level fails here, in one line, before any work
     filters = _filters_of(job)
     code = code_fingerprint(cards=False)
     key = content_key(

@@ -91,10 +91,15 @@ def _spec_shas(refs: Iterable[str]) -> list[str]:
 def _gates(tree: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
     from chatdata.trees import gate
 
-    result = gate(tree, build_filters(load_specs(job.recipe.gate_refs(job.source))))
+    result = gate(tree, gates_of(job))
     return StageOut(
         result.frame, result.rejects, StageRecord("gates", "messages", tree.height, result.frame.height, result.counts)
     )
+
+
+def gates_of(job: Job) -> list[Any]:
+    """A source's gates (message filters)."""
+    return build_filters(load_specs(job.recipe.gate_refs(job.source)), "message")
 
 
 def _flatten_how(job: Job) -> tuple[Any, ...]:
@@ -143,7 +148,7 @@ def _flatten(gated: pl.DataFrame, job: Job, shard: Shard) -> StageOut:
 
 
 def _filters_of(job: Job) -> list[Any]:
-    filters = build_filters(load_specs(job.recipe.filter_refs(job.source, job.settings.decontaminate)))
+    filters = build_filters(load_specs(job.recipe.filter_refs(job.source, job.settings.decontaminate)), "dialogue")
     for f in filters:
         f.bind(job.settings)
     return filters

@@ -86,7 +86,16 @@ def load_specs(refs: list[str]) -> list[FilterSpec]:
     return specs
 
 
-def build_filters(specs: list[FilterSpec]) -> list[Filter]:
+def build_filters(specs: list[FilterSpec], level: str | None = None) -> list[Filter]:
+    """The filters of ``specs``; with ``level``, a spec of another level (a message gate listed among a source's
+    dialogue ``filters``, or the reverse) is a :class:`SpecError` saying where it belongs."""
     import chatdata.filters.registry  # noqa: F401
 
+    for s in specs:
+        if level is not None and s.level != level:
+            belongs = "gates" if s.level == "message" else "filters"
+            raise SpecError(
+                f"{s.path or s.name}: filter '{s.name}' works on {s.level}s: list it under a source's {belongs}, "
+                f"not its {'filters' if belongs == 'gates' else 'gates'}"
+            )
     return [REGISTRY[s.filter](s) for s in specs]
