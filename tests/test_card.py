@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from writes import write_table
 
 from chatdata.card import (
     PLOT_FILES,
@@ -34,7 +35,6 @@ from chatdata.errors import ChatdataError
 from chatdata.output import file_entry
 from chatdata.record import BuildRecord
 from chatdata.schema import REJECT_SCHEMA
-from chatdata.writer import write_split
 
 MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 LANGS = ["en"] * 9 + ["es"] * 6 + ["de"] * 3 + ["ru"] * 2 + ["pt-BR", "fr", "zh", "ca"]
@@ -223,9 +223,9 @@ def make_folder(root: Path, kind: str, *, n: int = 60, hostile: bool = False, se
     publish = [c for c in frame.columns if c != "split"]
     for split in splits:
         part = frame.filter(pl.col("split") == split).select(publish)
-        paths = write_split(part, folder / "data", split)
+        paths = write_table(part, folder / "data", split)
         outputs["default"][split] = {"rows": part.height, "files": [file_entry(p, folder) for p in paths]}
-    paths = write_split(rej, folder / "rejects", "rejects")
+    paths = write_table(rej, folder / "rejects", "rejects")
     outputs["rejects"]["rejects"] = {"rows": rej.height, "files": [file_entry(p, folder) for p in paths]}
 
     filters = [
@@ -552,7 +552,7 @@ def test_rejects_are_summarised_without_payloads_and_across_shards(tmp_path: Pat
     rej = pl.concat([pl.read_parquet(p) for p in _reject_paths(folder, _ordered_splits(BuildRecord.parse(build)))])
     for p in (folder / "rejects").glob("*.parquet"):
         p.unlink()
-    paths = write_split(rej, folder / "rejects", "rejects", max_shard_bytes=2_000)
+    paths = write_table(rej, folder / "rejects", "rejects", max_shard_bytes=2_000)
     assert len(paths) > 2
     build["outputs"]["rejects"]["rejects"]["files"] = [file_entry(p, folder) for p in paths]
     many = card_context(BuildRecord.parse(build), folder, plots=False)

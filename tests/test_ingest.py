@@ -10,16 +10,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from oasst_builders import m, write_jsonl
+from reads import read
 
+from chatdata.detect import detect
 from chatdata.errors import ChatdataError, InputError
-from chatdata.ingest import discover, file_format, read_path, split_from_name
 from chatdata.resources import sample_dir
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
+from chatdata.sources.read import scan, split_from_name
 from chatdata.synth import BAD_JSONL_NAME
 
 
 def test_real_trees_file(real_trees: Path) -> None:
-    r = read_path(real_trees)
+    r = read(real_trees, "oasst")
     assert r.messages.height == 1167
     assert r.rejects.height == 0
     assert r.messages["synthetic"].sum() == 22
@@ -44,7 +46,7 @@ def test_messages_jsonl_dict_labels_and_gz(tmp_path: Path) -> None:
     raw = b"\n".join(orjson.dumps(x) for x in recs)
     p = tmp_path / "x.messages.jsonl.gz"
     p.write_bytes(gzip.compress(raw))
-    r = read_path(p)
+    r = read(p, "oasst")
     assert r.messages.height == 2 and r.rejects.height == 0
     row = r.messages.row(0, named=True)
     assert row["emojis"] == {"name": ["+1", "_skip_reply"], "count": [3, 1]}
@@ -65,7 +67,7 @@ def test_bad_records_are_rejected_with_reasons(tmp_path: Path) -> None:
             m("wb", "r", "assistant", deleted="no"),
         ],
     )
-    r = read_path(p)
+    r = read(p, "oasst")
     assert r.messages["message_id"].to_list() == ["r"]
     got = {(x["reason"], x["source_line"]) for x in r.rejects.iter_rows(named=True)}
     assert got == {
@@ -109,7 +111,7 @@ def test_trees_jsonl_missing_keys_and_bad_nodes(tmp_path: Path) -> None:
         },
     }
     p = write_jsonl(tmp_path / "t.trees.jsonl", [tree, '{"message_tree_id": "t2"}'])
-    r = read_path(p)
+    r = read(p, "oasst")
     assert sorted(r.messages["message_id"].to_list()) == ["a1", "p2", "t1", "x"]
     assert r.messages.filter(pl.col("message_id") == "a1")["parent_id"][0] == "t1"
     assert r.messages["message_tree_id"].unique().to_list() == ["t1"]
@@ -156,7 +158,7 @@ def test_hub_parquet_folder_with_splits(tmp_path: Path) -> None:
         _hub_table([{**base, "message_id": "s", "message_tree_id": "s", "role": "prompter", "text": "q2"}]),
         tmp_path / "data" / "validation-00000-of-00001.parquet",
     )
-    r = read_path(tmp_path)
+    r = read(tmp_path, "oasst")
     assert dict(zip(r.messages["message_id"], r.messages["source_split"], strict=True)) == {
         "r": "train",
         "s": "validation",
@@ -180,7 +182,7 @@ def test_parquet_wrong_types_are_rejected(tmp_path: Path) -> None:
         }
     )
     pq.write_table(t, tmp_path / "m.parquet")
-    r = read_path(tmp_path / "m.parquet")
+    r = read(tmp_path / "m.parquet", "oasst")
     assert r.messages["message_id"].to_list() == ["a"]
     assert r.messages["rank"].to_list() == [0]
     assert sorted(zip(r.rejects["reason"], r.rejects["evidence"], strict=True)) == [
@@ -191,22 +193,22 @@ def test_parquet_wrong_types_are_rejected(tmp_path: Path) -> None:
 
 def test_unreadable_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        read_path(tmp_path / "missing")
+        read(tmp_path / "missing", "oasst")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no oasst files"):
-        read_path(tmp_path / "empty")
+        read(tmp_path / "empty", "oasst")
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match=r"broken\.parquet: cannot read Parquet"):
-        read_path(bad)
+        read(bad, "oasst")
     gz = tmp_path / "x.messages.jsonl.gz"
     gz.write_bytes(b"not gzip")
     with pytest.raises(InputError, match=r"x\.messages\.jsonl\.gz"):
-        read_path(gz)
+        read(gz, "oasst")
     t = pa.table({"message_id": ["a"], "role": ["prompter"]})
     pq.write_table(t, tmp_path / "notext.parquet")
     with pytest.raises(InputError, match=r"missing required column\(s\) \['text'\]"):
-        read_path(tmp_path / "notext.parquet")
+        read(tmp_path / "notext.parquet", "oasst")
 
 
 def test_split_from_name() -> None:
@@ -224,12 +226,12 @@ def test_parquet_cells_polars_cannot_cast_become_wrong_type_rejects(tmp_path: Pa
         {**base, "message_id": "b", "message_tree_id": "b", "text": "hi again", "deleted": " False "},
     ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train-00000-of-00001.parquet")
-    r = read_path(tmp_path)
+    r = read(tmp_path, "oasst")
     assert r.messages.select("message_id", "deleted", "review_result").rows() == [("b", False, True)]
     assert r.rejects.select("message_id", "reason", "evidence").rows() == [("a", "wrong_type", "deleted")]
     odd = [{**rows[0], "deleted": False, "text": {"body": "x"}}]
     pq.write_table(pa.Table.from_pylist(odd), tmp_path / "train-00000-of-00001.parquet")
-    r = read_path(tmp_path)
+    r = read(tmp_path, "oasst")
     assert r.messages.height == 0
     assert r.rejects.select("reason", "evidence").rows() == [("wrong_type", "text")]
 
@@ -256,11 +258,11 @@ def test_renamed_trees_export_is_read_as_trees(real_trees: Path, tmp_path: Path)
     renamed.write_bytes(real_trees.read_bytes())
     (tmp_path / "oasst2_filtered.jsonl.gz").write_bytes(gzip.compress(real_trees.read_bytes()))
     for name in ("oasst2_filtered.jsonl", "oasst2_filtered.jsonl.gz"):
-        r = read_path(tmp_path / name)
+        r = read(tmp_path / name, "oasst")
         assert (r.messages.height, r.rejects.height) == (1167, 0), name
-        assert [(f.path, f.format) for f in r.files] == [(name, "trees")]
-        assert file_format(tmp_path / name) == "trees"
-    assert read_path(tmp_path).messages.height == 2 * 1167
+        assert [(f.path, f.format) for f in r.files] == [(name, "oasst_trees")]
+        assert detect(tmp_path / name) == "oasst_trees"
+    assert read(tmp_path, "oasst").messages.height == 2 * 1167
 
 
 def test_folder_lists_the_files_it_skips_with_reasons(tmp_path: Path) -> None:
@@ -271,34 +273,34 @@ def test_folder_lists_the_files_it_skips_with_reasons(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "broken.jsonl", ["{oops", "also not json"])
     write_jsonl(tmp_path / "dolly.jsonl", [{"instruction": "q", "context": "", "response": "a", "category": "qa"}])
     (tmp_path / ".hidden.jsonl").write_bytes(orjson.dumps(_tree("t3")))
-    found = discover(tmp_path)
-    assert [(f.name, f.format) for f in found.files] == [("export.jsonl", "trees")]
-    reasons = {s.path: s.reason for s in found.skipped}
+    files, skipped = scan(tmp_path, "oasst")
+    assert [(f.name, f.format) for f in files] == [("export.jsonl", "oasst_trees")]
+    reasons = {s.path: s.reason for s in skipped}
     assert set(reasons) == {"notes.txt", "random.jsonl", "empty.jsonl", "broken.jsonl", "dolly.jsonl"}
     assert reasons["notes.txt"].startswith("unknown extension (.txt)")
     assert reasons["random.jsonl"] == "unrecognised content: records with keys [bar, foo]"
     assert reasons["empty.jsonl"] == "empty file"
     assert reasons["broken.jsonl"] == "unrecognised content: no JSON object in the first 2 record(s)"
     assert reasons["dolly.jsonl"] == "holds dolly records (dolly), not oasst"
-    r = read_path(tmp_path)
+    r = read(tmp_path, "oasst")
     assert r.messages["message_tree_id"].unique().sort().to_list() == ["t1", "t2"]
-    assert r.skipped == found.skipped
+    assert r.skipped == skipped
     # a build records every file it skipped, with the reason, in build.json (and so on the card)
     from builds import build_recipes
 
     out = tmp_path.parent / f"{tmp_path.name}-out"
     folder = build_recipes(["guanaco"], out, source=tmp_path, allow_empty=True)["guanaco"]
     recorded = json.loads((folder / "build.json").read_text())["sources"]["oasst"]["skipped"]
-    assert recorded == [{"path": s.path, "reason": s.reason} for s in found.skipped]
+    assert recorded == [{"path": s.path, "reason": s.reason} for s in skipped]
 
 
 def test_nothing_readable_is_one_line_error_with_reasons(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     write_jsonl(tmp_path / "random.jsonl", [{"foo": 1}])
     with pytest.raises(InputError, match=r"no oasst files found \(notes\.txt: unknown extension"):
-        read_path(tmp_path)
+        read(tmp_path, "oasst")
     with pytest.raises(InputError, match=r"random\.jsonl: unrecognised content: records with keys \[foo\]"):
-        read_path(tmp_path / "random.jsonl")
+        read(tmp_path / "random.jsonl", "oasst")
 
 
 def test_parquet_is_detected_by_its_columns_whatever_its_name(tmp_path: Path) -> None:
@@ -307,11 +309,11 @@ def test_parquet_is_detected_by_its_columns_whatever_its_name(tmp_path: Path) ->
     pq.write_table(table, tmp_path / "whatever.parquet")
     pq.write_table(table, tmp_path / "export.bin")  # a Parquet file given by itself is known by its magic bytes
     pq.write_table(pa.table({"instruction": ["q"], "response": ["a"]}), tmp_path / "train-0.parquet")
-    assert file_format(tmp_path / "export.bin") == "parquet"
-    assert read_path(tmp_path / "export.bin").messages["message_id"].to_list() == ["r"]
-    found = discover(tmp_path)
-    assert [(f.name, f.format) for f in found.files] == [("whatever.parquet", "parquet")]
-    assert {s.path: s.reason for s in found.skipped} == {
+    assert detect(tmp_path / "export.bin") == "oasst_parquet"
+    assert read(tmp_path / "export.bin", "oasst").messages["message_id"].to_list() == ["r"]
+    files, skipped = scan(tmp_path, "oasst")
+    assert [(f.name, f.format) for f in files] == [("whatever.parquet", "oasst_parquet")]
+    assert {s.path: s.reason for s in skipped} == {
         "export.bin": "unknown extension (.bin); expected .parquet, .jsonl, .json (or .gz)",
         "train-0.parquet": "holds dolly records (dolly), not oasst",
     }
@@ -319,26 +321,26 @@ def test_parquet_is_detected_by_its_columns_whatever_its_name(tmp_path: Path) ->
 
 def test_format_override_wins(tmp_path: Path) -> None:
     msgs = write_jsonl(tmp_path / "a.trees.jsonl", [m("r", None, "prompter"), m("a", "r", "assistant")])
-    assert file_format(msgs) == "messages"  # the content wins over the name
-    as_trees = read_path(msgs, fmt="trees")
+    assert detect(msgs) == "oasst_messages"  # the content wins over the name
+    as_trees = read(msgs, "oasst", fmt="oasst_trees")
     assert as_trees.messages.height == 0
     assert as_trees.rejects.select("reason", "evidence").rows() == [("missing_field", "prompt")] * 2
-    assert [f.format for f in as_trees.files] == ["trees"]
+    assert [f.format for f in as_trees.files] == ["oasst_trees"]
     odd = tmp_path / "dump.txt"
     odd.write_bytes(msgs.read_bytes())
-    assert read_path(odd, fmt="oasst_messages").messages.height == 2
+    assert read(odd, "oasst", fmt="oasst_messages").messages.height == 2
     # in a folder the override applies to every file its layout can hold; the others are skipped
     pq.write_table(_hub_table([{"message_id": "p", "role": "prompter", "text": "q"}]), tmp_path / "p.parquet")
-    found = discover(tmp_path, fmt="messages")
-    assert [(f.name, f.format) for f in found.files] == [("a.trees.jsonl", "messages")]
-    assert {s.path: s.reason for s in found.skipped} == {
+    files, skipped = scan(tmp_path, "oasst", fmt="oasst_messages")
+    assert [(f.name, f.format) for f in files] == [("a.trees.jsonl", "oasst_messages")]
+    assert {s.path: s.reason for s in skipped} == {
         "dump.txt": "unknown extension (.txt); expected .parquet, .jsonl, .json (or .gz)",
         "p.parquet": "a Parquet file cannot hold oasst_messages records (format given)",
     }
     with pytest.raises(InputError, match="cannot hold oasst_trees"):
-        read_path(tmp_path / "p.parquet", fmt="trees")
-    with pytest.raises(ChatdataError, match="unknown oasst format 'dolly'"):
-        read_path(msgs, fmt="dolly")
+        read(tmp_path / "p.parquet", "oasst", fmt="oasst_trees")
+    with pytest.raises(ChatdataError, match="format 'dolly' is not of kind 'oasst'"):
+        read(msgs, "oasst", fmt="dolly")
 
 
 def test_bom_on_the_first_line_is_ignored(tmp_path: Path) -> None:
@@ -346,12 +348,12 @@ def test_bom_on_the_first_line_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_bytes(lines)
     (tmp_path / "y.jsonl.gz").write_bytes(gzip.compress(lines.replace(b'"r"', b'"s"').replace(b'"a"', b'"b"')))
     (tmp_path / "t.jsonl").write_bytes(b"\xef\xbb\xbf" + orjson.dumps(_tree("t1")) + b"\n")
-    r = read_path(tmp_path)
+    r = read(tmp_path, "oasst")
     assert r.rejects.height == 0
     assert [(f.path, f.format, f.records) for f in r.files] == [
-        ("t.jsonl", "trees", 2),
-        ("x.jsonl", "messages", 2),
-        ("y.jsonl.gz", "messages", 2),
+        ("t.jsonl", "oasst_trees", 2),
+        ("x.jsonl", "oasst_messages", 2),
+        ("y.jsonl.gz", "oasst_messages", 2),
     ]
     assert sorted(r.messages["message_id"]) == ["a", "b", "r", "s", "t1", "t1-a"]
 
@@ -359,25 +361,25 @@ def test_bom_on_the_first_line_is_ignored(tmp_path: Path) -> None:
 def test_gzip_is_known_by_its_magic_bytes(tmp_path: Path) -> None:
     p = tmp_path / "export.jsonl"
     p.write_bytes(gzip.compress(orjson.dumps(_tree("t1"))))
-    r = read_path(p)
-    assert r.messages.height == 2 and r.files[0].format == "trees"
+    r = read(p, "oasst")
+    assert r.messages.height == 2 and r.files[0].format == "oasst_trees"
 
 
 def test_empty_files_take_the_format_their_name_hints(tmp_path: Path) -> None:
     (tmp_path / "a.trees.jsonl.gz").write_bytes(gzip.compress(b""))
     (tmp_path / "b.messages.jsonl").write_bytes(b"\n")
     (tmp_path / "c.jsonl").write_bytes(b"\n\n")
-    found = discover(tmp_path)
-    assert [(f.name, f.format) for f in found.files] == [
-        ("a.trees.jsonl.gz", "trees"),
-        ("b.messages.jsonl", "messages"),
+    files, skipped = scan(tmp_path, "oasst")
+    assert [(f.name, f.format) for f in files] == [
+        ("a.trees.jsonl.gz", "oasst_trees"),
+        ("b.messages.jsonl", "oasst_messages"),
     ]
-    assert [(s.path, s.reason) for s in found.skipped] == [("c.jsonl", "no records (only blank lines)")]
+    assert [(s.path, s.reason) for s in skipped] == [("c.jsonl", "no records (only blank lines)")]
 
 
 def test_bundled_bad_file_starts_with_a_bom_and_reads_line_1() -> None:
     bad = sample_dir() / "extra" / BAD_JSONL_NAME
     assert bad.read_bytes().startswith(b"\xef\xbb\xbf")
-    r = read_path(bad)
+    r = read(bad, "oasst")
     assert r.messages.filter(pl.col("source_line") == 1).height == 1
     assert r.rejects.filter(pl.col("source_line") == 1).is_empty()

@@ -1,4 +1,5 @@
-"""Streaming ingest: ``iter_path`` batches concatenate to exactly what ``read_path`` returns."""
+"""Streaming oasst ingest: a file's batches (:func:`~chatdata.sources.read.iter_detected`, what the partition
+streams) concatenate to the same tables whatever the batch size."""
 
 from __future__ import annotations
 
@@ -14,42 +15,45 @@ import pyarrow.parquet as pq
 import pytest
 from oasst_builders import m, write_jsonl
 from polars.testing import assert_frame_equal
+from reads import batches, read
 
 from chatdata.errors import InputError
-from chatdata.ingest import IngestBatch, iter_path, read_jsonl, read_parquet, read_path
 from chatdata.resources import sample_dir
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
+from chatdata.sources.read import SourceBatch, iter_detected, scan
 
 
-def _assert_streams_like_read_path(path: Path, batch_rows: int) -> list[IngestBatch]:
-    """``iter_path(path, batch_rows)`` equals ``read_path(path)`` once concatenated; the per-file contract holds."""
-    whole = read_path(path)
-    batches = list(iter_path(path, batch_rows))
-    for b in batches:
-        assert b.messages.schema == pl.Schema(MESSAGE_SCHEMA)
+def _assert_streams_like_the_whole(path: Path, batch_rows: int) -> list[SourceBatch]:
+    """The batches of ``batch_rows`` records equal the default batches once concatenated; the per-file contract
+    holds."""
+    whole = read(path, "oasst")
+    streamed = batches(path, "oasst", batch_rows=batch_rows)
+    for b in streamed:
+        assert b.table == "messages"
+        assert b.frame.schema == pl.Schema(MESSAGE_SCHEMA)
         assert b.rejects.schema == pl.Schema(REJECT_SCHEMA)
-    assert_frame_equal(pl.concat([b.messages for b in batches]), whole.messages, check_exact=True)
-    assert_frame_equal(pl.concat([b.rejects for b in batches]), whole.rejects, check_exact=True)
-    assert [b.file for b in batches if b.file is not None] == whole.files
-    assert batches[-1].file is not None
+    assert_frame_equal(pl.concat([b.frame for b in streamed]), whole.messages, check_exact=True)
+    assert_frame_equal(pl.concat([b.rejects for b in streamed]), whole.rejects, check_exact=True)
+    assert [b.file for b in streamed if b.file is not None] == whole.files
+    assert streamed[-1].file is not None
     # a file's batches are contiguous and its SourceFile comes on the last one, counting all of its records
     records = 0
-    for b in batches:
-        sources = set(b.messages["source"]) | set(b.rejects["source"])
-        records += b.messages.height + b.rejects.height
+    for b in streamed:
+        sources = set(b.frame["source"]) | set(b.rejects["source"])
+        records += b.frame.height + b.rejects.height
         if b.file is not None:
             assert sources <= {b.file.path}
             assert b.file.records == records
             records = 0
         else:
             assert len(sources) == 1
-    return batches
+    return streamed
 
 
-def _by_file(batches: list[IngestBatch]) -> dict[str, list[IngestBatch]]:
-    out: dict[str, list[IngestBatch]] = {}
-    current: list[IngestBatch] = []
-    for b in batches:
+def _by_file(streamed: list[SourceBatch]) -> dict[str, list[SourceBatch]]:
+    out: dict[str, list[SourceBatch]] = {}
+    current: list[SourceBatch] = []
+    for b in streamed:
         current.append(b)
         if b.file is not None:
             out[b.file.path] = current
@@ -58,13 +62,12 @@ def _by_file(batches: list[IngestBatch]) -> dict[str, list[IngestBatch]]:
 
 
 @pytest.mark.parametrize("batch_rows", [1, 7, 100])
-def test_sample_batches_concatenate_to_read_path(batch_rows: int) -> None:
-    batches = _assert_streams_like_read_path(sample_dir(), batch_rows)
-    per_file = _by_file(batches)
-    whole = read_path(sample_dir())
+def test_sample_batches_concatenate_to_the_whole(batch_rows: int) -> None:
+    per_file = _by_file(_assert_streams_like_the_whole(sample_dir(), batch_rows))
+    whole = read(sample_dir(), "oasst")
     assert list(per_file) == [f.path for f in whole.files]
     for name, file_batches in per_file.items():
-        sizes = [b.messages.height + b.rejects.height for b in file_batches]
+        sizes = [b.frame.height + b.rejects.height for b in file_batches]
         assert sum(sizes) == file_batches[-1].file.records  # type: ignore[union-attr]
         assert len(file_batches) == -(-sum(sizes) // batch_rows)  # every batch but the last is full
         assert max(sizes) <= batch_rows, name  # Parquet rows and messages.jsonl lines are one record each
@@ -141,7 +144,7 @@ def test_malformed_records_in_all_formats_stream_exactly(tmp_path: Path) -> None
     (tmp_path / "bad.messages.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
     _bad_trees(tmp_path / "bad.trees.jsonl")
     _bad_parquet(tmp_path / "bad.parquet")
-    whole = read_path(tmp_path)
+    whole = read(tmp_path, "oasst")
     assert [f.path for f in whole.files] == [
         "bad.messages.jsonl",
         "bad.messages.jsonl.gz",
@@ -149,10 +152,9 @@ def test_malformed_records_in_all_formats_stream_exactly(tmp_path: Path) -> None
         "bad.trees.jsonl",
     ]
     for batch_rows in (1, 2, 3, 7, 100):
-        batches = _assert_streams_like_read_path(tmp_path, batch_rows)
-        for name, file_batches in _by_file(batches).items():
+        for name, file_batches in _by_file(_assert_streams_like_the_whole(tmp_path, batch_rows)).items():
             if name.endswith(".parquet"):
-                assert all(b.messages.height + b.rejects.height <= batch_rows for b in file_batches)
+                assert all(b.frame.height + b.rejects.height <= batch_rows for b in file_batches)
                 assert len(file_batches) >= -(-23 // batch_rows)
     # source_line continues across Parquet batches: rows 5, 10, 13, 18, 21 (1-based) are rejected, the rest kept
     parquet_rejects = whole.rejects.filter(pl.col("source") == "bad.parquet")
@@ -167,12 +169,12 @@ def test_malformed_records_in_all_formats_stream_exactly(tmp_path: Path) -> None
     assert kept["source_line"].to_list() == [i for i in range(1, 24) if i not in (5, 10, 13, 18, 21)]
     assert kept["message_id"].to_list() == [f"m{i - 1}" for i in kept["source_line"]]
     for batch_rows in (1, 4, 6):
-        streamed = pl.concat([b.rejects for b in iter_path(tmp_path / "bad.parquet", batch_rows)])
+        streamed = pl.concat([b.rejects for b in batches(tmp_path / "bad.parquet", batch_rows=batch_rows)])
         assert streamed["evidence"].to_list() == ["message_id", "rank", "review_count", "text", "rank"]
         assert orjson.loads(streamed["payload"][1])["rank"] == "x"
     # JSONL line numbers and reasons do not depend on the batch size
     for name in ("bad.messages.jsonl", "bad.messages.jsonl.gz"):
-        got = pl.concat([b.rejects for b in iter_path(tmp_path / name, 2)])
+        got = pl.concat([b.rejects for b in batches(tmp_path / name, batch_rows=2)])
         assert list(zip(got["source_line"], got["reason"], strict=True)) == [
             (2, "malformed_json"),
             (3, "not_an_object"),
@@ -184,32 +186,32 @@ def test_malformed_records_in_all_formats_stream_exactly(tmp_path: Path) -> None
             (11, "wrong_type"),
         ]
         assert got["payload"][0] == "{not json"
-    trees = pl.concat([b.messages for b in iter_path(tmp_path / "bad.trees.jsonl", 1)])
+    trees = pl.concat([b.frame for b in batches(tmp_path / "bad.trees.jsonl", batch_rows=1)])
     assert trees["message_id"].to_list() == ["t1", "a1", "p2", "x", "a3", "t2", "t1", "a1", "p2", "x", "a3"]
     assert trees["source_line"].to_list() == [1, 1, 1, 1, 1, 4, 6, 6, 6, 6, 6]
 
 
 def test_tree_batches_are_cut_between_lines(tmp_path: Path) -> None:
     path = _bad_trees(tmp_path / "bad.trees.jsonl")
-    batches = list(iter_path(path, 3))
-    lines = [set(b.messages["source_line"]) | set(b.rejects["source_line"]) for b in batches]
+    streamed = batches(path, batch_rows=3)
+    lines = [set(b.frame["source_line"]) | set(b.rejects["source_line"]) for b in streamed]
     # line 1 alone emits 5 messages and 4 rejects: one batch larger than batch_rows, never split
     assert lines == [{1}, {2, 3, 4}, {5, 6}]
-    assert [b.messages.height + b.rejects.height for b in batches] == [9, 3, 10]
-    assert [b.file is not None for b in batches] == [False, False, True]
-    assert batches[-1].file is not None and batches[-1].file.records == 22
+    assert [b.frame.height + b.rejects.height for b in streamed] == [9, 3, 10]
+    assert [b.file is not None for b in streamed] == [False, False, True]
+    assert streamed[-1].file is not None and streamed[-1].file.records == 22
 
 
-def test_real_trees_stream_like_read_path(real_trees: Path) -> None:
-    batches = _assert_streams_like_read_path(real_trees, 50)
-    assert len(batches) > 10
+def test_real_trees_stream_like_the_whole(real_trees: Path) -> None:
+    streamed = _assert_streams_like_the_whole(real_trees, 50)
+    assert len(streamed) > 10
     # lines (trees) are never split: each batch starts after the previous one's last line
-    assert all(a.messages["source_line"].max() < b.messages["source_line"].min() for a, b in pairwise(batches))
-    for b in batches[:-1]:
-        assert b.messages.height >= 50
-        last_line = b.messages["source_line"].max()
-        assert b.messages.filter(pl.col("source_line") != last_line).height < 50  # cut at the first full line
-    assert batches[-1].file is not None and batches[-1].file.records == 1167
+    assert all(a.frame["source_line"].max() < b.frame["source_line"].min() for a, b in pairwise(streamed))
+    for b in streamed[:-1]:
+        assert b.frame.height >= 50
+        last_line = b.frame["source_line"].max()
+        assert b.frame.filter(pl.col("source_line") != last_line).height < 50  # cut at the first full line
+    assert streamed[-1].file is not None and streamed[-1].file.records == 1167
 
 
 def test_every_file_yields_a_batch_with_its_source_file(tmp_path: Path) -> None:
@@ -219,55 +221,52 @@ def test_every_file_yields_a_batch_with_its_source_file(tmp_path: Path) -> None:
         pa.table({c: pa.array([], pa.string()) for c in ("message_id", "role", "text")}), tmp_path / "e.parquet"
     )
     write_jsonl(tmp_path / "one.messages.jsonl", [m("r", None, "prompter")])
-    batches = list(iter_path(tmp_path, 1))
-    assert [(b.file.path, b.file.format, b.file.records) for b in batches if b.file] == [
-        ("blank.trees.jsonl", "trees", 0),
-        ("e.parquet", "parquet", 0),
-        ("empty.messages.jsonl", "messages", 0),
-        ("one.messages.jsonl", "messages", 1),
+    streamed = batches(tmp_path, batch_rows=1)
+    assert [(b.file.path, b.file.format, b.file.records) for b in streamed if b.file] == [
+        ("blank.trees.jsonl", "oasst_trees", 0),
+        ("e.parquet", "oasst_parquet", 0),
+        ("empty.messages.jsonl", "oasst_messages", 0),
+        ("one.messages.jsonl", "oasst_messages", 1),
     ]
-    assert len(batches) == 4
-    assert [b.messages.height for b in batches] == [0, 0, 0, 1]
-    for b in batches:
+    assert len(streamed) == 4
+    assert [b.frame.height for b in streamed] == [0, 0, 0, 1]
+    for b in streamed:
         assert b.file is not None
         assert b.file.sha256 == hashlib.sha256((tmp_path / b.file.path).read_bytes()).hexdigest()
 
 
 def test_exactly_full_batches_leave_no_empty_tail(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "x.messages.jsonl", [m(f"r{i}", None, "prompter") for i in range(6)])
-    batches = list(iter_path(path, 3))
-    assert [b.messages["message_id"].to_list() for b in batches] == [["r0", "r1", "r2"], ["r3", "r4", "r5"]]
-    assert batches[0].file is None and batches[1].file is not None and batches[1].file.records == 6
+    streamed = batches(path, batch_rows=3)
+    assert [b.frame["message_id"].to_list() for b in streamed] == [["r0", "r1", "r2"], ["r3", "r4", "r5"]]
+    assert streamed[0].file is None and streamed[1].file is not None and streamed[1].file.records == 6
 
 
-def test_per_file_readers_match_streaming(tmp_path: Path) -> None:
-    p = _bad_parquet(tmp_path / "bad.parquet")
-    msgs, rej = read_parquet(p, "bad.parquet")
-    whole = read_path(p)
-    assert_frame_equal(msgs, whole.messages, check_exact=True)
-    assert_frame_equal(rej, whole.rejects, check_exact=True)
-    t = _bad_trees(tmp_path / "bad.trees.jsonl")
-    msgs, rej = read_jsonl(t, "bad.trees.jsonl", trees=True)
-    assert_frame_equal(msgs, pl.concat([b.messages for b in iter_path(t, 1)]), check_exact=True)
-    assert_frame_equal(rej, pl.concat([b.rejects for b in iter_path(t, 1)]), check_exact=True)
+def test_a_file_reads_the_same_in_one_batch_or_many(tmp_path: Path) -> None:
+    for path in (_bad_parquet(tmp_path / "bad.parquet"), _bad_trees(tmp_path / "bad.trees.jsonl")):
+        (whole,) = batches(path)
+        streamed = batches(path, batch_rows=1)
+        assert_frame_equal(whole.frame, pl.concat([b.frame for b in streamed]), check_exact=True)
+        assert_frame_equal(whole.rejects, pl.concat([b.rejects for b in streamed]), check_exact=True)
 
 
 def test_streaming_errors(tmp_path: Path) -> None:
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match=r"broken\.parquet: cannot read Parquet"):
-        next(iter_path(bad, 10))
+        batches(bad, batch_rows=10)
     pq.write_table(pa.table({"message_id": ["a"], "role": ["prompter"]}), tmp_path / "notext.parquet")
     with pytest.raises(InputError, match=r"missing required column\(s\) \['text'\]"):
-        next(iter_path(tmp_path / "notext.parquet", 10))
+        batches(tmp_path / "notext.parquet", batch_rows=10)
     # a truncated gzip fails when reached, after the batches read before the damage
     raw = b"\n".join(orjson.dumps(m(f"r{i}", None, "prompter", text="x" * 200)) for i in range(2000))
     gz = tmp_path / "cut.messages.jsonl.gz"
     gz.write_bytes(gzip.compress(raw)[:4000])
     seen = []
+    (cut,), _ = scan(gz, "oasst")
     with pytest.raises(InputError, match=r"cut\.messages\.jsonl\.gz: cannot read file"):
-        for b in iter_path(gz, 5):
+        for b in iter_detected(cut, 5):
             seen.append(b)
     assert seen and all(b.file is None for b in seen)
     with pytest.raises(ValueError, match="batch_rows"):
-        next(iter_path(tmp_path / "notext.parquet", 0))
+        next(iter_detected(cut, 0))

@@ -181,6 +181,10 @@ def test_malformed_recipe_files_are_one_line_errors(tmp_path: Path) -> None:
         ("name: x\nsummary: s\nrebuilds: r\nsources: {}\n", "sources: Dictionary should have at least 1 item"),
         ("name: x\nsummary: s\nrebuilds: r\nsources:\n  oasst: {format: oasst}\n", "sources.oasst.flatten"),
         ("name: x\nsummary: s\nrebuilds: r\nsources:\n  d: {format: dolly, weight: 2}\n", "sources.d.weight"),
+        (
+            "name: x\nsummary: s\nrebuilds: r\nsources:\n  d: {format: alpaca}\n",
+            "sources.d.format: unknown source format 'alpaca'; use one of chat, dolly, oasst, prefs",
+        ),
         ("name: x\nsummary: s\nrebuilds: r\nbogus: 1\nsources:\n  d: {format: dolly}\n", "bogus"),
         ("name: x\noutput: prefs\nsummary: s\nrebuilds: r\nsources:\n  d: {format: dolly}\n", "cannot take"),
         ("name: [x\n", "invalid YAML"),

@@ -6,16 +6,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 from oasst_builders import m, write_jsonl
+from reads import read
 
 from chatdata.filters.specs import build_filters, load_specs
-from chatdata.ingest import read_path
 from chatdata.pairs import build_pairs
 from chatdata.structure import validate_structure
 from chatdata.trees import gate
 
 
 def _gated(tmp_path: Path, records: list) -> pl.DataFrame:
-    r = read_path(write_jsonl(tmp_path / "x.messages.jsonl", records))
+    r = read(write_jsonl(tmp_path / "x.messages.jsonl", records), "oasst")
     return gate(validate_structure(r.messages).messages, build_filters(load_specs(["gates"]))).frame
 
 
@@ -86,7 +86,7 @@ def test_unknown_mode() -> None:
 
 
 def test_real_data_pairs(real_trees: Path) -> None:
-    r = read_path(real_trees)
+    r = read(real_trees, "oasst")
     g = gate(validate_structure(r.messages).messages, build_filters(load_specs(["gates"])))
     res = build_pairs(g.frame)
     assert res.frame.height > 100

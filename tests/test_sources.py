@@ -14,13 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 from oasst_builders import m, write_jsonl
 from polars.testing import assert_frame_equal
+from reads import batches, read
 
+from chatdata.detect import detect
 from chatdata.errors import ChatdataError, InputError
 from chatdata.filters.specs import build_filters, load_specs
-from chatdata.ingest import read_path
 from chatdata.pairs import build_pairs
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
-from chatdata.sources import DIALOGUE_SCHEMA, PAIR_SCHEMA, detect, iter_source, read_source, scan
+from chatdata.sources.read import scan
+from chatdata.sources.tables import DIALOGUE_SCHEMA, PAIR_SCHEMA
 from chatdata.structure import validate_structure
 from chatdata.trees import DIALOGUE_COLUMNS, flatten, gate
 
@@ -114,7 +116,7 @@ def _input_records(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def everything():
-    return read_source(DATA)
+    return read(DATA)
 
 
 def test_every_layout_is_detected_by_its_content() -> None:
@@ -143,7 +145,7 @@ def test_detection_by_columns_and_keys_whatever_the_name(tmp_path: Path) -> None
     files, skipped = scan(tmp_path)
     assert {f.name: f.format for f in files} == {k: v for k, v in expected.items() if k != "export.bin"}
     assert [s.path for s in skipped] == ["export.bin"]  # in a folder only known extensions are opened
-    r = read_source(tmp_path)
+    r = read(tmp_path)
     assert r.frames["pairs"].height == 2 + 2  # the UltraFeedback and the Orca rows, under their new names
     assert r.frames["dialogues"].height == 4 + 2 + 2
 
@@ -256,7 +258,7 @@ def test_counts_balance(everything) -> None:
 
 
 def test_output_schemas_are_the_engine_tables(everything, tmp_path: Path) -> None:
-    r = read_path(
+    r = read(
         write_jsonl(
             tmp_path / "t.messages.jsonl",
             [
@@ -264,7 +266,8 @@ def test_output_schemas_are_the_engine_tables(everything, tmp_path: Path) -> Non
                 m("a0", "r", "assistant", text="best", rank=0),
                 m("a1", "r", "assistant", text="worst", rank=1),
             ],
-        )
+        ),
+        "oasst",
     )
     gated = gate(validate_structure(r.messages).messages, build_filters(load_specs(["gates"]))).frame
     engine_pairs = build_pairs(gated).frame
@@ -279,18 +282,18 @@ def test_output_schemas_are_the_engine_tables(everything, tmp_path: Path) -> Non
 
 
 def test_patterns_select_data_files() -> None:
-    r = read_source(DATA / "ultrafeedback", patterns=["data/train_prefs-*"])
+    r = read(DATA / "ultrafeedback", patterns=["data/train_prefs-*"])
     assert [f.path for f in r.files] == ["data/train_prefs-00000-of-00001.parquet"]
     assert [(s.path, s.reason) for s in r.skipped] == [("data/test_prefs-00000-of-00001.parquet", "not in data_files")]
     files, skipped = scan(DATA, patterns=["**/*.jsonl", "sharegpt/*.json"])
     assert {f.name for f in files} == {k for k in FORMATS if k.endswith(".jsonl")} | {"sharegpt/sharegpt_clean.json"}
     assert all(s.reason == "not in data_files" for s in skipped) and len(skipped) == 5
     with pytest.raises(InputError, match=r"no source files found \(README\.md: not in data_files"):
-        read_source(DATA, patterns=["*.csv"])
+        read(DATA, patterns=["*.csv"])
 
 
 def test_kind_restricts_the_families() -> None:
-    r = read_source(DATA, "dolly")
+    r = read(DATA, "dolly")
     assert [f.path for f in r.files] == [
         "dolly/databricks-dolly-15k.jsonl",
         "dolly_parquet/train-00000-of-00001.parquet",
@@ -299,26 +302,26 @@ def test_kind_restricts_the_families() -> None:
     reasons = {s.path: s.reason for s in r.skipped}
     assert reasons[UF_TRAIN] == "holds prefs_ultrafeedback records (prefs), not dolly"
     assert reasons["sharegpt/sharegpt_clean.json"] == "holds sharegpt records (chat), not dolly"
-    assert {f.format for f in read_source(DATA, "chat").files} == {"chat_messages", "sharegpt"}
-    assert {f.format for f in read_source(DATA, "prefs").files} == {"prefs_ultrafeedback", "prefs_orca"}
+    assert {f.format for f in read(DATA, "chat").files} == {"chat_messages", "sharegpt"}
+    assert {f.format for f in read(DATA, "prefs").files} == {"prefs_ultrafeedback", "prefs_orca"}
     with pytest.raises(InputError, match="no oasst files found"):
-        read_source(DATA, "oasst")
+        read(DATA, "oasst")
     with pytest.raises(InputError, match=r"orca_rlhf\.jsonl: holds prefs_orca records \(prefs\), not chat"):
-        read_source(DATA / "orca" / "orca_rlhf.jsonl", "chat")
+        read(DATA / "orca" / "orca_rlhf.jsonl", "chat")
     with pytest.raises(ChatdataError, match="unknown source kind 'alpaca'"):
-        read_source(DATA, "alpaca")
+        read(DATA, "alpaca")
 
 
 def test_batches_concatenate_to_the_whole_read(everything) -> None:
     for batch_rows in (1, 2, 100):
-        batches = list(iter_source(DATA, batch_rows=batch_rows))
+        streamed = batches(DATA, batch_rows=batch_rows)
         for table in ("dialogues", "pairs"):
-            parts = [b.frame for b in batches if b.table == table]
+            parts = [b.frame for b in streamed if b.table == table]
             assert_frame_equal(pl.concat(parts, how="diagonal"), everything.frames[table])
-        assert_frame_equal(pl.concat([b.rejects for b in batches]), everything.rejects)
-        assert [b.file for b in batches if b.file is not None] == everything.files
+        assert_frame_equal(pl.concat([b.rejects for b in streamed]), everything.rejects)
+        assert [b.file for b in streamed if b.file is not None] == everything.files
         records = 0
-        for b in batches:
+        for b in streamed:
             size = b.frame.height + b.rejects.height
             assert size <= batch_rows
             records += size
@@ -330,7 +333,7 @@ def test_batches_concatenate_to_the_whole_read(everything) -> None:
 def test_oasst_files_are_read_beside_other_sources(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "oasst.jsonl", [m("r", None, "prompter"), m("a", "r", "assistant"), "{bad"])
     shutil.copy(DATA / "dolly" / "databricks-dolly-15k.jsonl", tmp_path / "dolly.jsonl")
-    r = read_source(tmp_path)
+    r = read(tmp_path)
     assert [(f.path, f.format, f.records) for f in r.files] == [
         ("dolly.jsonl", "dolly", 9),
         ("oasst.jsonl", "oasst_messages", 3),
@@ -338,7 +341,7 @@ def test_oasst_files_are_read_beside_other_sources(tmp_path: Path) -> None:
     assert r.frames["messages"]["message_id"].to_list() == ["r", "a"]
     assert r.frames["dialogues"].height == 4
     assert r.rejects.filter(pl.col("source") == "oasst.jsonl")["reason"].to_list() == ["malformed_json"]
-    assert [f.path for f in read_source(tmp_path, "oasst").files] == ["oasst.jsonl"]
+    assert [f.path for f in read(tmp_path, "oasst").files] == ["oasst.jsonl"]
 
 
 def test_format_override_and_empty_files(tmp_path: Path) -> None:
@@ -352,10 +355,10 @@ def test_format_override_and_empty_files(tmp_path: Path) -> None:
     files, skipped = scan(tmp_path, "dolly")
     assert [(f.name, f.format) for f in files] == [("empty.jsonl", "dolly")]
     assert skipped[0].reason == "unrecognised content: records with keys [input, instruction, output]"
-    r = read_source(tmp_path / "alpaca.jsonl", fmt="dolly")
+    r = read(tmp_path / "alpaca.jsonl", fmt="dolly")
     assert r.rejects.select("reason", "evidence").rows() == [("missing_field", "response")]
     with pytest.raises(ChatdataError, match="format 'dolly' is not of kind 'chat'"):
-        read_source(tmp_path, "chat", fmt="dolly")
+        read(tmp_path, "chat", fmt="dolly")
 
 
 def test_bom_and_gzip_in_every_json_layout(tmp_path: Path) -> None:
@@ -366,7 +369,7 @@ def test_bom_and_gzip_in_every_json_layout(tmp_path: Path) -> None:
     lines = (DATA / "chat" / "messages.jsonl").read_bytes()
     (tmp_path / "c.jsonl").write_bytes(bom + lines)
     (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(bom + lines))
-    r = read_source(tmp_path)
+    r = read(tmp_path)
     assert [(f.path, f.format) for f in r.files] == [
         ("a.json", "sharegpt"),
         ("b.json.gz", "sharegpt"),
@@ -399,7 +402,7 @@ def test_parquet_cells_of_the_wrong_type_are_rejected(tmp_path: Path) -> None:
         pa.table({"prompt": ["p"], "chosen": ["x"], "rejected": ["y"], "score_chosen": ["high"]}),
         tmp_path / "uf.parquet",
     )
-    r = read_source(tmp_path)
+    r = read(tmp_path)
     got = sorted(r.rejects.select("source", "source_line", "reason", "evidence").rows())
     assert got == [
         ("chat.parquet", 2, "missing_field", "messages[1].role/content"),
@@ -420,14 +423,14 @@ def test_parquet_cells_of_the_wrong_type_are_rejected(tmp_path: Path) -> None:
 def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "cut.json").write_bytes((DATA / "sharegpt" / "sharegpt_clean.json").read_bytes()[:700])
     with pytest.raises(InputError, match=r"cut\.json: invalid JSON in element 2"):
-        read_source(tmp_path / "cut.json")
+        read(tmp_path / "cut.json")
     (tmp_path / "x.json.gz").write_bytes(b"not gzip")
     with pytest.raises(InputError, match=r"x\.json\.gz: cannot read file"):
-        read_source(tmp_path / "x.json.gz")
+        read(tmp_path / "x.json.gz")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match=r"broken\.parquet: cannot read Parquet"):
         detect(tmp_path / "broken.parquet")
     with pytest.raises(InputError, match="no such file or folder"):
-        read_source(tmp_path / "missing")
+        read(tmp_path / "missing")
     with pytest.raises(ValueError, match="batch_rows"):
-        next(iter_source(DATA, batch_rows=0))
+        batches(DATA, batch_rows=0)

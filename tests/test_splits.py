@@ -1,10 +1,16 @@
+"""Split plans as a build makes them: each row's keys from its shard's message hashes
+(:func:`chatdata.stages.split_keys`), then :func:`chatdata.splits.plan_splits` over all of them."""
+
 from __future__ import annotations
+
+from typing import Any
 
 import polars as pl
 import pytest
 
 from chatdata.schema import CHAT_MESSAGE
-from chatdata.splits import assign_splits
+from chatdata.splits import SplitPlan, plan_splits
+from chatdata.stages import Shard, row_frame, split_keys
 
 
 def _frame(rows: list[tuple[str, str, str | None, list[tuple[str, str]]]]) -> pl.DataFrame:
@@ -24,6 +30,20 @@ def _frame(rows: list[tuple[str, str, str | None, list[tuple[str, str]]]]) -> pl
     )
 
 
+def _plan(frame: pl.DataFrame, **options: Any) -> tuple[SplitPlan, pl.DataFrame]:
+    """The plan of ``frame``'s dialogues, and its rows with their dialogue id (``split``, ``_reason``,
+    ``_evidence``)."""
+    shard = Shard(frame, oasst=False, text_columns=("messages",))
+    keys = split_keys(row_frame(frame, shard, "dialogues"), shard, ("messages",))
+    keys = keys.with_columns(pl.int_range(keys.height, dtype=pl.UInt64).alias("_row"))
+    plan = plan_splits(keys, **options)
+    return plan, plan.rows.join(keys.select("_row", "dialogue_id", "message_tree_id"), on="_row")
+
+
+def _kept(rows: pl.DataFrame) -> dict[str, str]:
+    return dict(rows.filter(pl.col("_reason").is_null()).select("dialogue_id", "split").iter_rows())
+
+
 def test_source_split_is_honoured_and_trees_never_straddle() -> None:
     f = _frame(
         [
@@ -32,12 +52,8 @@ def test_source_split_is_honoured_and_trees_never_straddle() -> None:
             ("d3", "t2", "validation", [("user", "x"), ("assistant", "y")]),
         ]
     )
-    r = assign_splits(f)
-    assert dict(zip(r.frame["dialogue_id"], r.frame["split"], strict=True)) == {
-        "d1": "train_sft",
-        "d2": "train_sft",
-        "d3": "test_sft",
-    }
+    _, rows = _plan(f)
+    assert _kept(rows) == {"d1": "train_sft", "d2": "train_sft", "d3": "test_sft"}
 
 
 def test_hash_split_is_deterministic_and_by_tree() -> None:
@@ -47,15 +63,15 @@ def test_hash_split_is_deterministic_and_by_tree() -> None:
         for j in range(2)
     ]
     f = _frame(rows)
-    a = assign_splits(f, test_fraction=0.2)
-    b = assign_splits(f.sample(fraction=1.0, shuffle=True, seed=1), test_fraction=0.2)
-    assert a.frame.equals(b.frame)
-    per_tree = a.frame.group_by("message_tree_id").agg(pl.col("split").n_unique())
+    _, a = _plan(f, test_fraction=0.2)
+    _, b = _plan(f.sample(fraction=1.0, shuffle=True, seed=1), test_fraction=0.2)
+    assert _kept(a) == _kept(b) and len(_kept(a)) == 800
+    per_tree = a.group_by("message_tree_id").agg(pl.col("split").n_unique())
     assert per_tree["split"].max() == 1
-    share = a.frame.filter(pl.col("split") == "test_sft")["message_tree_id"].n_unique() / 400
+    share = a.filter(pl.col("split") == "test_sft")["message_tree_id"].n_unique() / 400
     assert 0.12 < share < 0.28
-    c = assign_splits(f, test_fraction=0.2, seed="other")
-    assert not c.frame["split"].equals(a.frame["split"])
+    _, c = _plan(f, test_fraction=0.2, seed="other")
+    assert _kept(c) != _kept(a)
 
 
 @pytest.mark.parametrize("policy", ["move", "drop"])
@@ -68,15 +84,15 @@ def test_cross_split_prompt_leak(policy: str) -> None:
             ("d4", "t3", "validation", [("user", "unique"), ("assistant", "d")]),
         ]
     )
-    r = assign_splits(f, leak_policy=policy)  # type: ignore[arg-type]
-    test_prompts = r.frame.filter(pl.col("split") == "test_sft")["dialogue_id"].to_list()
-    assert test_prompts == ["d4"]
+    plan, rows = _plan(f, leak_policy=policy)
+    kept = _kept(rows)
+    assert [d for d, split in kept.items() if split == "test_sft"] == ["d4"]
     if policy == "move":
-        assert r.moved == 2 and r.rejects.is_empty()
-        assert r.frame.filter(pl.col("message_tree_id") == "t2")["split"].unique().to_list() == ["train_sft"]
+        assert plan.moved == 2 and rows["_reason"].null_count() == rows.height
+        assert {kept["d2"], kept["d3"]} == {"train_sft"}
     else:
-        assert r.counts == {"cross_split_prompt": 2}
-        assert sorted(r.rejects["message_id"].to_list()) == ["d2", "d3"]
+        assert plan.counts == {"cross_split_prompt": 2}
+        assert sorted(rows.filter(pl.col("_reason") == "cross_split_prompt")["dialogue_id"]) == ["d2", "d3"]
 
 
 def test_exact_duplicates_removed_within_split_only() -> None:
@@ -88,7 +104,10 @@ def test_exact_duplicates_removed_within_split_only() -> None:
             ("d3", "t3", "validation", [("user", "other"), ("assistant", "x")]),
         ]
     )
-    r = assign_splits(f)
-    assert r.frame["dialogue_id"].to_list() == ["d3", "d1"]
-    assert r.counts == {"duplicate_dialogue": 1}
-    assert r.rejects["evidence"][0] == "same as d1 in train_sft"
+    plan, rows = _plan(f)
+    assert _kept(rows) == {"d1": "train_sft", "d3": "test_sft"}
+    assert plan.counts == {"duplicate_dialogue": 1}
+    dropped = rows.filter(pl.col("_reason").is_not_null())
+    assert dropped.select("dialogue_id", "_reason", "_evidence").rows() == [
+        ("d2", "duplicate_dialogue", "same as d1 in train_sft")
+    ]

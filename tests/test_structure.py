@@ -4,13 +4,13 @@ from pathlib import Path
 
 import polars as pl
 from oasst_builders import m, write_jsonl
+from reads import read
 
-from chatdata.ingest import read_path
 from chatdata.structure import validate_structure
 
 
 def _run(tmp_path: Path, records: list) -> tuple[pl.DataFrame, dict[str, tuple[str, str]]]:
-    r = read_path(write_jsonl(tmp_path / "x.messages.jsonl", records))
+    r = read(write_jsonl(tmp_path / "x.messages.jsonl", records), "oasst")
     s = validate_structure(r.messages, r.rejects["message_id"].drop_nulls())
     rej = {row["message_id"]: (row["reason"], row["evidence"]) for row in s.rejects.iter_rows(named=True)}
     assert s.messages.height + s.rejects.height == r.messages.height  # nothing lost
@@ -81,7 +81,7 @@ def test_every_structural_fault_is_a_reasoned_reject(tmp_path: Path) -> None:
 
 
 def test_real_data_structure(real_trees: Path) -> None:
-    r = read_path(real_trees)
+    r = read(real_trees, "oasst")
     s = validate_structure(r.messages)
     assert s.rejects.height == 0
     assert s.messages.filter(pl.col("depth") == 0).height == 100

@@ -5,15 +5,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from oasst_builders import m, write_jsonl
+from reads import read
 
 from chatdata.filters.specs import build_filters, load_specs
-from chatdata.ingest import read_path
 from chatdata.structure import validate_structure
 from chatdata.trees import flatten, gate
 
 
 def _tree(tmp_path: Path, records: list) -> pl.DataFrame:
-    r = read_path(write_jsonl(tmp_path / "x.messages.jsonl", records))
+    r = read(write_jsonl(tmp_path / "x.messages.jsonl", records), "oasst")
     s = validate_structure(r.messages)
     assert s.rejects.is_empty()
     return s.messages
@@ -151,7 +151,7 @@ def test_top_ranked_trims_trailing_user_turn(tmp_path: Path) -> None:
 
 
 def test_real_data_flatten(real_trees: Path) -> None:
-    r = read_path(real_trees)
+    r = read(real_trees, "oasst")
     tree = validate_structure(r.messages).messages
     g = gate(tree, build_filters(load_specs(["gates"])))
     assert g.counts == {"synthetic": 22}

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from compare import assert_same_bytes
+from writes import write_table
 
 from chatdata import writer
 from chatdata.schema import CHAT_MESSAGE
-from chatdata.writer import SplitWriter, atomic_folder, payload_bytes, row_payload_bytes, to_arrow, write_split
+from chatdata.writer import SplitWriter, atomic_folder, payload_bytes, row_payload_bytes, to_arrow
 
 
 def _frame(n: int) -> pl.DataFrame:
@@ -45,7 +46,7 @@ def test_payload_bytes_is_additive_over_any_row_split() -> None:
 @pytest.mark.parametrize("max_bytes", [10**9, 4000, 1500])
 def test_streamed_pieces_write_the_same_bytes_as_the_whole(tmp_path: Path, max_bytes: int) -> None:
     frame = _frame(400)
-    whole = write_split(frame, tmp_path / "a", "train", max_shard_bytes=max_bytes)
+    whole = write_table(frame, tmp_path / "a", "train", max_shard_bytes=max_bytes)
     table = to_arrow(frame)
     writer = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, max_shard_bytes=max_bytes)
     for a, b in ((0, 3), (3, 150), (150, 151), (151, 400)):
@@ -71,7 +72,7 @@ def test_writer_refuses_more_or_fewer_rows_than_declared(tmp_path: Path) -> None
 
 
 def test_empty_split_is_one_empty_file_with_the_schema(tmp_path: Path) -> None:
-    paths = write_split(_frame(0), tmp_path, "test")
+    paths = write_table(_frame(0), tmp_path, "test")
     assert [p.name for p in paths] == ["test-00000-of-00001.parquet"]
     assert pq.read_table(paths[0]).num_rows == 0
     assert pq.read_schema(paths[0]).names == ["dialogue_id", "score", "messages"]

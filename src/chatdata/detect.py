@@ -5,10 +5,12 @@ recognised by its magic bytes) are JSON: a ``.json`` file whose text starts with
 is JSON Lines. In a folder, files with other names are skipped; a file given by itself is judged by its first bytes
 whatever its name (``PAR1``: Parquet, else JSON).
 
-Format: Parquet by its column names; JSON by the first of its first :data:`SNIFF_RECORDS` non-empty lines (or
-array elements) that parses to an object with a known signature (:data:`SIGNATURES`, first match wins). When no
-record tells (an empty file, only blank or malformed lines, unknown keys) the name decides (``*.trees.jsonl``,
-``*.messages.jsonl``), then, for an empty file, the only format the caller accepts for that layout.
+Format (a name of :data:`chatdata.sources.registry.FORMATS`): Parquet by its column names; JSON by the first of
+its first :data:`SNIFF_RECORDS` non-empty lines (or array elements) that parses to an object with the keys of a
+format's ``signature``. The formats that come in Parquet (or in JSON) are tried in detection order, the first match
+wins. When no record tells (an empty file, only blank or malformed lines, unknown keys) the name decides (a format's
+``name_hint``: ``*.trees.jsonl``, ``*.messages.jsonl``), then, for an empty file, the only format the caller
+accepts for that layout.
 """
 
 from __future__ import annotations
@@ -21,47 +23,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chatdata.errors import ChatdataError, InputError
+from chatdata.errors import InputError
 from chatdata.jsonfiles import first_char, head, iter_array, open_lines
+from chatdata.sources.formats import JSON_ARRAY, JSONL, PARQUET
+from chatdata.sources.registry import FORMATS, check_format
 
-#: fine format -> family (the ``kind`` a source is restricted to)
-FAMILY: dict[str, str] = {
-    "oasst_parquet": "oasst",
-    "oasst_messages": "oasst",
-    "oasst_trees": "oasst",
-    "dolly": "dolly",
-    "chat_messages": "chat",
-    "sharegpt": "chat",
-    "prefs_ultrafeedback": "prefs",
-    "prefs_orca": "prefs",
-}
-KINDS = ("oasst", "dolly", "chat", "prefs")
-#: fine format -> the layouts it is read from
-LAYOUTS: dict[str, frozenset[str]] = {
-    "oasst_parquet": frozenset({"parquet"}),
-    "oasst_messages": frozenset({"jsonl"}),
-    "oasst_trees": frozenset({"jsonl"}),
-    **{f: frozenset({"parquet", "jsonl", "json_array"}) for f in FAMILY if not f.startswith("oasst_")},
-}
-#: keys (JSON) or columns (Parquet) that identify a format, checked in this order; in Parquet an oasst message
-#: signature means ``oasst_parquet``
-SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("oasst_trees", frozenset({"prompt", "message_tree_id"})),
-    ("oasst_messages", frozenset({"message_id", "role", "text"})),
-    ("prefs_ultrafeedback", frozenset({"prompt", "chosen", "rejected"})),
-    ("prefs_orca", frozenset({"question", "chosen", "rejected"})),
-    ("dolly", frozenset({"instruction", "response"})),
-    ("sharegpt", frozenset({"conversations"})),
-    ("chat_messages", frozenset({"messages"})),
-)
-#: name endings (after a ``.gz``) that say what a JSON Lines file holds when its content does not
-NAME_HINTS: tuple[tuple[str, str], ...] = (
-    (".trees.jsonl", "oasst_trees"),
-    (".messages.jsonl", "oasst_messages"),
-)
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 SNIFF_RECORDS = 50
-_OASST_COLUMNS = ("message_id", "parent_id", "message_tree_id", "role", "text")
+_JSON = frozenset({JSONL, JSON_ARRAY})
+#: the layouts whose files are told apart alike: by a Parquet table's columns, or by JSON records' keys
+_ALIKE = {PARQUET: frozenset({PARQUET}), JSONL: _JSON, JSON_ARRAY: _JSON}
 
 
 @dataclass(frozen=True)
@@ -83,38 +54,27 @@ class Detection:
     reason: str
 
 
-def check_format(fmt: str | None) -> None:
-    """Raise a one-line error for a format override that names no known format."""
-    if fmt is not None and fmt not in FAMILY:
-        raise ChatdataError(f"unknown format {fmt!r}; use one of {', '.join(FAMILY)}")
-
-
 def classify(keys: Iterable[str], layout: str) -> str | None:
-    """The fine format whose signature ``keys`` holds (``None`` for none)."""
+    """The first format (in detection order) that comes in a layout like ``layout`` and whose signature ``keys``
+    holds (``None`` for none)."""
     have = set(keys)
-    for fmt, needed in SIGNATURES:
-        if needed <= have:
-            if layout == "parquet":
-                if fmt == "oasst_trees":
-                    continue
-                return "oasst_parquet" if fmt == "oasst_messages" else fmt
-            return fmt
-    return None
+    alike = _ALIKE[layout]
+    return next((f.name for f in FORMATS.values() if f.layouts & alike and have.issuperset(f.signature)), None)
 
 
 def layout_of(path: Path, name: str, *, explicit: bool = False) -> str | None:
     """``parquet``, ``jsonl`` or ``json_array``; ``None`` for a name no reader takes (unless ``explicit``)."""
     lower = path.name.lower().removesuffix(".gz")
     if lower.endswith(".parquet"):
-        return "parquet"
+        return PARQUET
     if not lower.endswith(JSON_SUFFIXES):
         if not explicit:
             return None
         if head(path) == b"PAR1":
-            return "parquet"
+            return PARQUET
     elif lower.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    return "json_array" if first_char(path, name) == "[" else "jsonl"
+        return JSONL
+    return JSON_ARRAY if first_char(path, name) == "[" else JSONL
 
 
 def hidden(p: Path, root: Path) -> bool:
@@ -124,7 +84,7 @@ def hidden(p: Path, root: Path) -> bool:
 
 def name_hint(path: Path) -> str | None:
     lower = path.name.lower().removesuffix(".gz")
-    return next((fmt for end, fmt in NAME_HINTS if lower.endswith(end)), None)
+    return next((f.name for f in FORMATS.values() if f.name_hint and lower.endswith(f.name_hint)), None)
 
 
 def examine(
@@ -145,10 +105,10 @@ def examine(
         suffix = "".join(path.suffixes[-2:]) or "no extension"
         return Detection(None, None, f"unknown extension ({suffix}); expected .parquet, .jsonl, .json (or .gz)")
     if fmt is not None:
-        if layout not in LAYOUTS[fmt]:
+        if layout not in FORMATS[fmt].layouts:
             return Detection(None, layout, f"a {_LAYOUT_NAMES[layout]} cannot hold {fmt} records (format given)")
         return Detection(fmt, layout, "given")
-    if layout == "parquet":
+    if layout == PARQUET:
         found, why = _sniff_parquet(path, name)
         if found is None:
             return Detection(None, layout, why)
@@ -159,30 +119,29 @@ def examine(
         if found is None and (hint := name_hint(path)) is not None:
             found, how = hint, "name"
         elif found is None and empty and accept is not None:
-            fits = [f for f in accept if layout in LAYOUTS[f]]
+            fits = [f for f in accept if layout in FORMATS[f].layouts]
             if len(fits) == 1:
                 found, how = fits[0], "kind"
         if found is None:
             return Detection(None, layout, why)
-    if layout not in LAYOUTS[found]:
+    if layout not in FORMATS[found].layouts:
         return Detection(None, layout, f"{found} records in a {_LAYOUT_NAMES[layout]}; read them from JSON Lines")
     if accept is not None and found not in accept:
-        wanted = sorted({FAMILY[f] for f in accept})
-        return Detection(None, layout, f"holds {found} records ({FAMILY[found]}), not {' or '.join(wanted)}")
+        wanted = sorted({FORMATS[f].family for f in accept})
+        return Detection(None, layout, f"holds {found} records ({FORMATS[found].family}), not {' or '.join(wanted)}")
     return Detection(found, layout, how)
 
 
 def detect(path: Path) -> str:
-    """The fine format of one file (``oasst_parquet``, ``oasst_messages``, ``oasst_trees``, ``dolly``,
-    ``chat_messages``, ``sharegpt``, ``prefs_ultrafeedback``, ``prefs_orca``); :class:`InputError` with the reason
-    when it holds none of them."""
+    """The format of one file (a name of :data:`~chatdata.sources.registry.FORMATS`); :class:`InputError` with the
+    reason when it holds none of them."""
     found = examine(path, path.name, explicit=True)
     if found.format is None:
         raise InputError(path, found.reason)
     return found.format
 
 
-_LAYOUT_NAMES = {"parquet": "Parquet file", "jsonl": "JSON Lines file", "json_array": "JSON array"}
+_LAYOUT_NAMES = {PARQUET: "Parquet file", JSONL: "JSON Lines file", JSON_ARRAY: "JSON array"}
 
 
 def _sniff_parquet(path: Path, name: str) -> tuple[str | None, str]:
@@ -190,12 +149,13 @@ def _sniff_parquet(path: Path, name: str) -> tuple[str | None, str]:
         names = pq.read_schema(path).names
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(name, f"cannot read Parquet ({exc}); is the file complete?") from None
-    found = classify(names, "parquet")
+    found = classify(names, PARQUET)
     if found is not None:
         return found, "columns"
-    if "message_id" in names:
-        missing = [c for c in ("message_id", "role", "text") if c not in names]
-        return None, f"missing required column(s) {missing}; is this an oasst message table?"
+    for f in FORMATS.values():
+        if f.near_miss and PARQUET in f.layouts and f.signature[0] in names:
+            missing = [c for c in f.signature if c not in names]
+            return None, f"missing required column(s) {missing}; is this {f.near_miss}?"
     return None, f"unrecognised columns {_keys(names)}"
 
 
@@ -203,7 +163,7 @@ def _sniff_json(path: Path, name: str, layout: str) -> tuple[str | None, str, bo
     """(format or None, why not, whether the file holds no record at all)."""
     seen = 0
     first_keys: list[str] | None = None
-    if layout == "jsonl":
+    if layout == JSONL:
         values = ((n, _loads(raw)) for n, raw in open_lines(path, name) if raw.strip())
     else:
         values = iter_array(path, name)
@@ -220,7 +180,7 @@ def _sniff_json(path: Path, name: str, layout: str) -> tuple[str | None, str, bo
     if seen == 0:
         if path.stat().st_size == 0:
             return None, "empty file", True
-        return None, "empty JSON array" if layout == "json_array" else "no records (only blank lines)", True
+        return None, "empty JSON array" if layout == JSON_ARRAY else "no records (only blank lines)", True
     if first_keys is not None:
         return None, f"unrecognised content: records with keys {_keys(first_keys)}", False
     return None, f"unrecognised content: no JSON object in the first {seen} record(s)", False

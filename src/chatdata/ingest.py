@@ -1,24 +1,20 @@
-"""Read OpenAssistant data in every published format into ONE canonical message table.
+"""Read OpenAssistant data into ONE canonical message table: the readers of the three oasst formats
+(:mod:`chatdata.sources.formats`: ``oasst_parquet``, ``oasst_messages``, ``oasst_trees``).
 
-Formats: the Hub Parquet message table (``emojis``/``labels`` as parallel lists), messages JSON Lines (dict-shaped
-``emojis``/``labels``), trees JSON Lines (nested ``replies``; missing keys mean null), each also gzip-compressed, a
-folder of such files, or a Hub dataset id (downloaded through :mod:`chatdata.hub.source`). What a file holds is read
-from its content (:mod:`chatdata.detect`: a trees line has ``prompt`` and ``message_tree_id``, a message line
-``message_id``, ``role`` and ``text``, Parquet is judged by its columns); the name (``*.trees.jsonl``,
-``*.messages.jsonl``) only decides when the content does not, and ``fmt`` overrides both. A UTF-8 BOM is ignored.
+The Hub Parquet message table has ``emojis``/``labels`` as parallel lists, messages JSON Lines dict-shaped
+``emojis``/``labels``, trees JSON Lines nested ``replies`` (missing keys mean null); each JSON file may also be
+gzip-compressed. A UTF-8 BOM is ignored.
 
 Unreadable records never vanish: a malformed line, a record that is not an object, a missing required field or a
-value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload. Files of a
-folder that are not read are listed with a reason (:attr:`Discovery.skipped`).
+value of the wrong type becomes a reject row (``stage="ingest"``) with a reason and the raw payload.
 
-:func:`iter_path` streams the input in batches of a bounded number of records; :func:`read_path` concatenates them.
+Each reader streams a file in batches of a bounded number of records: Parquet batches hold at most ``batch_rows``
+rows; a JSONL batch is cut between lines once it holds ``batch_rows`` records (a tree line may add many).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +22,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from chatdata.detect import FAMILY, SkippedFile, examine, hidden
-from chatdata.errors import ChatdataError, InputError
+from chatdata.errors import InputError
 from chatdata.jsonfiles import open_lines
 from chatdata.parquetfiles import open_parquet, parquet_batches
 from chatdata.schema import (
@@ -36,17 +31,10 @@ from chatdata.schema import (
     REJECT_SCHEMA,
     REQUIRED_FIELDS,
     conform,
-    empty_messages,
     empty_rejects,
 )
-from chatdata.workspace import sha256_file
 
 STAGE = "ingest"
-#: Input records (Parquet rows, JSONL messages and rejects) per streamed batch by default.
-BATCH_ROWS = 200_000
-#: ingest's format names (``SourceFile.format``, the ``fmt`` override) -> the fine format names of :mod:`detect`
-FORMATS = {"parquet": "oasst_parquet", "messages": "oasst_messages", "trees": "oasst_trees"}
-_SHORT = {fine: short for short, fine in FORMATS.items()}
 
 # JSON field -> accepted Python types (bool is not an int here)
 _STR, _INT, _BOOL = (str,), (int,), (bool,)
@@ -69,189 +57,14 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 _TYPE_NAMES = {_STR: "string", _INT: "integer", _BOOL: "boolean"}
 
 
-@dataclass
-class SourceFile:
-    """One file that was read, for the build fingerprint; ``format`` is the detected (or given) format."""
-
-    path: str
-    sha256: str
-    format: str
-    records: int
-
-
-@dataclass(frozen=True)
-class DetectedFile:
-    """A file :func:`discover` will read: its path, its name relative to the read root, its format and its layout
-    (``parquet``, ``jsonl``, ``json_array``)."""
-
-    path: Path
-    name: str
-    format: str
-    layout: str | None = None
-    #: its sha256, when the build has hashed it already (each input file is hashed once per build)
-    sha256: str | None = None
-
-
-@dataclass
-class Discovery:
-    """The files below a source: those that will be read, in order, and those skipped with a reason."""
-
-    files: list[DetectedFile]
-    skipped: list[SkippedFile] = field(default_factory=list)
-
-    @property
-    def paths(self) -> list[Path]:
-        return [f.path for f in self.files]
-
-
-@dataclass
-class IngestResult:
-    messages: pl.DataFrame
-    rejects: pl.DataFrame
-    files: list[SourceFile] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-
-
-@dataclass
-class IngestBatch:
-    """A slice of one file: canonical messages and ingest rejects; ``file`` is set on the file's last batch only."""
-
-    messages: pl.DataFrame
-    rejects: pl.DataFrame
-    file: SourceFile | None = None
-
-
-def split_from_name(path: Path) -> str | None:
-    """The source split a file belongs to, from Hub naming (``data/train-0000-of-0001.parquet``, ``train_sft-…``,
-    ``test_prefs-…``)."""
-    stem = path.name.lower()
-    if re.match(r"^(train)[-_.]", stem):
-        return "train"
-    if re.match(r"^(validation|valid|val|test|dev)[-_.]", stem):
-        return "validation"
-    return None
-
-
-def oasst_format(fmt: str | None) -> str | None:
-    """The fine oasst format an override names (``parquet``/``messages``/``trees`` or ``oasst_*``)."""
-    if fmt is None:
-        return None
-    fine = FORMATS.get(fmt, fmt)
-    if FAMILY.get(fine) != "oasst":
-        raise ChatdataError(f"unknown oasst format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return fine
-
-
-def discover(path: Path, fmt: str | None = None) -> Discovery:
-    """Every file below ``path`` (or ``path`` itself) with the format it holds, in a stable order, and the files
-    that are skipped (hidden ones are not listed); see the module docstring for how formats are told apart.
-
-    ``path`` itself must be readable oasst data, and a folder must hold at least one such file: otherwise
-    :class:`InputError` says why."""
-    fine = oasst_format(fmt)
-    accept = tuple(FORMATS.values())
-    if path.is_file():
-        found = examine(path, path.name, explicit=True, fmt=fine, accept=accept)
-        if found.format is None:
-            raise InputError(path, found.reason)
-        return Discovery([DetectedFile(path, path.name, _SHORT[found.format], found.layout)])
-    if not path.is_dir():
-        raise InputError(
-            path, "no such file or folder; pass a local path or a Hub dataset id like OpenAssistant/oasst1"
-        )
-    files: list[DetectedFile] = []
-    skipped: list[SkippedFile] = []
-    for p in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p, path)):
-        name = p.relative_to(path).as_posix()
-        found = examine(p, name, fmt=fine, accept=accept)
-        if found.format is None:
-            skipped.append(SkippedFile(name, found.reason))
-        else:
-            files.append(DetectedFile(p, name, _SHORT[found.format], found.layout))
-    if not files:
-        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3]) + (" …" if len(skipped) > 3 else "")
-        raise InputError(path, f"no oasst files found ({why or 'the folder is empty'})")
-    return Discovery(files, skipped)
-
-
-def file_format(path: Path, fmt: str | None = None) -> str:
-    """``parquet``, ``messages`` or ``trees``: what one file holds (or ``fmt``), :class:`InputError` if neither."""
-    return discover(path, fmt).files[0].format
-
-
-def read_path(path: Path, *, fmt: str | None = None) -> IngestResult:
-    """Read a local file or folder of oasst data whole: :func:`iter_path`, concatenated."""
-    found = discover(path, fmt)
-    frames: list[pl.DataFrame] = []
-    rejects: list[pl.DataFrame] = []
-    files: list[SourceFile] = []
-    for batch in _iter_files(found, BATCH_ROWS):
-        frames.append(batch.messages)
-        rejects.append(batch.rejects)
-        if batch.file is not None:
-            files.append(batch.file)
-    messages = pl.concat(frames, how="vertical") if frames else empty_messages()
-    rejected = pl.concat(rejects, how="vertical") if rejects else empty_rejects()
-    return IngestResult(messages=messages, rejects=rejected, files=files, skipped=found.skipped)
-
-
-def iter_path(path: Path, batch_rows: int = BATCH_ROWS, *, fmt: str | None = None) -> Iterator[IngestBatch]:
-    """Stream a local file or folder of oasst data in batches of about ``batch_rows`` input records.
-
-    Files come in :func:`discover` order, each as one or more batches in file order (at least one, possibly
-    empty); the last batch of a file carries its :class:`SourceFile`. Parquet batches hold at most ``batch_rows``
-    rows; a JSONL batch is cut between lines once it holds ``batch_rows`` records (a tree line may add many).
-    Unreadable files raise :class:`InputError` when reached, possibly after earlier batches of that file."""
-    if batch_rows < 1:
-        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    yield from _iter_files(discover(path, fmt), batch_rows)
-
-
-def _iter_files(found: Discovery, batch_rows: int) -> Iterator[IngestBatch]:
-    for f in found.files:
-        yield from iter_file(f.path, f.name, f.format, batch_rows)
-
-
-def iter_file(
-    path: Path, name: str, fmt: str, batch_rows: int = BATCH_ROWS, *, sha256: str | None = None
-) -> Iterator[IngestBatch]:
-    """One file of format ``fmt`` (``parquet``/``messages``/``trees``) as batches, shown as ``name``; the last
-    (possibly the only, possibly empty) batch carries its :class:`SourceFile` (with ``sha256`` when the caller
-    hashed the file already)."""
-    if fmt == "parquet":
-        batches = _parquet_batches(path, name, batch_rows)
-    else:
-        batches = _jsonl_batches(path, name, trees=(fmt == "trees"), batch_rows=batch_rows)
-    records = 0
-    last: tuple[pl.DataFrame, pl.DataFrame] | None = None
-    for current in batches:  # one batch of lookahead, so the file's last batch can carry its SourceFile
-        if last is not None:
-            yield IngestBatch(*last)
-        records += current[0].height + current[1].height
-        last = current
-    msgs, rej = last if last is not None else (empty_messages(), empty_rejects())
-    sha = sha256 or sha256_file(path)
-    yield IngestBatch(msgs, rej, SourceFile(path=name, sha256=sha, format=fmt, records=records))
-
-
-def _concat(batches: Iterator[tuple[pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    pairs = list(batches)
-    if not pairs:
-        return empty_messages(), empty_rejects()
-    return pl.concat([p[0] for p in pairs], how="vertical"), pl.concat([p[1] for p in pairs], how="vertical")
-
-
 # ---------------------------------------------------------------------------------------------------------- Parquet
 
 
-def read_parquet(path: Path, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read a Hub-style Parquet message table; cells of the wrong type become ingest rejects."""
-    return _concat(_parquet_batches(path, name, BATCH_ROWS))
-
-
-def _parquet_batches(path: Path, name: str, batch_rows: int) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-    """Convert a Parquet message table ``batch_rows`` rows at a time (nothing for an empty table)."""
-
+def iter_parquet(
+    path: Path, name: str, layout: str, split: str | None, batch_rows: int
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """A Hub-style Parquet message table ``batch_rows`` rows at a time (nothing for an empty table); cells of the
+    wrong type become ingest rejects."""
     with open_parquet(path, name) as pf:
         schema = pf.schema_arrow
         missing = [c for c in REQUIRED_FIELDS if c not in schema.names]
@@ -260,7 +73,7 @@ def _parquet_batches(path: Path, name: str, batch_rows: int) -> Iterator[tuple[p
         columns = [c for c in schema.names if c != "user_id"] if "user_id" in schema.names else None
         rows = 0
         for batch in parquet_batches(pf, name, batch_rows, columns):
-            yield _parquet_frames(batch, path, name, rows)
+            yield _parquet_frames(batch, name, split, rows)
             rows += batch.num_rows
 
 
@@ -287,7 +100,9 @@ def _lenient_cast(raw: pl.DataFrame, col: str, dtype: pl.DataType) -> pl.Expr:
     return expr
 
 
-def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _parquet_frames(
+    batch: pa.RecordBatch, name: str, split: str | None, offset: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Messages and rejects of Parquet rows that follow ``offset`` earlier rows of the file."""
     raw = pl.from_arrow(batch)
     assert isinstance(raw, pl.DataFrame)
@@ -304,7 +119,7 @@ def _parquet_frames(batch: pa.RecordBatch, path: Path, name: str, offset: int) -
         bad_flags.append(pl.when(pl.col(col).is_not_null() & casted.is_null()).then(pl.lit(col)))
     raw = raw.with_columns(
         pl.lit(name).alias("source"),
-        pl.lit(split_from_name(path), dtype=pl.String).alias("source_split"),
+        pl.lit(split, dtype=pl.String).alias("source_split"),
     )
     if bad_flags:
         raw = raw.with_columns(pl.concat_list(bad_flags).list.drop_nulls().alias("_bad"))
@@ -503,16 +318,25 @@ def _strip(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if k not in ("replies", "user_id")}
 
 
-def read_jsonl(path: Path, name: str, *, trees: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read a ``.messages.jsonl(.gz)`` or ``.trees.jsonl(.gz)`` export."""
-    return _concat(_jsonl_batches(path, name, trees=trees, batch_rows=BATCH_ROWS))
+def iter_messages(
+    path: Path, name: str, layout: str, split: str | None, batch_rows: int
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """A messages export (``.messages.jsonl``, one message per line) in batches."""
+    return _jsonl_batches(path, name, split, trees=False, batch_rows=batch_rows)
+
+
+def iter_trees(
+    path: Path, name: str, layout: str, split: str | None, batch_rows: int
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """A trees export (``.trees.jsonl``, one nested tree per line) in batches."""
+    return _jsonl_batches(path, name, split, trees=True, batch_rows=batch_rows)
 
 
 def _jsonl_batches(
-    path: Path, name: str, *, trees: bool, batch_rows: int
+    path: Path, name: str, split: str | None, *, trees: bool, batch_rows: int
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Flush the records read so far whenever they reach ``batch_rows``, between lines (nothing for no records)."""
-    acc = _Columns(name, split_from_name(path))
+    acc = _Columns(name, split)
     ready_export = "_ready." in path.name
     for lineno, raw in open_lines(path, name):
         _read_line(acc, raw, lineno, trees=trees, ready_export=ready_export)

@@ -1,7 +1,7 @@
 """A recipe's split plan over all its sources and shards: splits by tree, prompt leaks and exact duplicates
 across the whole mixture, then each source's share of train rows (the alignment-handbook's ``dataset_mixer``).
 
-The plan reads only light columns (:func:`chatdata.splits.split_keys`) of every (source, shard) piece, so it
+The plan reads only light columns (:func:`chatdata.stages.split_keys`) of every (source, shard) piece, so it
 runs over millions of rows without their text. Weights: a source of weight ``w < 1`` keeps ``floor(w * n)`` of
 its ``n`` train rows that survived the mixture-wide checks, chosen by sha256 of the recipe's
 ``mixture_seed`` and the row's tree and dialogue ids (the same rows on every machine, whatever the shard

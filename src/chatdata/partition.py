@@ -26,9 +26,9 @@ import pyarrow as pa
 
 from chatdata import artifacts
 from chatdata.detect import SkippedFile
-from chatdata.ingest import SourceFile
 from chatdata.ledger import StageRecord
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
+from chatdata.sources.read import SourceFile, iter_detected, scan
 from chatdata.trees import reason_counts
 from chatdata.workspace import PARTITION, PARTITION_REJECTS, Store, partition_meta, shard_file
 
@@ -150,8 +150,6 @@ def partition_source(
     given) into ``k`` shards in ``folder``: oasst messages by tree (see the module docstring), dialogues or pairs
     by a hash of their id (each is its own split unit). ``scanned`` is the source's files and skipped files as
     the build scanned (and hashed) them already, so the folder is not scanned again."""
-    from chatdata.sources.read import iter_detected, scan
-
     if k < 1:
         raise ValueError(f"the number of shards must be at least 1, got {k}")
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,9 @@ says what to build from them: the output layout (``sft`` messages or ``prefs`` p
 special-token checks, the rendered text column, the notes for the card. Its declaration is copied into
 ``build.json`` and the card. A malformed file is one :class:`~chatdata.errors.SpecError` naming the file and key.
 
-Source formats: ``oasst`` (message trees: quality gates, then ``threads``, ``top_ranked`` paths or preference
-``pairs``), ``dolly`` and ``chat`` (one dialogue per row), ``prefs`` (one preference pair per row).
+Source formats are the families of :data:`chatdata.sources.registry.KINDS`: ``oasst`` (message trees: quality
+gates, then ``threads``, ``top_ranked`` paths or preference ``pairs``), ``dolly`` and ``chat`` (one dialogue per
+row), ``prefs`` (one preference pair per row).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chatdata.errors import ChatdataError, SpecError
 from chatdata.resources import recipes_dir
+from chatdata.sources.registry import KINDS
 from chatdata.specfiles import read_yaml
 
 #: the dialects whose special strings may not appear inside content (they would forge turns when rendered)
 CHECK_DIALECTS = ("starchat", "chatml")
 DECONTAM_SPEC = "decontam_humaneval"
-SourceFormat = Literal["oasst", "dolly", "chat", "prefs"]
 FlattenMode = Literal["threads", "top_ranked", "pairs"]
 
 
@@ -35,7 +36,7 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: SourceFormat = "oasst"
+    format: str = Field("oasst", description="the source's format family (chatdata.sources.registry.KINDS)")
     default: str | None = Field(None, description="Hub dataset id (or path) read when the build does not bind it")
     data_files: tuple[str, ...] = Field((), description="globs relative to the source root; empty: every file")
     gates: tuple[str, ...] = Field(("gates",), description="oasst only: message quality gates (filters/*.yaml)")
@@ -46,6 +47,13 @@ class SourceSpec(BaseModel):
     weight: float = Field(1.0, gt=0.0, le=1.0, description="share of the source's train rows in the mixture")
     license: str = Field("apache-2.0", description="the source dataset's license (the card lists each)")
     description: str = ""
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"unknown source format {v!r}; use one of {', '.join(KINDS)}")
+        return v
 
     @property
     def unit(self) -> str:

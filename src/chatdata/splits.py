@@ -7,6 +7,9 @@
    is lost) or dropped (``"drop"``). Moves are counted; drops are rejects.
 3. Exact duplicate dialogues within a split (same roles and contents) are removed, keeping the first in the
    split's deterministic order, and rejected as ``duplicate_dialogue``.
+
+:func:`plan_splits` decides all three from light keys of every row (:func:`chatdata.stages.split_keys`: hashes of
+the normalised first prompt and of the dialogue), never from the text.
 """
 
 from __future__ import annotations
@@ -17,19 +20,9 @@ from typing import Literal
 
 import polars as pl
 
-from chatdata.messages import normalise_prompt
 from chatdata.schema import REJECT_SCHEMA, conform, empty_rejects
 
-STAGE = "splits"
 LeakPolicy = Literal["move", "drop"]
-
-
-@dataclass
-class SplitResult:
-    frame: pl.DataFrame
-    rejects: pl.DataFrame
-    counts: dict[str, int] = field(default_factory=dict)
-    moved: int = 0
 
 
 def tree_hash_fraction(tree_ids: pl.Series, seed: str = "") -> pl.Series:
@@ -78,49 +71,6 @@ def dialogue_rejects(
         *extra,
     )
     return out if compact else conform(out, REJECT_SCHEMA)
-
-
-def reject_where(
-    frame: pl.DataFrame, reason: pl.Expr, *, stage: str, unit: str = "dialogue"
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split ``frame`` by ``reason`` (null keeps the row): the kept rows, and dialogue (or pair) rejects whose
-    reason is the code before the first ``:`` (or `` [``) and whose evidence is the whole reason string."""
-    checked = frame.with_columns(reason.alias("_reason"))
-    code = pl.col("_reason").str.split(":").list.first().str.split(" [").list.first()
-    rejects = dialogue_rejects(checked.filter(pl.col("_reason").is_not_null()), stage=stage, reason=code,
-                               evidence=pl.col("_reason"), unit=unit)  # fmt: skip
-    return checked.filter(pl.col("_reason").is_null()).drop("_reason"), rejects
-
-
-def split_keys(
-    frame: pl.DataFrame, *, prompt_column: str = "messages", dedupe_columns: tuple[str, ...] = ("messages",)
-) -> pl.DataFrame:
-    """The light columns a split plan needs, one row per dialogue in ``frame`` order: tree, source split, dialogue
-    id, and 128-bit hashes (two seeded 64-bit halves) of the normalised first user prompt and of the dialogue's
-    roles and contents. Hashes let the plan run over millions of rows from many shards without their text."""
-    first_user = (
-        pl.col(prompt_column)
-        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").first())
-        .list.first()
-        .struct.field("content")
-    )
-    key = pl.concat_str(
-        [
-            pl.col(c)
-            .list.eval(pl.element().struct.field("role") + pl.lit("\x1f") + pl.element().struct.field("content"))
-            .list.join("\x1e")
-            for c in dedupe_columns
-        ],
-        separator="\x1d",
-    )
-    prompt = normalise_prompt(first_user)
-    return frame.select(
-        "message_tree_id",
-        "source_split",
-        "dialogue_id",
-        *[pl.when(prompt.is_not_null()).then(prompt.hash(seed)).alias(f"_p{seed}") for seed in (1, 2)],
-        *[pl.when(key.is_not_null()).then(key.hash(seed)).alias(f"_k{seed}") for seed in (1, 2)],
-    )
 
 
 @dataclass
@@ -201,47 +151,3 @@ def plan_splits(
             )
             counts["duplicate_dialogue"] = dups.height
     return SplitPlan(out.select("_row", "split", "_reason", "_evidence"), counts, moved)
-
-
-def apply_plan(frame: pl.DataFrame, plan_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``frame`` (with ``_row``) split by a plan: the kept rows in output order (split, tree, dialogue) with a
-    ``split`` column, and the dropped rows as dialogue rejects of the ``splits`` stage."""
-    out = frame.join(plan_rows, on="_row", how="left", maintain_order="left")
-    dropped = out.filter(pl.col("_reason").is_not_null())
-    rejects = dialogue_rejects(dropped, stage=STAGE, reason=pl.col("_reason"), evidence=pl.col("_evidence"))
-    kept = out.filter(pl.col("_reason").is_null()).sort("split", "message_tree_id", "dialogue_id")
-    return kept.drop([c for c in kept.columns if c.startswith("_")]), rejects
-
-
-def assign_splits(
-    frame: pl.DataFrame,
-    *,
-    names: tuple[str, str] = ("train_sft", "test_sft"),
-    test_fraction: float = 0.05,
-    seed: str = "",
-    honour_source: bool = True,
-    leak_policy: LeakPolicy = "move",
-    dedupe: bool = True,
-    prompt_column: str = "messages",
-    dedupe_columns: tuple[str, ...] = ("messages",),
-) -> SplitResult:
-    """Assign ``split`` by tree, fix cross-split prompt leaks, drop exact duplicates. See the module docstring."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError("test_fraction must be in [0, 1)")
-    if frame.is_empty():
-        return SplitResult(frame.with_columns(pl.lit(None, pl.String).alias("split")), empty_rejects())
-    numbered = frame.with_row_index("_row")
-    keys = split_keys(frame, prompt_column=prompt_column, dedupe_columns=dedupe_columns).with_columns(
-        numbered.get_column("_row")
-    )
-    plan = plan_splits(
-        keys,
-        names=names,
-        test_fraction=test_fraction,
-        seed=seed,
-        honour_source=honour_source,
-        leak_policy=leak_policy,
-        dedupe=dedupe,
-    )
-    kept, rejects = apply_plan(numbered, plan.rows)
-    return SplitResult(kept, conform(rejects, REJECT_SCHEMA), plan.counts, plan.moved)

@@ -34,7 +34,6 @@ except ImportError:  # Windows: no flock; temp folders of dead runs are then lef
     fcntl = None  # type: ignore[assignment]
 
 ROW_GROUP_BYTES = 16 * 1024 * 1024
-DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 
 
 def _standard_type(t: pa.DataType) -> pa.DataType:
@@ -229,16 +228,6 @@ class SplitWriter:
             self._new_writer(path).close()
             self._parts.append(path)
         return name_parts(self.folder, self.split, self._parts)
-
-
-def write_split(
-    frame: pl.DataFrame, folder: Path, split: str, *, max_shard_bytes: int = DEFAULT_SHARD_BYTES
-) -> list[Path]:
-    """Write ``{split}-0000i-of-0000N.parquet`` shards into ``folder`` and return their paths."""
-    table = to_arrow(frame)
-    writer = SplitWriter(folder, split, table.schema, table.num_rows, max_shard_bytes=max_shard_bytes)
-    writer.write(table)
-    return writer.close()
 
 
 # ------------------------------------------------------------------------------------------------ atomic swap

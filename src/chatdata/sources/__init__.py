@@ -1,21 +1,17 @@
 """Readers that map public chat datasets onto chatdata's canonical tables.
 
-Families (``kind``) and their fine formats (:func:`detect`), each told by its columns or keys, the file name only a
-hint, each read from Parquet, JSON Lines or a JSON array (gzip or not) in batches:
+Each format is one module of :mod:`chatdata.sources.formats` (its family, table, signature and reader), listed by
+:mod:`chatdata.sources.registry`; :mod:`chatdata.detect` tells a file's format by its columns or keys (the file
+name only a hint), :mod:`chatdata.sources.read` finds a source's files and reads each in batches.
 
-- ``oasst``: ``oasst_parquet``, ``oasst_messages``, ``oasst_trees`` (:mod:`chatdata.ingest`, canonical messages);
-- ``dolly``: ``dolly`` (:mod:`.dolly`, StarChat-α's instruction + context blend);
-- ``chat``: ``chat_messages`` (TRL/H4 ``messages``), ``sharegpt`` (``conversations``) (:mod:`.chat`);
-- ``prefs``: ``prefs_ultrafeedback``, ``prefs_orca`` (:mod:`.prefs`).
+Output contract (what the engine consumes), by the table a format fills:
 
-Output contract (what the engine consumes):
-
-- ``messages`` (oasst): ``MESSAGE_SCHEMA`` rows, exactly as :func:`chatdata.ingest.read_path` gives them.
+- ``messages`` (oasst): ``MESSAGE_SCHEMA`` rows, as the readers of :mod:`chatdata.ingest` give them.
 - ``dialogues`` (SFT: dolly, chat): ``dialogue_id`` (str, ``f"{source}:{source_line}"``), ``message_tree_id``
   (= ``dialogue_id``: each row is its own split unit), ``message_ids`` (list[str] = ``[dialogue_id]``),
   ``messages`` (list of struct{role: str, content: str}), ``lang`` (str or null: ``"en"`` for Dolly, null
   otherwise), ``source_split`` (``train``/``validation``/null from the file name, as
-  :func:`chatdata.ingest.split_from_name`: ``train-…``, ``train_sft-…``, ``test_prefs-…``), ``n_turns`` (Int32),
+  :func:`chatdata.sources.read.split_from_name`: ``train-…``, ``train_sft-…``, ``test_prefs-…``), ``n_turns`` (Int32),
   ``source`` (the file's path relative to the read root), ``source_line`` (Int64, the 1-based line, array element
   or Parquet row), then per-format extras (Dolly: ``category``).
 - ``pairs`` (prefs): ``prompt``, ``prompt_id`` (sha256 hex of ``prompt``), ``chosen``, ``rejected``, ``messages``
@@ -29,24 +25,4 @@ Output contract (what the engine consumes):
   become a row (``unknown_role``, ``empty_conversation``, ``roles_not_alternating``, ``no_reply``,
   ``empty_prompt``, ``empty_response``, ``prefix_mismatch``, ``identical_replies``). Every record is a row or a
   reject: ``SourceFile.records`` = rows + rejects of the file.
-
-Entry points: :func:`read_source` (whole) and :func:`iter_source` (batches); :func:`scan` lists the files and the
-skipped ones with a reason.
 """
-
-from chatdata.detect import KINDS, SkippedFile, detect
-from chatdata.sources.read import SourceBatch, SourceRead, iter_source, read_source, scan
-from chatdata.sources.tables import DIALOGUE_SCHEMA, PAIR_SCHEMA
-
-__all__ = [
-    "DIALOGUE_SCHEMA",
-    "KINDS",
-    "PAIR_SCHEMA",
-    "SkippedFile",
-    "SourceBatch",
-    "SourceRead",
-    "detect",
-    "iter_source",
-    "read_source",
-    "scan",
-]

@@ -2,7 +2,7 @@
 
 Rules, in this order (the first that fails is the reject reason):
 
-- ``unknown_role``: a role outside the layout's role map (evidence: the values);
+- ``unknown_role``: a role outside the format's role map (evidence: the values);
 - ``empty_conversation``: no turns, or only a system turn;
 - ``roles_not_alternating``: not ``system?`` then user/assistant alternating from user (evidence: the roles);
 - ``no_reply``: it ends on a user turn (nothing to train on);

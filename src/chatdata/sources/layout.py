@@ -1,28 +1,32 @@
-"""A source layout: the fields its records hold and how typed records become SFT dialogues or preference pairs."""
+"""How typed records (:mod:`chatdata.sources.records`) become SFT dialogues or preference pairs, and the reader of
+a format made of such records."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import polars as pl
 
 from chatdata.sources.checks import facts, normalise, problem
-from chatdata.sources.records import Field, payload
+from chatdata.sources.formats import Batch, Reader
+from chatdata.sources.records import Field, iter_batches, payload
 from chatdata.sources.tables import convert_rejects, dialogue_rows, pair_rows
 
+#: (rows, ``convert`` rejects) of a batch of typed records
 Converted = tuple[pl.DataFrame, pl.DataFrame]
 
 
-@dataclass(frozen=True)
-class Layout:
-    """``format`` (a fine format of :mod:`chatdata.detect`), the ``table`` it fills (``dialogues``/``pairs``), its
-    ``fields``, and ``convert``: typed records -> (rows, ``convert`` rejects)."""
+def record_reader(fields: tuple[Field, ...], convert: Callable[[pl.DataFrame], Converted]) -> Reader:
+    """The reader of a format whose records hold ``fields``: each batch of typed records becomes ``convert``'s
+    rows, and its ``ingest`` and ``convert`` rejects together in record order."""
 
-    format: str
-    table: str
-    fields: tuple[Field, ...]
-    convert: Callable[[pl.DataFrame], Converted]
+    def read(path: Path, name: str, layout: str, split: str | None, batch_rows: int) -> Iterator[Batch]:
+        for typed, ingest_rejects in iter_batches(path, name, layout, fields, split, batch_rows):
+            rows, rejects = convert(typed)
+            yield rows, pl.concat([ingest_rejects, rejects]).sort("source_line", maintain_order=True)
+
+    return read
 
 
 def turn(role: str, content: pl.Expr) -> pl.Expr:

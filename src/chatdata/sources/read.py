@@ -1,30 +1,47 @@
-"""Read a file or folder of any supported source: which files, in what format, and their rows in batches."""
+"""Read a file or folder of any source format: which files to read and in what format (:func:`scan`, once per
+build), and each file's rows and rejects in batches (:func:`iter_detected`, what the partition streams)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from chatdata.detect import FAMILY, KINDS, SkippedFile, check_format, examine, hidden
+from chatdata.detect import SkippedFile, examine, hidden
 from chatdata.errors import ChatdataError, InputError
-from chatdata.ingest import BATCH_ROWS, DetectedFile, SourceFile, iter_file, split_from_name
 from chatdata.schema import empty_messages, empty_rejects
-from chatdata.sources import chat, dolly, prefs
-from chatdata.sources.layout import Layout
-from chatdata.sources.records import iter_batches
+from chatdata.sources.registry import FORMATS, check_format, check_kind, of_kind
 from chatdata.sources.tables import TABLE_SCHEMAS
 from chatdata.workspace import sha256_file
 
-#: fine format -> layout, for every non-oasst format
-LAYOUTS: dict[str, Layout] = {**dolly.LAYOUTS, **chat.LAYOUTS, **prefs.LAYOUTS}
-#: the tables a source fills
-TABLES = ("messages", "dialogues", "pairs")
-_OASST = {"oasst_parquet": "parquet", "oasst_messages": "messages", "oasst_trees": "trees"}
+#: Input records per streamed batch by default.
+BATCH_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class DetectedFile:
+    """A file :func:`scan` found to read: its path, its name relative to the read root, its format and its layout
+    (``parquet``, ``jsonl``, ``json_array``)."""
+
+    path: Path
+    name: str
+    format: str
+    layout: str
+    #: its sha256, when the build has hashed it already (each input file is hashed once per build)
+    sha256: str | None = None
+
+
+@dataclass
+class SourceFile:
+    """One file that was read, for the build fingerprint; ``format`` is the detected (or given) format."""
+
+    path: str
+    sha256: str
+    format: str
+    records: int
 
 
 @dataclass
@@ -38,19 +55,15 @@ class SourceBatch:
     file: SourceFile | None = None
 
 
-@dataclass
-class SourceRead:
-    """A whole source: ``frames`` has every table (``messages``: oasst's canonical messages, ``dialogues``: SFT rows,
-    ``pairs``: preference rows; empty when no file filled it), every reject, the files read and those skipped."""
-
-    frames: dict[str, pl.DataFrame]
-    rejects: pl.DataFrame
-    files: list[SourceFile] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-
-
-def table_of(fmt: str) -> str:
-    return "messages" if FAMILY[fmt] == "oasst" else LAYOUTS[fmt].table
+def split_from_name(path: Path) -> str | None:
+    """The source split a file belongs to, from Hub naming (``data/train-0000-of-0001.parquet``, ``train_sft-…``,
+    ``test_prefs-…``)."""
+    stem = path.name.lower()
+    if re.match(r"^(train)[-_.]", stem):
+        return "train"
+    if re.match(r"^(validation|valid|val|test|dev)[-_.]", stem):
+        return "validation"
+    return None
 
 
 def empty_table(table: str) -> pl.DataFrame:
@@ -91,18 +104,17 @@ def scan(
     patterns: Sequence[str] | None = None,
     fmt: str | None = None,
 ) -> tuple[list[DetectedFile], list[SkippedFile]]:
-    """The files of ``path`` to read (with their fine format) and those skipped with a reason.
+    """The files of ``path`` to read (with their format) and those skipped with a reason.
 
-    ``kind`` (``oasst``, ``dolly``, ``chat``, ``prefs``) accepts that family only; ``patterns`` are ``data_files``
-    globs that pick files inside a folder (other files there are "not in data_files"; a file named by itself is
-    read whatever they say); ``fmt`` forces a fine format. A file given by itself that is not read, or a folder
+    ``kind`` (one of :data:`~chatdata.sources.registry.KINDS`) accepts that family only; ``patterns`` are
+    ``data_files`` globs that pick files inside a folder (other files there are "not in data_files"; a file named by
+    itself is read whatever they say); ``fmt`` forces a format. A file given by itself that is not read, or a folder
     with nothing to read, raises :class:`InputError` with the reason(s)."""
-    if kind is not None and kind not in KINDS:
-        raise ChatdataError(f"unknown source kind {kind!r}; use one of {', '.join(KINDS)}")
+    check_kind(kind)
     check_format(fmt)
-    if fmt is not None and kind is not None and FAMILY[fmt] != kind:
+    if fmt is not None and kind is not None and FORMATS[fmt].family != kind:
         raise ChatdataError(f"format {fmt!r} is not of kind {kind!r}")
-    accept = [f for f, k in FAMILY.items() if k == kind] if kind is not None else None
+    accept = of_kind(kind) if kind is not None else None
     regexes = [glob_regex(p) for p in patterns] if patterns is not None and not path.is_file() else None
     if path.is_file():
         root, candidates, explicit = path.parent, [path], True
@@ -131,67 +143,21 @@ def scan(
     return files, skipped
 
 
-def iter_source(
-    path: Path,
-    kind: str | None = None,
-    *,
-    patterns: Sequence[str] | None = None,
-    fmt: str | None = None,
-    batch_rows: int = BATCH_ROWS,
-) -> Iterator[SourceBatch]:
-    """Stream a source file by file (in :func:`scan` order), each as one or more batches of about ``batch_rows``
-    records (at least one, possibly empty); the last batch of a file carries its :class:`SourceFile`."""
+def iter_detected(f: DetectedFile, batch_rows: int = BATCH_ROWS) -> Iterator[SourceBatch]:
+    """The batches of one scanned file, read by its format, of about ``batch_rows`` records each: at least one
+    (possibly empty), the last carrying the file's :class:`SourceFile`. A file that turns out unreadable raises
+    :class:`InputError` when reached, possibly after earlier batches of it."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    files, _ = scan(path, kind, patterns=patterns, fmt=fmt)
-    for f in files:
-        yield from iter_detected(f, batch_rows)
-
-
-def iter_detected(f: DetectedFile, batch_rows: int = BATCH_ROWS) -> Iterator[SourceBatch]:
-    """The batches of one scanned file."""
-    if f.format in _OASST:
-        for b in iter_file(f.path, f.name, _OASST[f.format], batch_rows, sha256=f.sha256):
-            file = dataclasses.replace(b.file, format=f.format) if b.file is not None else None
-            yield SourceBatch("messages", b.messages, b.rejects, file)
-        return
-    layout = LAYOUTS[f.format]
-    batches = iter_batches(f.path, f.name, f.layout or "jsonl", layout.fields, split_from_name(f.path), batch_rows)
+    fmt = FORMATS[f.format]
     records = 0
     last: SourceBatch | None = None
-    for typed, ingest_rejects in batches:
-        rows, convert_rejects = layout.convert(typed)
-        if last is not None:
+    for rows, rejects in fmt.read(f.path, f.name, f.layout, split_from_name(f.path), batch_rows):
+        if last is not None:  # one batch of lookahead, so the file's last batch can carry its SourceFile
             yield last
-        records += typed.height + ingest_rejects.height
-        rejects = pl.concat([ingest_rejects, convert_rejects]).sort("source_line", maintain_order=True)
-        last = SourceBatch(layout.table, rows, rejects)
+        records += rows.height + rejects.height
+        last = SourceBatch(fmt.table, rows, rejects)
     if last is None:
-        last = SourceBatch(layout.table, empty_table(layout.table), empty_rejects())
+        last = SourceBatch(fmt.table, empty_table(fmt.table), empty_rejects())
     last.file = SourceFile(path=f.name, sha256=f.sha256 or sha256_file(f.path), format=f.format, records=records)
     yield last
-
-
-def read_source(
-    path: Path,
-    kind: str | None = None,
-    *,
-    patterns: Sequence[str] | None = None,
-    fmt: str | None = None,
-    batch_rows: int = BATCH_ROWS,
-) -> SourceRead:
-    """Read a source whole: :func:`iter_source`, concatenated per table, plus the skipped files."""
-    if batch_rows < 1:
-        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    files, skipped = scan(path, kind, patterns=patterns, fmt=fmt)
-    parts: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
-    rejects: list[pl.DataFrame] = []
-    read: list[SourceFile] = []
-    for f in files:
-        for b in iter_detected(f, batch_rows):
-            parts[b.table].append(b.frame)
-            rejects.append(b.rejects)
-            if b.file is not None:
-                read.append(b.file)
-    frames = {t: pl.concat(p, how="diagonal") if p else empty_table(t) for t, p in parts.items()}
-    return SourceRead(frames, pl.concat(rejects) if rejects else empty_rejects(), read, skipped)

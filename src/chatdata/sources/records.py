@@ -1,6 +1,6 @@
 """The records of a non-oasst file as typed frames, in batches, whatever the layout (Parquet, JSON Lines, JSON array).
 
-A layout declares its :class:`Field` s; each batch is a frame with one column per field (``text`` → String,
+A format declares its :class:`Field` s; each batch is a frame with one column per field (``text`` → String,
 ``number`` → Float64, ``turns`` → list of ``{role, content}``), ``source``, ``source_line`` (1-based line, array
 element or Parquet row), ``source_split`` and the record's payload for reject rows. A record that cannot be read
 (malformed JSON, not an object, a required field missing or null, a value of the wrong type) becomes an

@@ -11,7 +11,8 @@ from __future__ import annotations
 import polars as pl
 
 from chatdata.sources.checks import CHAT_ROLES
-from chatdata.sources.layout import Converted, Layout, convert_dialogues, turn
+from chatdata.sources.formats import Format
+from chatdata.sources.layout import Converted, convert_dialogues, record_reader, turn
 from chatdata.sources.records import Field
 
 FIELDS = (
@@ -34,4 +35,11 @@ def convert(frame: pl.DataFrame) -> Converted:
     return convert_dialogues(frame, turns, CHAT_ROLES, lang="en", extras=("category",))
 
 
-LAYOUTS = {"dolly": Layout("dolly", "dialogues", FIELDS, convert)}
+FORMAT = Format(
+    "dolly",
+    family="dolly",
+    table="dialogues",
+    signature=("instruction", "response"),
+    read=record_reader(FIELDS, convert),
+    precedence=50,
+)
