@@ -21,7 +21,7 @@ import polars as pl
 from chatdata.filters.base import FilterSpec
 from chatdata.filters.decontam import DecontamFilter, matcher
 from chatdata.settings import BuildSettings
-from chatdata.synth import generate_forest
+from chatdata.synth.forest import generate_forest
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "benchmarks"
 

@@ -19,8 +19,9 @@ import polars as pl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from chatdata.chat import render_batch, validate_masks
+from chatdata.chat.dialects import render_batch
 from chatdata.chat.masks import make_codec
+from chatdata.chat.validate import validate_masks
 
 TREES = Path(__file__).resolve().parents[2] / "shared" / "data" / "oa_export_2023-03_en_100.trees.jsonl"
 

@@ -386,7 +386,7 @@ def output_files(folder: Path) -> dict[str, bytes]:
     relative path; nothing in a hidden folder (the workspace ``.work``). What records the version a rebuild
     replaced is left out (``build.json``'s ``changes``, the card's section on it and its plot): a fresh build
     has none."""
-    from chatdata.card import without_changes
+    from chatdata.card.render import without_changes
 
     files = {
         name: without_changes(name, f.read_bytes())

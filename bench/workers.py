@@ -42,7 +42,7 @@ def parquet_files(folder: Path) -> list[Path]:
 
 
 def job_synth(p: dict[str, Any]) -> dict[str, Any]:
-    from chatdata.synth import write_forest
+    from chatdata.synth.writer import write_forest
 
     start = time.perf_counter()
     shards = write_forest(p["out"], int(p["messages"]), seed=int(p["seed"]))
@@ -206,7 +206,7 @@ SHORT_EXAMPLE = [
 
 @functools.lru_cache(maxsize=1)
 def _pool_tokenizer(folder: str) -> Any:
-    from chatdata.chat import load_tokenizer
+    from chatdata.chat.tokenizer import load_tokenizer
 
     return load_tokenizer(folder)
 
@@ -214,7 +214,7 @@ def _pool_tokenizer(folder: str) -> Any:
 def _pool_validate(task: tuple[str, Any, int, float]) -> dict[str, Any]:
     """One shard's validation in a worker of chatdata's process pool (``pause``: seconds to hold the worker,
     so the warm-up reaches every worker)."""
-    from chatdata.chat import validate_masks
+    from chatdata.chat.validate import validate_masks
 
     folder, frame, max_length, pause = task
     tok = _pool_tokenizer(folder)
@@ -255,7 +255,8 @@ def _mask_rates(dialogues: list, ref_rows: int, tok: Any, max_length: int, worke
     tokenizer alone and the naive path on the same dialogues."""
     import polars as pl
 
-    from chatdata.chat import render_batch, validate_masks
+    from chatdata.chat.dialects import render_batch
+    from chatdata.chat.validate import validate_masks
 
     frame = pl.DataFrame({"messages": dialogues})
     pooled = _masks_in_pool(frame, tok, max_length, workers) if workers > 1 else None
@@ -289,7 +290,7 @@ def job_masks(p: dict[str, Any]) -> dict[str, Any]:
     import polars as pl
 
     from bench.bench_masks import tokenizer as train_tokenizer
-    from chatdata.chat import validate_masks
+    from chatdata.chat.validate import validate_masks
 
     datasets.disable_progress_bars()
     files = list(parquet_files(Path(p["dialogues"])))

@@ -44,7 +44,7 @@ def assert_same_tree(a: Path, b: Path) -> None:
 def without_changes(folder: Path) -> dict[str, bytes]:
     """A built folder's files as bytes, less the record of the version it replaced
     (:func:`chatdata.card.without_changes`): a fresh build has none."""
-    from chatdata.card import without_changes as strip
+    from chatdata.card.render import without_changes as strip
 
     kept = {name: strip(name, (folder / name).read_bytes()) for name in files_of(folder)}
     return {name: data for name, data in kept.items() if data is not None}

@@ -18,16 +18,10 @@ import pytest
 import yaml
 from writes import write_table
 
-from chatdata.card import (
-    PLOT_FILES,
-    card_context,
-    card_metadata,
-    features_yaml,
-    render_card,
-    size_category,
-)
 from chatdata.card.markdown import code_block, dump_yaml, md_code, md_link, md_text
+from chatdata.card.metadata import card_metadata, features_yaml, size_category
 from chatdata.card.metadata import ordered_splits as _ordered_splits
+from chatdata.card.render import PLOT_FILES, card_context, render_card
 from chatdata.card.statistics import REJECT_COLUMNS
 from chatdata.card.statistics import reject_frame as _rejects
 from chatdata.card.statistics import reject_paths as _reject_paths
@@ -613,7 +607,7 @@ def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -
 
 
 def test_source_datasets_name_hub_datasets_and_known_copies_only() -> None:
-    from chatdata.card import source_datasets
+    from chatdata.card.metadata import source_datasets
     from chatdata.record import SourceRecord
 
     def source(spec: str, fmt: str, path: str, revision: str | None = None) -> SourceRecord:

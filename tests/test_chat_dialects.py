@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatdata.chat import (
+from chatdata.chat.dialects import (
     DialogueError,
     check_dialogues,
     check_messages,

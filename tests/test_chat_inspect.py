@@ -10,7 +10,8 @@ import pytest
 from chat_tokenizer import byte_level_bpe
 from rich.console import Console
 
-from chatdata.chat import IGNORE_INDEX, inspect_messages, read_messages
+from chatdata.chat.inspect import inspect_messages, read_messages
+from chatdata.chat.masks import IGNORE_INDEX
 from chatdata.errors import ChatdataError, InputError
 
 PAIR = [

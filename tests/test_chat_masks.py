@@ -12,16 +12,10 @@ from chat_tokenizer import EOS, byte_level_bpe, merging_bpe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatdata.chat import (
-    IGNORE_INDEX,
-    TokenizerError,
-    build_masks,
-    get_dialect,
-    load_tokenizer,
-    prepare_tokenizer,
-    validate_masks,
-)
-from chatdata.chat.dialects import Dialect
+from chatdata.chat.dialects import Dialect, get_dialect
+from chatdata.chat.masks import IGNORE_INDEX, build_masks
+from chatdata.chat.tokenizer import TokenizerError, load_tokenizer, prepare_tokenizer
+from chatdata.chat.validate import validate_masks
 from chatdata.errors import ChatdataError
 
 USER, ASSISTANT = "Hello, can you help me?", "Sure, what can I do for you?"

@@ -154,7 +154,7 @@ def test_a_folder_chatdata_did_not_write_is_refused(tmp_path: Path) -> None:
 
 def test_old_from_the_hub(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
     """OLD as the published version on the (loopback) Hub, pinned with --revision; NEW a local rebuild."""
-    from chatdata.hub import publish_folder
+    from chatdata.hub.publish import publish_folder
 
     first = _build(tmp_path, "first", [*_tree("A"), *_tree("D")])
     publish_folder(first, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)
@@ -209,8 +209,8 @@ def test_a_rebuild_records_its_changes_in_build_json_the_card_and_the_summary(tm
 
 
 def test_the_publish_guard_explains_a_refusal(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
-    from chatdata.hub import publish_folder
     from chatdata.hub.guard import PublishRefused
+    from chatdata.hub.publish import publish_folder
 
     trees = [f"T{i}" for i in range(10)]
     full = _build(tmp_path, "full", [r for t in trees for r in _tree(t)])
@@ -273,7 +273,7 @@ def test_every_category_on_real_oasst_rows(real_trees: Path, tmp_path: Path) -> 
 def test_publishing_over_a_version_records_what_changed_since_it(tmp_path: Path, hub_server: HubServer) -> None:  # noqa: F811
     from huggingface_hub import HfApi
 
-    from chatdata.hub import publish_folder
+    from chatdata.hub.publish import publish_folder
 
     v1 = _build(tmp_path, "v1", [*_tree("A"), *_tree("D")])
     publish_folder(v1, "org/rice", token=hub_server.token, endpoint=hub_server.url, retry_wait=0.01)

@@ -164,7 +164,7 @@ def test_crash_during_write_leaves_previous_output(
     def boom(*args: object, **kwargs: object) -> str:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("chatdata.card.render_card", boom)
+    monkeypatch.setattr("chatdata.card.render.render_card", boom)
     with pytest.raises(RuntimeError):
         build_recipes(["oasst_en"], out, source=real_trees, split_seed="x")
     assert {name: (out / "oasst_en" / name).read_bytes() for name in files_of(out / "oasst_en")} == before

@@ -11,7 +11,8 @@ from hubserver import HubServer, hub_server
 from huggingface_hub import constants
 
 from chatdata.errors import ChatdataError
-from chatdata.hub import download_source, publish_folder
+from chatdata.hub.publish import publish_folder
+from chatdata.hub.source import download_source
 from chatdata.schema import DETOXIFY_FIELDS, HUB_SCHEMA
 
 __all__ = ["hub_server"]

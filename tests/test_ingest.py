@@ -17,7 +17,7 @@ from chatdata.errors import ChatdataError, InputError
 from chatdata.resources import sample_dir
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
 from chatdata.sources.read import scan, split_from_name
-from chatdata.synth import BAD_JSONL_NAME
+from chatdata.synth.sample import BAD_JSONL_NAME
 
 
 def test_real_trees_file(real_trees: Path) -> None:

@@ -15,8 +15,9 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from rich.console import Console
 
 from chatdata.errors import ChatdataError
-from chatdata.hub import PublishRefused, PublishResult, publish_folder
 from chatdata.hub.client import HubError
+from chatdata.hub.guard import PublishRefused
+from chatdata.hub.publish import PublishResult, publish_folder
 
 __all__ = ["hub_server"]  # the fixture, imported for pytest
 

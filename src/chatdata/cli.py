@@ -283,8 +283,8 @@ def inspect(
 ) -> None:
     """Show how one dialogue becomes training tokens: trained tokens highlighted, masked ones dimmed, the verdict."""
     try:
-        from chatdata.chat import inspect_messages, load_tokenizer, read_messages
-        from chatdata.chat.tokenizer import BUNDLED
+        from chatdata.chat.inspect import inspect_messages, read_messages
+        from chatdata.chat.tokenizer import BUNDLED, load_tokenizer
 
         if tokenizer == BUNDLED and not as_json:
             console.print(
@@ -316,7 +316,7 @@ def synth(
     rows_per_file: Annotated[int, typer.Option(help="Rows per Parquet file.", min=1)] = 500_000,
 ) -> None:
     """Write a synthetic oasst-shaped forest (Hub Parquet layout) for benchmarks and load tests."""
-    from chatdata.synth import write_forest
+    from chatdata.synth.writer import write_forest
 
     for split, paths in write_forest(out, messages, seed=seed, rows_per_file=rows_per_file).items():
         for p in paths:
@@ -398,7 +398,7 @@ def publish(
     from chatdata.hub.guard import PublishRefused
 
     try:
-        from chatdata.hub import publish_folder
+        from chatdata.hub.publish import publish_folder
 
         result = publish_folder(
             folder,

@@ -507,7 +507,8 @@ def assemble(
 ) -> StageRecord:
     """Check the ledger against the rows, then write the dataset folder (data, rejects, build.json, card) in one
     atomic swap; the tables are streamed, so memory stays bounded by one row group."""
-    from chatdata.card import stats_rows, table_stats, write_record
+    from chatdata.card.render import write_record
+    from chatdata.card.statistics import stats_rows, table_stats
     from chatdata.filters.specs import load_specs
     from chatdata.memory import release_memory
     from chatdata.writer import SplitWriter, atomic_folder

@@ -8,29 +8,3 @@ Entry point: :func:`write_record` (the write phase, inside the atomic temp folde
 Markdown-escaped unless a filter marked it safe; YAML comes only from a SafeDumper; local absolute paths never
 reach the card. Orders are canonical and no clock is read, so the same build and files give the same bytes.
 """
-
-from chatdata.card.metadata import card_metadata, features_yaml, size_category, source_datasets
-from chatdata.card.render import (
-    CHANGES_SECTION,
-    PLOT_FILES,
-    card_context,
-    render_card,
-    without_changes,
-    write_record,
-)
-from chatdata.card.statistics import stats_rows, table_stats
-
-__all__ = [
-    "CHANGES_SECTION",
-    "PLOT_FILES",
-    "card_context",
-    "card_metadata",
-    "features_yaml",
-    "render_card",
-    "size_category",
-    "source_datasets",
-    "stats_rows",
-    "table_stats",
-    "without_changes",
-    "write_record",
-]

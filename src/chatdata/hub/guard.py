@@ -16,7 +16,7 @@ from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from chatdata.card import PLOT_FILES
+from chatdata.card.render import PLOT_FILES
 from chatdata.errors import ChatdataError, InputError
 from chatdata.hub.client import (
     one_line,
@@ -274,7 +274,7 @@ def record_changes(api: HfApi, repo_id: str, sha: str, folder: Path) -> bool:
         return False
     if not (any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]):
         return False  # the same rows as published: the folder's record stands
-    from chatdata.card import write_record
+    from chatdata.card.render import write_record
     from chatdata.record import BuildRecord
 
     record = BuildRecord.read(folder)

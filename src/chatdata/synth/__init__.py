@@ -15,23 +15,3 @@ Modules, each importing only the ones before it: ``rng`` (random numbers, UUIDs)
 piece table), ``shape`` (tree shapes), ``text`` (message kinds and texts), ``columns`` (metadata columns),
 ``forest`` (tables of whole trees), ``writer`` (Parquet parts), ``sample`` (the bundled sample), ``cli``.
 """
-
-from chatdata.synth.banks import supported_langs
-from chatdata.synth.cli import main
-from chatdata.synth.forest import LANG_MIX, generate_forest, iter_forest
-from chatdata.synth.sample import BAD_JSONL_NAME, SAMPLE_MESSAGES, SAMPLE_SEED, messages_jsonl_records, write_sample
-from chatdata.synth.writer import write_forest
-
-__all__ = [
-    "BAD_JSONL_NAME",
-    "LANG_MIX",
-    "SAMPLE_MESSAGES",
-    "SAMPLE_SEED",
-    "generate_forest",
-    "iter_forest",
-    "main",
-    "messages_jsonl_records",
-    "supported_langs",
-    "write_forest",
-    "write_sample",
-]
