@@ -1,4 +1,4 @@
-"""Throughput of label-mask building and validation (``chatdata.chat.validate_masks``), in dialogues/s.
+"""Throughput of label-mask building and validation (``chatdata.chat.validate.validate_masks``), in dialogues/s.
 
 Dialogues are the root-to-leaf threads of ``../shared/data/oa_export_2023-03_en_100.trees.jsonl`` (repeated to
 ``--rows``), or synthetic ones when that file is absent; the tokenizer is a byte-level BPE trained here on the

@@ -3,7 +3,7 @@
 What it does (each configuration in its own process, so wall time and peak RSS are its own):
 
 1. generate (or reuse, cached by size and seed under ``--data-dir``) synthetic oasst forests in the Hub
-   Parquet schema (``chatdata.synth.write_forest``);
+   Parquet schema (``chatdata.synth.writer.write_forest``);
 2. start-up: on ``--startup-messages`` (1,000) messages, the default ``chatdata build`` of the four recipes and
    the informed plain script, ``--startup-repeats`` times each (the medians are the fixed start-up costs);
 3. on ``--ref-messages`` messages: the default ``chatdata build`` exactly as a user types it (the console
@@ -17,7 +17,7 @@ What it does (each configuration in its own process, so wall time and peak RSS a
    ``--out``: the two outputs must be byte-identical); output row counts are compared recipe by recipe.
    chatdata's phases are timed from inside the command by ``bench/clihook/sitecustomize.py`` (the CLI's own
    ``on_phase``/``on_done`` callbacks);
-4. label-mask validation throughput: ``chatdata.chat.validate_masks`` against ``datasets.map`` with one
+4. label-mask validation throughput: ``chatdata.chat.validate.validate_masks`` against ``datasets.map`` with one
    tokenizer call per row, same dialogues, byte-level BPE tokenizer trained here;
 5. scaling: the default ``chatdata build`` and the I/O floor at every size of ``--sizes``.
 

@@ -284,7 +284,7 @@ def _mask_rates(dialogues: list, ref_rows: int, tok: Any, max_length: int, worke
 
 
 def job_masks(p: dict[str, Any]) -> dict[str, Any]:
-    """Dialogues/s of ``chatdata.chat.validate_masks``, of the tokenizer alone and of the naive per-row path,
+    """Dialogues/s of ``chatdata.chat.validate.validate_masks``, of the tokenizer alone and of the naive per-row path,
     on chatdata's oasst_en dialogues and on the published 2-turn example."""
     import datasets
     import polars as pl
