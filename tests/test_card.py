@@ -546,7 +546,7 @@ def test_rejects_are_summarised_without_payloads_and_across_shards(tmp_path: Pat
     rej = pl.concat([pl.read_parquet(p) for p in _reject_paths(folder, _ordered_splits(BuildRecord.parse(build)))])
     for p in (folder / "rejects").glob("*.parquet"):
         p.unlink()
-    paths = write_table(rej, folder / "rejects", "rejects", max_shard_bytes=2_000)
+    paths = write_table(rej, folder / "rejects", "rejects", max_file_bytes=2_000)
     assert len(paths) > 2
     build["outputs"]["rejects"]["rejects"]["files"] = [file_entry(p, folder) for p in paths]
     many = card_context(BuildRecord.parse(build), folder, plots=False)

@@ -46,9 +46,9 @@ def test_payload_bytes_is_additive_over_any_row_split() -> None:
 @pytest.mark.parametrize("max_bytes", [10**9, 4000, 1500])
 def test_streamed_pieces_write_the_same_bytes_as_the_whole(tmp_path: Path, max_bytes: int) -> None:
     frame = _frame(400)
-    whole = write_table(frame, tmp_path / "a", "train", max_shard_bytes=max_bytes)
+    whole = write_table(frame, tmp_path / "a", "train", max_file_bytes=max_bytes)
     table = to_arrow(frame)
-    writer = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, max_shard_bytes=max_bytes)
+    writer = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, max_file_bytes=max_bytes)
     for a, b in ((0, 3), (3, 150), (150, 151), (151, 400)):
         writer.write(table.slice(a, b - a))
     streamed = writer.close()
@@ -62,10 +62,10 @@ def test_streamed_pieces_write_the_same_bytes_as_the_whole(tmp_path: Path, max_b
 
 def test_writer_refuses_more_or_fewer_rows_than_declared(tmp_path: Path) -> None:
     table = to_arrow(_frame(10))
-    w = SplitWriter(tmp_path, "t", table.schema, 5, max_shard_bytes=10**9)
+    w = SplitWriter(tmp_path, "t", table.schema, 5, max_file_bytes=10**9)
     with pytest.raises(ValueError, match="declared with 5 rows"):
         w.write(table)
-    w = SplitWriter(tmp_path, "u", table.schema, 12, max_shard_bytes=10**9)
+    w = SplitWriter(tmp_path, "u", table.schema, 12, max_file_bytes=10**9)
     w.write(table)
     with pytest.raises(ValueError, match="got 10"):
         w.close()
@@ -85,7 +85,7 @@ def test_a_split_of_zero_rows_has_the_schema_and_no_row_group(tmp_path: Path) ->
     schema = to_arrow(_frame(3)).schema
     written = []
     for name in ("a", "b"):
-        writer = SplitWriter(tmp_path / name, "test", schema, 0, max_shard_bytes=10**9)
+        writer = SplitWriter(tmp_path / name, "test", schema, 0, max_file_bytes=10**9)
         writer.write(schema.empty_table())
         written.append(writer.close())
     (path,), (again,) = written
@@ -122,7 +122,7 @@ def test_skewed_rows_keep_row_groups_and_files_within_their_budgets(tmp_path: Pa
     frame = _skewed(400)
     table = to_arrow(frame)
     budget = 20_000
-    whole = SplitWriter(tmp_path / "a", "train", table.schema, table.num_rows, max_shard_bytes=max_bytes,
+    whole = SplitWriter(tmp_path / "a", "train", table.schema, table.num_rows, max_file_bytes=max_bytes,
                         row_group_bytes=budget)  # fmt: skip
     whole.write(table)
     paths = whole.close()
@@ -132,7 +132,7 @@ def test_skewed_rows_keep_row_groups_and_files_within_their_budgets(tmp_path: Pa
         meta = pq.ParquetFile(path).metadata
         file_rows = sum(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
         assert sizes[start : start + file_rows].sum() <= max_bytes + sizes.max()
-        # a row goes to file floor(bytes before it / max_shard_bytes): every file but the last is full
+        # a row goes to file floor(bytes before it / max_file_bytes): every file but the last is full
         assert (sizes[:start].sum()) // max_bytes == i
         for g in range(meta.num_row_groups):
             n = meta.row_group(g).num_rows
@@ -140,7 +140,7 @@ def test_skewed_rows_keep_row_groups_and_files_within_their_budgets(tmp_path: Pa
             start += n
     assert start == table.num_rows
     assert len(paths) == (int(sizes.sum() - sizes[-1]) // max_bytes) + 1  # 1, or 4 for 208,600 bytes
-    streamed = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, max_shard_bytes=max_bytes,
+    streamed = SplitWriter(tmp_path / "b", "train", table.schema, table.num_rows, max_file_bytes=max_bytes,
                            row_group_bytes=budget)  # fmt: skip
     for a, b in ((0, 1), (1, 199), (199, 230), (230, 400)):
         streamed.write(table.slice(a, b - a))
@@ -152,7 +152,7 @@ def test_skewed_rows_keep_row_groups_and_files_within_their_budgets(tmp_path: Pa
 def test_a_row_larger_than_the_row_group_budget_is_a_group_of_its_own(tmp_path: Path) -> None:
     frame = pl.DataFrame({"payload": ["a" * 10, "b" * 5_000, "c" * 10]})
     table = to_arrow(frame)
-    w = SplitWriter(tmp_path, "t", table.schema, 3, max_shard_bytes=10**9, row_group_bytes=100)
+    w = SplitWriter(tmp_path, "t", table.schema, 3, max_file_bytes=10**9, row_group_bytes=100)
     w.write(table)
     (path,) = w.close()
     meta = pq.ParquetFile(path).metadata

@@ -11,10 +11,10 @@ from chatdata.writer import SplitWriter, to_arrow
 
 
 def write_table(
-    frame: pl.DataFrame, folder: Path, split: str, *, max_shard_bytes: int = DEFAULT_SHARD_BYTES
+    frame: pl.DataFrame, folder: Path, split: str, *, max_file_bytes: int = DEFAULT_SHARD_BYTES
 ) -> list[Path]:
-    """``{split}-0000i-of-0000N.parquet`` shards of ``frame`` in ``folder``; their paths."""
+    """``{split}-0000i-of-0000N.parquet`` files of ``frame`` in ``folder``; their paths."""
     table = to_arrow(frame)
-    writer = SplitWriter(folder, split, table.schema, table.num_rows, max_shard_bytes=max_shard_bytes)
+    writer = SplitWriter(folder, split, table.schema, table.num_rows, max_file_bytes=max_file_bytes)
     writer.write(table)
     return writer.close()

@@ -531,7 +531,7 @@ def assemble(
         tables = [("default", name, tmp / "data", stream) for name, stream in splits.items()]
         tables.append((REJECTS_CONFIG, REJECTS_CONFIG, tmp / REJECTS_CONFIG, rejects))
         for config, name, folder, stream in tables:
-            writer = SplitWriter(folder, name, stream.schema, stream.rows, max_shard_bytes=settings.max_shard_bytes)
+            writer = SplitWriter(folder, name, stream.schema, stream.rows, max_file_bytes=settings.max_shard_bytes)
             for chunk in stream.chunks:
                 writer.write(chunk)
                 if config == "default":

@@ -1,8 +1,9 @@
 """Write Parquet deterministically and publish a dataset folder atomically.
 
 Parquet goes through pyarrow with zstd, content-defined chunking and a page index (what datasets >= 4.1 writes, so
-a re-push to the Hub's Xet storage uploads only changed chunks), row groups of at most ~100 MB, and shards no larger
-than ``max_shard_bytes``. The same frame always gives the same bytes.
+a re-push to the Hub's Xet storage uploads only changed chunks), row groups of at most ~100 MB, and files no larger
+than ``max_file_bytes`` (the ``--max-shard-size`` setting: ``datasets`` calls a dataset's Parquet files shards;
+in chatdata a shard is a tree-shard of the engine). The same frame always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class SplitWriter:
     """Write one split as ``{split}-0000i-of-0000N.parquet`` from tables fed in order, in bounded memory.
 
     Rows are cut by their :func:`row_payload_bytes`, so skewed rows (a run of long dialogues) cannot make a row
-    group or a file larger than its budget: a row goes to file ``floor(bytes before it / max_shard_bytes)`` (so no
+    group or a file larger than its budget: a row goes to file ``floor(bytes before it / max_file_bytes)`` (so no
     file passes the budget by more than its last row, and the last file holds the rest); inside a file a row group
     closes before the row that would take it over ``row_group_bytes`` (one oversized row makes a group of its
     own). Every cut depends on the rows alone, so the same rows give the same files and bytes however they are
@@ -141,13 +142,13 @@ class SplitWriter:
         schema: pa.Schema,
         rows: int,
         *,
-        max_shard_bytes: int,
+        max_file_bytes: int,
         row_group_bytes: int = ROW_GROUP_BYTES,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.split, self.schema = folder, split, schema
         self.rows, self.row_group_bytes = rows, row_group_bytes
-        self.file_bytes = max(1, max_shard_bytes)
+        self.file_bytes = max(1, max_file_bytes)
         self.written = 0
         self._offset = 0  # payload bytes of the rows written so far
         self._parts: list[Path] = []
