@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from chatdata.detect import SkippedFile
 from chatdata.schema import empty_rejects
+from chatdata.sources.detect import SkippedFile
 from chatdata.sources.read import BATCH_ROWS, SourceBatch, SourceFile, empty_table, iter_detected, scan
 
 TABLES = ("messages", "dialogues", "pairs")

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from reads import read
 
-from chatdata.detect import detect
 from chatdata.errors import ChatdataError
 from chatdata.sources import formats, registry
+from chatdata.sources.detect import detect
 from chatdata.sources.read import scan
 
 ALPACA = '''"""Alpaca (``instruction``, ``input``, ``output``): the input follows the instruction after a blank line."""

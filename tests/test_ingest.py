@@ -12,10 +12,10 @@ import pytest
 from oasst_builders import m, write_jsonl
 from reads import read
 
-from chatdata.detect import detect
 from chatdata.errors import ChatdataError, InputError
 from chatdata.resources import sample_dir
 from chatdata.schema import HUB_SCHEMA, MESSAGE_SCHEMA
+from chatdata.sources.detect import detect
 from chatdata.sources.read import scan, split_from_name
 from chatdata.synth.sample import BAD_JSONL_NAME
 

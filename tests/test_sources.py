@@ -16,11 +16,11 @@ from oasst_builders import m, write_jsonl
 from polars.testing import assert_frame_equal
 from reads import batches, read
 
-from chatdata.detect import detect
 from chatdata.errors import ChatdataError, InputError
 from chatdata.filters.specs import build_filters, load_specs
 from chatdata.pairs import build_pairs
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
+from chatdata.sources.detect import detect
 from chatdata.sources.read import scan
 from chatdata.sources.tables import DIALOGUE_SCHEMA, PAIR_SCHEMA
 from chatdata.structure import validate_structure

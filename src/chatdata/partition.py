@@ -25,9 +25,9 @@ import polars as pl
 import pyarrow as pa
 
 from chatdata import artifacts
-from chatdata.detect import SkippedFile
 from chatdata.ledger import StageRecord
 from chatdata.schema import MESSAGE_SCHEMA, REJECT_SCHEMA
+from chatdata.sources.detect import SkippedFile
 from chatdata.sources.read import SourceFile, iter_detected, scan
 from chatdata.trees import reason_counts
 from chatdata.workspace import PARTITION, PARTITION_REJECTS, Store, partition_meta, shard_file

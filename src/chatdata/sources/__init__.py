@@ -1,7 +1,7 @@
 """Readers that map public chat datasets onto chatdata's canonical tables.
 
 Each format is one module of :mod:`chatdata.sources.formats` (its family, table, signature and reader), listed by
-:mod:`chatdata.sources.registry`; :mod:`chatdata.detect` tells a file's format by its columns or keys (the file
+:mod:`chatdata.sources.registry`; :mod:`chatdata.sources.detect` tells a file's format by its columns or keys (the file
 name only a hint), :mod:`chatdata.sources.read` finds a source's files and reads each in batches.
 
 Output contract (what the engine consumes), by the table a format fills:

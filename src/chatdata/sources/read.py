@@ -10,9 +10,9 @@ from pathlib import Path
 
 import polars as pl
 
-from chatdata.detect import SkippedFile, examine, hidden
 from chatdata.errors import ChatdataError, InputError
 from chatdata.schema import empty_messages, empty_rejects
+from chatdata.sources.detect import SkippedFile, examine, hidden
 from chatdata.sources.registry import FORMATS, check_format, check_kind, of_kind
 from chatdata.sources.tables import TABLE_SCHEMAS
 from chatdata.workspace import sha256_file

@@ -2,7 +2,7 @@
 :mod:`chatdata.sources.registry` finds it; nothing else names a format.
 
 A format says which family it belongs to (a recipe source's ``format``: ``oasst``, ``dolly``, ``chat``,
-``prefs``), the table its records become, how a file of it is recognised (:mod:`chatdata.detect`) and how it is
+``prefs``), the table its records become, how a file of it is recognised (:mod:`chatdata.sources.detect`) and how it is
 read. Every record read is a row of that table or a reject (the contract: :mod:`chatdata.sources`).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-#: file layouts (:func:`chatdata.detect.layout_of`)
+#: file layouts (:func:`chatdata.sources.detect.layout_of`)
 PARQUET, JSONL, JSON_ARRAY = "parquet", "jsonl", "json_array"
 ANY_LAYOUT = frozenset({PARQUET, JSONL, JSON_ARRAY})
 
