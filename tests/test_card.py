@@ -445,7 +445,7 @@ def test_features_match_datasets_for_usual_types() -> None:
 @pytest.mark.parametrize("kind", ["guanaco", "uncensored", "prefs"])
 def test_card_sections_follow_the_data(tmp_path: Path, kind: str) -> None:
     folder, build = make_folder(tmp_path, kind)
-    text = render_card(build, folder, repo_id="org/name")
+    text = render_card(BuildRecord.parse(build), folder, repo_id="org/name")
     meta = front_matter(text)
     check_metadata_matches_files(folder, meta)
     assert meta["license"] == "apache-2.0"
@@ -476,21 +476,21 @@ def test_card_sections_follow_the_data(tmp_path: Path, kind: str) -> None:
 
 def test_card_is_byte_identical_and_independent_of_dict_order(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path / "a", "uncensored")
-    first = render_card(build, folder)
+    first = render_card(BuildRecord.parse(build), folder)
     pngs = {p: (folder / p).read_bytes() for p in PLOT_FILES if (folder / p).exists()}
     assert set(pngs) == {"funnel.png", "lengths.png", "languages.png"}
     assert all(b.startswith(b"\x89PNG") and b"Software" not in b and b"matplotlib" not in b for b in pngs.values())
     # the same build read back from build.json (keys sorted), rendered in a fresh copy of the folder
     other = tmp_path / "b" / folder.name
     shutil.copytree(folder, other, ignore=shutil.ignore_patterns("*.png"))
-    again = render_card(json.loads((other / "build.json").read_text()), other)
+    again = render_card(BuildRecord.read(other), other)
     assert again == first
     assert {p: (other / p).read_bytes() for p in pngs} == pngs
 
 
 def test_hostile_strings_cannot_break_yaml_or_inject(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path, "uncensored", hostile=True)
-    text = render_card(build, folder)
+    text = render_card(BuildRecord.parse(build), folder)
     meta = front_matter(text)
     check_metadata_matches_files(folder, meta)
     assert meta["license"] == "apache-2.0"
@@ -529,11 +529,11 @@ def test_hostile_strings_cannot_break_yaml_or_inject(tmp_path: Path) -> None:
 def test_stale_plots_are_removed_and_plots_can_be_skipped(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path, "prefs")
     (folder / "languages.png").write_bytes(b"old")
-    render_card(build, folder)
+    render_card(BuildRecord.parse(build), folder)
     assert not (folder / "languages.png").exists() and (folder / "margins.png").is_file()
     for p in folder.glob("*.png"):
         p.unlink()
-    text = render_card(build, folder, plots=False)
+    text = render_card(BuildRecord.parse(build), folder, plots=False)
     assert not list(folder.glob("*.png")) and ".png)" not in text
 
 
@@ -573,16 +573,16 @@ def test_files_outside_the_folder_or_missing_are_refused(tmp_path: Path) -> None
     bad = json.loads(json.dumps(build))
     bad["outputs"]["default"]["train_sft"]["files"][0]["path"] = "../../etc/passwd"
     with pytest.raises(ChatdataError, match="outside the folder"):
-        render_card(bad, folder, plots=False)
+        render_card(BuildRecord.parse(bad), folder, plots=False)
     (folder / "data" / "test_sft-00000-of-00001.parquet").unlink()
     with pytest.raises(ChatdataError, match="missing"):
-        render_card(build, folder, plots=False)
+        render_card(BuildRecord.parse(build), folder, plots=False)
 
 
 def test_card_for_unknown_recipe_uses_the_base_template(tmp_path: Path) -> None:
     folder, build = make_folder(tmp_path, "sft")
     build["recipe"]["name"] = "my_recipe"
-    text = render_card(build, folder)
+    text = render_card(BuildRecord.parse(build), folder)
     assert text.startswith("---\n") and "# chatdata my\\_recipe" in text
     assert "## What it rebuilds and how it differs" in text
 
@@ -603,7 +603,7 @@ def test_real_build_card_loads_with_datasets(tmp_path: Path, real_trees: Path) -
     assert real_trees.name.replace("_", "\\_") in text  # the file itself is in the fingerprint
     check_loads(folder, meta, tmp_path / "hf")
     build = json.loads((folder / "build.json").read_text())
-    assert render_card(build, folder) == text
+    assert render_card(BuildRecord.parse(build), folder) == text
 
 
 def test_source_datasets_name_hub_datasets_and_known_copies_only() -> None:
@@ -638,5 +638,5 @@ def test_a_build_card_from_stats_collected_while_writing_equals_one_read_back(tm
         pngs = {p: (folder / p).read_bytes() for p in PLOT_FILES if (folder / p).exists()}
         assert pngs, name
         build = json.loads((folder / "build.json").read_text())
-        assert render_card(build, folder) == written, name
+        assert render_card(BuildRecord.parse(build), folder) == written, name
         assert {p: (folder / p).read_bytes() for p in pngs} == pngs, name

@@ -94,18 +94,18 @@ def _files(folder: Path, config: str) -> dict[str, list[Path]]:
     return out
 
 
-def read_version(folder: Path, label: str, ledger: list[dict[str, Any]] | None = None) -> Version:
+def read_version(folder: Path, label: str, stages: list[str] | None = None) -> Version:
     """The identity, split and content hash of every row of ``folder`` (a recipe's output folder), and its
-    rejects' identities and ``stage:reason`` in pipeline order (the stages of ``ledger``, by default its
-    ``build.json``'s)."""
-    if ledger is None:
+    rejects' identities and ``stage:reason`` in pipeline order (``stages``, by default its build record's
+    ledger's)."""
+    if stages is None:
         from chatdata.record import BuildRecord, RecordError
 
         try:
-            ledger = [r.model_dump() for r in BuildRecord.read(folder).ledger]
+            stages = [r.stage for r in BuildRecord.read(folder).ledger]
         except RecordError as exc:
             raise DiffError(f"{label} {exc}") from None
-    stages = list(dict.fromkeys(str(r["stage"]) for r in ledger))
+    stages = list(dict.fromkeys(stages))
     frames = []
     for split, paths in _files(folder, "data").items():
         lazy = pl.scan_parquet(paths)

@@ -12,8 +12,6 @@ from chatdata.errors import ChatdataError
 EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "transformers"),
     "prefect_dask": ("dask", "prefect-dask"),
-    "distributed": ("dask", "distributed"),
-    "dask": ("dask", "dask"),
 }
 
 

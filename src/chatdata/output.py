@@ -486,7 +486,9 @@ def _changes_since(target: Path, written: Path, owned: Callable[[Path], bool], l
         return None
     from chatdata.diff import diff_versions, read_version
 
-    changes = diff_versions(read_version(target, "previous"), read_version(written, "new", ledger.to_list()))
+    changes = diff_versions(
+        read_version(target, "previous"), read_version(written, "new", [r.stage for r in ledger.records])
+    )
     moved = any(changes[c] for c in ("added", "removed", "changed", "moved")) or changes["rejects"]
     return changes if moved else None  # the same rows again: a rewrite is not a new version
 

@@ -170,14 +170,6 @@ class BuildRecord(_Model):
         order = [n for n in self.recipe.get("source_order") or [] if n in self.sources]
         return {n: self.sources[n] for n in order + [n for n in self.sources if n not in order]}
 
-    def rows(self, config: str = "default") -> int:
-        """The rows of one output config, every split."""
-        return sum(s.rows for s in self.outputs.get(config, {}).values())
-
-    def output_paths(self) -> list[str]:
-        """Every output file, relative to the folder."""
-        return [f.path for splits in self.outputs.values() for s in splits.values() for f in s.files]
-
     def to_json(self) -> bytes:
         """The file's bytes: sorted keys, two-space indent, the absent optional records left out."""
         import orjson

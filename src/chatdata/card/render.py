@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +264,7 @@ def _columns(folder: Path, default: list[SplitFiles]) -> list[str]:
 
 
 def render_card(
-    record: BuildRecord | Mapping[str, Any],
+    record: BuildRecord,
     folder: Path,
     *,
     repo_id: str | None = None,
@@ -277,8 +276,6 @@ def render_card(
     ``repo_id`` (``org/name``) is used in the usage snippets; without it they say ``YOUR_ORG/<recipe>``. ``rows``
     are the data's stats rows when the caller collected them while writing (see :func:`table_stats`).
     """
-    if not isinstance(record, BuildRecord):
-        record = BuildRecord.parse(dict(record))
     ctx = card_context(record, Path(folder), repo_id=repo_id, plots=plots, rows=rows)
     env = _environment()
     text = env.get_template(_template_name(env, ctx["name"])).render(**ctx)
